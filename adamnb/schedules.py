@@ -1,0 +1,151 @@
+"""Learning-rate schedules, accepted wherever ``lr`` is.
+
+A schedule maps the 1-based step number ``t`` to the learning rate of that step. Any callable
+``lr(t)`` is a schedule; the classes here cover the common ones and print readably. Values are
+checked at every step: a schedule that returns a negative, NaN or infinite rate raises ValueError
+naming the step.
+
+======================  ===================================================================
+``Constant(lr)``        :math:`\\eta_t = \\eta`
+``InverseSqrt(alpha)``  :math:`\\eta_t = \\alpha / \\sqrt{t}` (Kingma & Ba 2014, section 6.1)
+``Exponential(lr, g)``  :math:`\\eta_t = \\eta\\, \\gamma^{t-1}`
+``Step(lr, k, g)``      :math:`\\eta_t = \\eta\\, \\gamma^{\\lfloor (t-1)/k \\rfloor}`
+``Cosine(lr, T, m)``    :math:`\\eta_t = m + (\\eta - m)(1 + \\cos(\\pi \\min(t-1, T)/T))/2`
+``Warmup(base, w)``     :math:`\\eta_t = \\mathrm{base}(t)\\, \\min(1, t/w)` (linear warm-up)
+======================  ===================================================================
+"""
+
+import math
+
+__all__ = ["Constant", "InverseSqrt", "Exponential", "Step", "Cosine", "Warmup", "as_schedule"]
+
+
+def _positive(name, value, allow_zero=True):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid {name}: {value!r}; expected a real number") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number {bound}")
+    return value
+
+
+def _count(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
+        raise ValueError(f"Invalid {name}: {value!r}; expected a positive integer")
+    if int(value) < 1:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a positive integer")
+    return int(value)
+
+
+class Schedule:
+    """Base of the built-in schedules: ``schedule(t)`` is the learning rate of step t >= 1."""
+
+    def __call__(self, t):
+        raise NotImplementedError
+
+    def __repr__(self):
+        fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and vars(self) == vars(other)
+
+
+class Constant(Schedule):
+    """The same rate at every step."""
+
+    def __init__(self, lr):
+        self.lr = _positive("lr", lr)
+
+    def __call__(self, t):
+        return self.lr
+
+
+class InverseSqrt(Schedule):
+    """alpha / sqrt(t), the decay of Kingma & Ba's logistic-regression experiment."""
+
+    def __init__(self, alpha):
+        self.alpha = _positive("alpha", alpha)
+
+    def __call__(self, t):
+        return self.alpha / math.sqrt(t)
+
+
+class Exponential(Schedule):
+    """lr * gamma ** (t - 1), as torch's ExponentialLR stepped once per update."""
+
+    def __init__(self, lr, gamma):
+        self.lr = _positive("lr", lr)
+        self.gamma = _positive("gamma", gamma)
+
+    def __call__(self, t):
+        return self.lr * self.gamma ** (t - 1)
+
+
+class Step(Schedule):
+    """lr * gamma ** floor((t - 1) / step_size), as torch's StepLR stepped once per update."""
+
+    def __init__(self, lr, step_size, gamma=0.1):
+        self.lr = _positive("lr", lr)
+        self.step_size = _count("step_size", step_size)
+        self.gamma = _positive("gamma", gamma)
+
+    def __call__(self, t):
+        return self.lr * self.gamma ** ((t - 1) // self.step_size)
+
+
+class Cosine(Schedule):
+    """Cosine annealing from lr down to min_lr over total_steps, then constant at min_lr."""
+
+    def __init__(self, lr, total_steps, min_lr=0.0):
+        self.lr = _positive("lr", lr)
+        self.total_steps = _count("total_steps", total_steps)
+        self.min_lr = _positive("min_lr", min_lr)
+
+    def __call__(self, t):
+        progress = min(t - 1, self.total_steps) / self.total_steps
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+class Warmup(Schedule):
+    """Linear warm-up: base(t) * min(1, t / warmup_steps); base is a rate or a schedule."""
+
+    def __init__(self, base, warmup_steps):
+        self.base = base if callable(base) else Constant(base)
+        self.warmup_steps = _count("warmup_steps", warmup_steps)
+
+    def __call__(self, t):
+        return self.base(t) * min(1.0, t / self.warmup_steps)
+
+
+class _Checked:
+    """A user's callable schedule whose values are checked at every step."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, t):
+        value = self.function(t)
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"lr schedule returned {value!r} at step {t}; expected a real number") \
+                from None
+        if not math.isfinite(rate) or rate < 0:
+            raise ValueError(f"lr schedule returned {value!r} at step {t}; expected a finite "
+                             "number >= 0")
+        return rate
+
+    def __repr__(self):
+        return repr(self.function)
+
+
+def as_schedule(lr):
+    """A schedule from a learning rate: a number becomes Constant, a callable is checked per step."""
+    if isinstance(lr, Schedule) and not isinstance(lr, Warmup) or isinstance(lr, _Checked):
+        return lr
+    if callable(lr):
+        return _Checked(lr)
+    return Constant(lr)
