@@ -67,8 +67,13 @@ def _as_bounds(bounds, n, dtype):
     if bounds is None:
         return None
     if isinstance(bounds, Bounds):
-        lower = np.broadcast_to(np.asarray(bounds.lb, dtype=float), (n,))
-        upper = np.broadcast_to(np.asarray(bounds.ub, dtype=float), (n,))
+        try:
+            lower = np.broadcast_to(np.asarray(bounds.lb, dtype=float), (n,))
+            upper = np.broadcast_to(np.asarray(bounds.ub, dtype=float), (n,))
+        except ValueError:
+            raise ValueError(f"bounds must have length {n}, like x0 (or be scalars); got lb of "
+                             f"shape {np.shape(bounds.lb)} and ub of shape "
+                             f"{np.shape(bounds.ub)}") from None
     else:
         try:
             pairs = list(bounds)
@@ -414,6 +419,14 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     if tol is not None:
         options.setdefault("gtol", tol)
     if callable(method):
+        # As scipy does before calling a custom method: an array x0, integers as floats.
+        x0 = np.atleast_1d(np.asarray(x0))
+        if x0.ndim != 1:
+            raise ValueError(f"'x0' must only have one dimension, got shape {x0.shape}")
+        if x0.dtype.kind in "biu":
+            x0 = x0.astype(float)
+        if not isinstance(args, (tuple, collections.abc.Iterator)):
+            args = (args,)
         return method(fun, x0, args=args, jac=jac, hess=hess, hessp=hessp, bounds=bounds,
                       constraints=constraints, callback=callback, **options)
     if not isinstance(method, str):

@@ -24,10 +24,10 @@ PARALLEL_THRESHOLD = 1 << 16
 _cpu_kernels = {}
 
 
-def _build_cpu_kernel(element, parallel):
+def _build_cpu_kernel(element, parallel, cache=True):
     loop = numba.prange if parallel else range
 
-    @jit(parallel=parallel)
+    @jit(parallel=parallel, cache=cache)
     def kernel(x, g, state, c):
         for i in loop(x.size):
             x[i] = element(x[i], g[i], state, i, c)

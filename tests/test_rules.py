@@ -1,0 +1,255 @@
+"""The compiled update rules against the independent NumPy reference (tests/reference.py).
+
+A table of (method, options) crossed with dtypes, as in optax's tests: each case runs many steps
+of the stateful optimizer and of the slow reference on the same gradient stream and compares every
+iterate.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import adamnb
+from adamnb import kernels, rules, schedules
+from tests.reference import DEFAULTS, reference_run
+
+STEPS = 80
+N = 37
+
+CASES = [
+    ("sgd", {}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.1}),
+    ("sgd", {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.05}),
+    ("adagrad", {}),
+    ("adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1,
+                 "weight_decay": 0.1}),
+    ("rmsprop", {"lr": 1e-3}),
+    ("rmsprop", {"lr": 1e-3, "centered": True}),
+    ("rmsprop", {"lr": 1e-3, "momentum": 0.9}),
+    ("rmsprop", {"lr": 1e-3, "centered": True, "momentum": 0.5, "weight_decay": 0.1,
+                 "alpha": 0.9}),
+    ("adadelta", {}),
+    ("adadelta", {"lr": 0.5, "rho": 0.5, "weight_decay": 0.1, "eps": 1e-4}),
+    ("adam", {}),
+    ("adam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "weight_decay": 0.1}),
+    ("adam", {"lr": 0.01, "amsgrad": True}),
+    ("amsgrad", {"lr": 0.01, "weight_decay": 0.05}),
+    ("adamw", {}),
+    ("adamw", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.3}),
+    ("adamax", {}),
+    ("adamax", {"lr": 0.01, "weight_decay": 0.1, "beta2": 0.99}),
+    ("nadam", {}),
+    ("nadam", {"lr": 0.01, "momentum_decay": 0.01, "weight_decay": 0.1}),
+    ("radam", {}),
+    ("radam", {"lr": 0.01, "beta2": 0.99, "weight_decay": 0.1}),
+]
+CASE_IDS = [f"{m}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for m, o in CASES]
+
+
+def make_gradient(n=N, seed=0):
+    """A deterministic gradient stream: an ill-conditioned quadratic plus step-dependent noise."""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(n, n))
+    a = q @ q.T / n + np.diag(np.linspace(0.1, 3.0, n))
+    noise = rng.normal(scale=0.3, size=(STEPS + 5, n))
+
+    def grad(x, t):
+        return (a.astype(x.dtype) @ x + noise[t].astype(x.dtype)).astype(x.dtype)
+
+    return grad
+
+
+def optimizer_for(method, **options):
+    if method == "amsgrad":
+        return adamnb.Adam(amsgrad=True, **options)
+    return adamnb.optimizers.OPTIMIZERS[method](**options)
+
+
+def run_optimizer(opt, x0, grad, steps=STEPS):
+    x = x0.copy()
+    iterates = []
+    for t in range(1, steps + 1):
+        opt.step(x, grad(x, t))
+        iterates.append(x.copy())
+    return iterates
+
+
+@pytest.mark.parametrize("method, options", CASES, ids=CASE_IDS)
+def test_float64_matches_documented_formula(method, options):
+    x0 = np.random.default_rng(1).normal(size=N)
+    grad = make_gradient()
+    ours = run_optimizer(optimizer_for(method, **options), x0, grad)
+    expected = reference_run(method, x0, grad, steps=STEPS, **options)
+    for t, (a, b) in enumerate(zip(ours, expected), start=1):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13, err_msg=f"step {t}")
+    assert np.abs(ours[-1] - x0).max() > 1e-3  # the run really moved
+
+
+@pytest.mark.parametrize("method, options", CASES, ids=CASE_IDS)
+def test_float32_matches_reference_and_stays_float32(method, options):
+    x0 = np.random.default_rng(2).normal(size=N).astype(np.float32)
+    grad = make_gradient()
+    opt = optimizer_for(method, **options)
+    ours = run_optimizer(opt, x0, grad)
+    expected = reference_run(method, x0, grad, steps=STEPS, **options)
+    assert ours[-1].dtype == np.float32 and opt.state is None or opt.state.dtype == np.float32
+    scale = np.abs(np.array(expected)).max()
+    for t, (a, b) in enumerate(zip(ours, expected), start=1):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5 * scale, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("method", ["adam", "adagrad", "sgd", "nadam", "radam"])
+def test_schedule_matches_reference(method):
+    schedule = schedules.Warmup(schedules.InverseSqrt(0.05), 10)
+    options = {"momentum": 0.9} if method == "sgd" else {}
+    x0 = np.random.default_rng(3).normal(size=N)
+    grad = make_gradient()
+    ours = run_optimizer(optimizer_for(method, lr=schedule, **options), x0, grad)
+    expected = reference_run(method, x0, grad, steps=STEPS, lr_schedule=schedule, **options)
+    np.testing.assert_allclose(ours, expected, rtol=1e-11, atol=1e-13)
+
+
+def test_defaults_are_torchs():
+    for method, defaults in DEFAULTS.items():
+        assert rules.get_rule(method).defaults == defaults, method
+
+
+@pytest.mark.parametrize("method, options", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_and_parallel_kernels_give_identical_bits(method, options, dtype):
+    n = 100_003  # odd, so the threads' chunks and the vector remainders fall differently
+    rng = np.random.default_rng(4)
+    x0 = rng.normal(size=n).astype(dtype)
+    serial, parallel = optimizer_for(method, parallel=False, **options), \
+        optimizer_for(method, parallel=True, **options)
+    xs, xp = x0.copy(), x0.copy()
+    for _ in range(5):
+        g = (rng.normal(size=n) + 0.5 * xs).astype(dtype)
+        serial.step(xs, g)
+        parallel.step(xp, g)
+    assert xs.tobytes() == xp.tobytes()
+    if serial.state is not None:
+        assert serial.state.tobytes() == parallel.state.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_recompilation_after_first_step(dtype):
+    for method, options in CASES:
+        opt = optimizer_for(method, **options)
+        x = np.ones(8, dtype)
+        opt.step(x, x.copy())
+        kernel = kernels.cpu_kernel(opt.rule, False)
+        before = len(kernel.signatures)
+        for t in range(30):
+            opt.step(x, np.full(8, 0.1 * t, dtype))
+        assert len(kernel.signatures) == before, (method, options)
+
+
+def compiled_bodies(ir):
+    """The LLVM IR of the compiled functions, without the CPython wrappers that unbox arguments
+    (those convert Python floats to float32 through double, which is not kernel work)."""
+    functions = ir.split("\ndefine ")
+    return "\n".join(f for f in functions[1:]
+                     if not f.split("@", 1)[1].startswith(("_ZN7cpython", "cpython.", "cfunc.")))
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_float32_kernels_do_no_float64_arithmetic(parallel):
+    """Every float32 kernel's LLVM IR is free of double-precision arithmetic and conversions."""
+    for rule in {rule.element: rule for rule in rules.RULES.values()}.values():
+        options = rule.validate({})
+        x = np.ones(4, np.float32)
+        state = np.zeros((len(rule.slots), 4), np.float32)
+        coefficients, _ = rule.step_coefficients(options, 1, 1e-3, dict(rule.scalar_state))
+        # A fresh, uncached build: numba cannot show the IR of code loaded from its cache.
+        kernel = kernels._build_cpu_kernel(rule.element, parallel, cache=False)
+        kernel(x, x.copy(), state, kernels.cast_coefficients(coefficients, np.float32))
+        signature = [s for s in kernel.signatures if s[0].dtype.name == "float32"][0]
+        ir = kernel.inspect_llvm(signature)
+        ir = compiled_bodies("\n".join(ir.values()) if isinstance(ir, dict) else ir)
+        for instruction in (" fpext ", " fptrunc ", "fadd double", "fmul double", "fdiv double",
+                            "@llvm.sqrt.f64"):
+            assert instruction not in ir, (rule.name, instruction)
+        assert "fmul float" in ir or "fmul <" in ir, rule.name  # the float32 work is really there
+
+
+@pytest.mark.parametrize("method, options", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_checkpoint_resume_is_bit_identical(method, options, dtype):
+    x0 = np.random.default_rng(5).normal(size=N).astype(dtype)
+    grad = make_gradient()
+    uninterrupted = run_optimizer(optimizer_for(method, **options), x0, grad, steps=40)[-1]
+
+    opt = optimizer_for(method, **options)
+    x = x0.copy()
+    for t in range(1, 21):
+        opt.step(x, grad(x, t))
+    checkpoint = pickle.loads(pickle.dumps(opt.state_dict()))
+    saved_x = x.copy()
+    del opt
+
+    resumed = optimizer_for(method, **options)
+    resumed.load_state_dict(checkpoint)
+    x = saved_x
+    for t in range(21, 41):
+        resumed.step(x, grad(x, t))
+    assert x.tobytes() == uninterrupted.tobytes()
+
+
+def test_state_dict_is_a_copy_and_names_torchs_slots():
+    opt = adamnb.Adam(amsgrad=True)
+    x = np.ones(3)
+    opt.step(x, np.ones(3))
+    snapshot = opt.state_dict()
+    assert set(snapshot["state"]) == {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+    assert snapshot["step"] == 1
+    snapshot["state"]["exp_avg"][:] = 99.0
+    assert opt.state[0, 0] != 99.0
+
+
+def test_load_state_dict_rejects_a_foreign_or_broken_checkpoint():
+    adam = adamnb.Adam()
+    adam.step(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="method 'adam', not 'sgd'"):
+        adamnb.SGD().load_state_dict(adam.state_dict())
+    broken = adam.state_dict()
+    del broken["state"]["exp_avg_sq"]
+    with pytest.raises(ValueError, match="expected"):
+        adamnb.Adam().load_state_dict(broken)
+
+
+def test_state_is_created_on_first_step_typed_like_x():
+    opt = adamnb.RMSprop(momentum=0.9, centered=True)
+    assert opt.state is None
+    x = np.ones(5, np.float32)
+    opt.step(x, np.ones(5, np.float32))
+    assert opt.state.shape == (3, 5) and opt.state.dtype == np.float32
+    plain = adamnb.Adam()
+    plain.step(np.ones(5), np.ones(5))
+    assert plain.state.shape == (2, 5)  # no max_exp_avg_sq without amsgrad
+    sgd = adamnb.SGD(lr=0.1)
+    sgd.step(np.ones(5), np.ones(5))
+    assert sgd.state.shape == (0, 5)  # plain SGD keeps no state
+
+
+def test_kernel_runs_inside_a_users_njit_function():
+    """The element math is ordinary numba code: a user's own @njit loop can call it."""
+    import numba
+
+    element = rules.ADAM.element
+
+    @numba.njit
+    def user_loop(x, g, state, c):
+        for i in range(x.size):
+            x[i] = element(x[i], g[i], state, i, c)
+
+    options = rules.ADAM.validate({"lr": 0.1})
+    coefficients, _ = rules.ADAM.step_coefficients(options, 1, 0.1, {})
+    x, xk = np.array([1.0, -1.0]), np.array([1.0, -1.0])
+    c = kernels.cast_coefficients(coefficients, np.float64)
+    user_loop(x, np.array([0.5, 0.5]), np.zeros((2, 2)), c)
+    adamnb.Adam(lr=0.1).step(xk, np.array([0.5, 0.5]))
+    assert x.tobytes() == xk.tobytes()
