@@ -9,13 +9,14 @@ accepts as a custom method.
 
 import collections.abc
 import inspect
+import math
 import warnings
 
 import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
-from adamnb import kernels, rules
-from adamnb.schedules import as_schedule
+from adamnb import _loops, kernels, rules
+from adamnb.schedules import as_schedule, schedule_values
 
 __all__ = ["minimize", "show_options", "METHODS"]
 
@@ -137,6 +138,8 @@ class _Objective:
                              f"got {jac!r}")
 
     def _scalar(self, value):
+        if type(value) is float:  # the common case, checked first for a lean per-step path
+            return value
         f = np.asarray(value)
         if f.size != 1 or f.ndim > 1:
             raise ValueError("The user-provided objective function must return a scalar value, "
@@ -146,6 +149,9 @@ class _Objective:
         return float(f.reshape(()))
 
     def _gradient(self, value):
+        if type(value) is np.ndarray and value.dtype is self.dtype and value.shape == self.shape \
+                and value.flags.c_contiguous:
+            return value
         g = np.asarray(value, dtype=self.dtype)
         if g.shape != self.shape:
             raise ValueError(f"The gradient has shape {g.shape} but x has shape {self.shape}; "
@@ -240,6 +246,116 @@ def _check_driver_options(driver):
         raise ValueError(f"Invalid eps: {driver['eps']!r}; expected a number > 0")
 
 
+class _Run:
+    """The per-step scalars of one run, computed a block of steps at a time."""
+
+    BLOCK = 512
+
+    def __init__(self, rule, options, schedule, maxiter, dtype):
+        self.rule, self.options, self.schedule, self.maxiter = rule, options, schedule, maxiter
+        self.dtype = dtype
+        self.scalars = dict(rule.scalar_state)
+        self.first = 1  # step number of the table's first row
+
+    def table(self, t, block=BLOCK):
+        """The coefficient rows of steps t, t+1, ... (at most ``block``, never past maxiter)."""
+        steps = np.arange(t, min(t + block, self.maxiter + 1), dtype=np.int64)
+        table, self.scalars = self.rule.coefficient_table(
+            self.options, steps, schedule_values(self.schedule, steps), self.scalars)
+        self.first = t
+        return table.astype(self.dtype)
+
+
+def _python_path(run, objective, step_args, next_batch, x, f, g, state, lower, upper, gtol,
+                 record, allvecs, fun_history, notify, parallel):
+    """One Python iteration per step around a fused compiled step (or, for long vectors, the
+    threaded kernel); returns (status, nit, f, g)."""
+    rule = run.rule
+    threaded = kernels.use_parallel(parallel, x.size) and x.size >= kernels.PARALLEL_THRESHOLD
+    fused = _loops.fused_step(rule)
+    kernel = kernels.cpu_kernel(rule, True) if threaded else None
+    bounded = lower.size > 0
+    previous = np.empty_like(x)
+    f_previous, g_previous = f, g
+    table = None
+    nit = 0
+    while True:
+        t = nit + 1
+        if t > run.maxiter:
+            norm = np.abs(g).max()
+            if not math.isfinite(norm):
+                x[:] = previous
+                return 3, nit, f_previous, g_previous
+            return (0 if gtol > 0 and norm <= gtol else 1), nit, f, g
+        if table is None or t - run.first >= table.shape[0]:
+            table = run.table(t)
+        row = t - run.first
+        if threaded:
+            norm = np.abs(g).max()
+            outcome = (_loops.NOT_FINITE if not math.isfinite(norm) else
+                       _loops.CONVERGED if gtol > 0 and norm <= gtol else _loops.STEPPED)
+            if outcome == _loops.STEPPED:
+                np.copyto(previous, x)
+                kernel(x, g, state, kernels.cast_coefficients(table[row], x.dtype))
+                if bounded:
+                    np.clip(x, lower, upper, out=x)
+        else:
+            outcome = fused(x, g, state, table, row, previous, lower, upper, gtol)
+        if outcome == _loops.CONVERGED:
+            return 0, nit, f, g
+        if outcome == _loops.NOT_FINITE:  # the gradient of the last step was not finite
+            x[:] = previous
+            return 3, nit, f_previous, g_previous
+        f_previous, g_previous = f, g
+        nit = t
+        if next_batch is not None:
+            step_args = next_batch()
+        f, g = objective(x, step_args)
+        if not math.isfinite(f):
+            x[:] = previous
+            return 3, nit, f_previous, g_previous
+        if record:
+            allvecs.append(x.copy())
+            fun_history.append(f)
+        if notify is not None:
+            try:
+                notify(x, f)
+            except StopIteration:
+                return 99, nit, f, g
+
+
+def _compiled_path(run, fun, jac, args, x, f, g, state, lower, upper, gtol, record, allvecs,
+                   fun_history, objective):
+    """Whole blocks of steps in one compiled loop; returns (status, nit, f, g)."""
+    loop = _loops.compiled_loop(run.rule, combined=jac is True)
+    counts = np.array([0, objective.nfev, objective.njev], dtype=np.int64)
+    previous = np.empty_like(x)
+    g = np.array(g, dtype=x.dtype)
+    args = tuple(args)
+    status = None
+    while status is None:
+        t = int(counts[0]) + 1
+        if t > run.maxiter:
+            status = 0 if gtol > 0 and np.abs(g).max() <= gtol else 1
+            break
+        table = run.table(t, block=4096)
+        rows = table.shape[0]
+        history = np.empty(rows if record else 0)
+        vectors = np.empty((rows if record else 0, x.size), dtype=x.dtype)
+        outcome, f = loop(fun, jac if jac is not True else fun, args, x, f, g, state, table,
+                          previous, lower, upper, gtol, history, vectors, counts)
+        if record:
+            done = int(counts[0]) - (t - 1) - (outcome == _loops.NOT_FINITE)
+            allvecs.extend(vectors[:done].copy())
+            fun_history.extend(history[:done].tolist())
+        if outcome == _loops.CONVERGED:
+            status = 0
+        elif outcome == _loops.NOT_FINITE:
+            status = 3
+    objective.nfev, objective.njev = int(counts[1]), int(counts[2])
+    return status, int(counts[0]), f, g
+
+
 def _minimize_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
                    constraints=(), callback=None, **options):
     """Run ``rule`` on ``fun`` from ``x0``: the body of every method callable."""
@@ -268,14 +384,14 @@ def _minimize_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, boun
         np.clip(x, *bound_arrays, out=x)
     objective = _Objective(fun, jac, x, bound_arrays, driver["eps"])
     notify = _wrap_callback(callback)
-    kernel = kernels.cpu_kernel(rule, kernels.use_parallel(driver["parallel"], x.size))
     state = np.zeros((rule.rows(hp), x.size), dtype=x.dtype)
     if rule.initial_state is not None:
         for row, slot in enumerate(rule.slots[:state.shape[0]]):
             state[row] = rule.initial_state(hp, slot)
-    scalars = dict(rule.scalar_state)
-    maxiter, gtol = int(driver["maxiter"]), float(driver["gtol"])
+    run = _Run(rule, hp, schedule, int(driver["maxiter"]), x.dtype)
+    gtol = float(driver["gtol"])
     record = bool(driver["return_all"])
+    lower, upper = bound_arrays if bound_arrays is not None else (x[:0], x[:0])
 
     def batch():
         try:
@@ -287,39 +403,16 @@ def _minimize_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, boun
     step_args = batch() if stochastic else args
     f, g = objective(x, step_args)
     allvecs, fun_history = [x.copy()], [f]
-    previous = np.empty_like(x)
-    nit = 0
-    status = 3 if not (np.isfinite(f) and np.isfinite(g).all()) else None
-    while status is None:
-        if gtol > 0 and np.abs(g).max() <= gtol:
-            status = 0
-            break
-        if nit >= maxiter:
-            status = 1
-            break
-        t = nit + 1
-        coefficients, scalars = rule.step_coefficients(hp, t, schedule(t), scalars)
-        previous[:] = x
-        f_previous, g_previous = f, g
-        kernel(x, g, state, kernels.cast_coefficients(coefficients, x.dtype))
-        if bound_arrays is not None:
-            np.clip(x, *bound_arrays, out=x)
-        nit = t
-        if stochastic:
-            step_args = batch()
-        f, g = objective(x, step_args)
-        if not (np.isfinite(f) and np.isfinite(g).all()):
-            x, f, g = previous, f_previous, g_previous
-            status = 3
-            break
-        if record:
-            allvecs.append(x.copy())
-            fun_history.append(f)
-        if notify is not None:
-            try:
-                notify(x, f)
-            except StopIteration:
-                status = 99
+    if not (np.isfinite(f) and np.isfinite(g).all()):
+        status, nit = 3, 0
+    elif (notify is None and not stochastic and objective.fd_scheme is None
+          and _loops.is_jitted(fun) and (jac is True or _loops.is_jitted(jac))):
+        status, nit, f, g = _compiled_path(run, fun, jac, args, x, f, g, state, lower, upper,
+                                           gtol, record, allvecs, fun_history, objective)
+    else:
+        status, nit, f, g = _python_path(run, objective, step_args, batch if stochastic else None,
+                                         x, f, g, state, lower, upper, gtol, record, allvecs,
+                                         fun_history, notify, driver["parallel"])
 
     result = OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev, njev=objective.njev,
                             status=status, success=status == 0,

@@ -7,10 +7,12 @@ Every rule is written exactly once here, as an :class:`UpdateRule`:
   (:mod:`adamnb.kernels`). It reads ``x[i]``'s value ``x`` and gradient ``g``, reads and writes
   the rule's state vectors ``state[k, i]`` and returns the new ``x``. It uses no literal constants,
   only its arguments, so float32 work stays float32 (a float64 literal would promote it).
-* ``coefficients(options, t, lr)`` turns the hyperparameters, the 1-based step number ``t`` and the
-  step's learning rate into the per-step scalars ``c`` (bias corrections, step sizes, flags), in
-  float64 on the host, as torch.optim computes its scalars in Python floats. They are cast once per
-  step to the dtype of ``x``.
+* ``coefficients(options, t, lr)`` turns the hyperparameters, the 1-based step numbers ``t`` and
+  the steps' learning rates into the per-step scalars ``c`` (bias corrections, step sizes, flags),
+  in float64 on the host, as torch.optim computes its scalars in Python floats. It is vectorised
+  over an array of steps: :meth:`UpdateRule.coefficient_table` computes a block of steps at once
+  (one row per step), which every driver uses, so that all of them get the same bits. Each row is
+  cast to the dtype of ``x`` once.
 * ``slots`` names the state vectors in row order (torch's state names) and ``rows(options)`` says
   how many of them a configuration uses: only the last optional slot that is in use adds a row, so
   e.g. Adam without AMSGrad keeps two vectors, not three.
@@ -24,6 +26,8 @@ paper differs. Hyperparameter names are torch's keywords with ``betas`` split in
 import math
 from dataclasses import dataclass, field
 from typing import Callable
+
+import numpy as np
 
 from adamnb._jit import elementwise
 
@@ -107,13 +111,36 @@ class UpdateRule:
     initial_state: Callable = None  # (options, slot) -> fill value of that slot, default 0
     fixed: dict = field(default_factory=dict)  # options a method pins (amsgrad=True for "amsgrad")
     scalar_state: dict = field(default_factory=dict)  # host scalars carried between steps
-    advance_scalars: Callable = None  # (options, t, scalars) -> scalars of step t
+    # (options, t array, scalars) -> (per-step series of each scalar, scalars after the last step)
+    scalar_series: Callable = None
+
+    @property
+    def n_coefficients(self):
+        """Length of the per-step coefficient tuple ``c`` the element reads."""
+        return self.coefficient_table(self.validate({}), np.ones(1, np.int64), np.ones(1),
+                                      dict(self.scalar_state))[0].shape[1]
+
+    def coefficient_table(self, options, t, lr, scalars):
+        """Per-step scalars of steps ``t`` (1-D int array) at rates ``lr``: one row per step.
+
+        Returns ``(table, scalars)``: a C-contiguous float64 array of shape (len(t), K) and the
+        host scalars after the last of these steps (``t`` must continue the run they belong to).
+        """
+        t = np.asarray(t, dtype=np.int64)
+        lr = np.asarray(lr, dtype=np.float64)
+        series = {}
+        if self.scalar_series is not None:
+            series, scalars = self.scalar_series(options, t, scalars)
+        columns = self.coefficients(options, t, lr, **series)
+        table = np.empty((t.size, len(columns)))
+        for k, column in enumerate(columns):
+            table[:, k] = column
+        return table, scalars
 
     def step_coefficients(self, options, t, lr, scalars):
-        """Advance the host scalars to step ``t`` and return (coefficients, new scalars)."""
-        if self.advance_scalars is not None:
-            scalars = self.advance_scalars(options, t, scalars)
-        return self.coefficients(options, t, lr, **scalars), scalars
+        """The coefficients of the single step ``t``: (tuple of floats, scalars after it)."""
+        table, scalars = self.coefficient_table(options, np.array([t]), np.array([lr]), scalars)
+        return tuple(table[0].tolist()), scalars
 
     @property
     def defaults(self):
@@ -157,8 +184,8 @@ def sgd_element(x, g, state, i, c):
 
 def _sgd_coefficients(o, t, lr):
     first = t == 1
-    return (o["weight_decay"], 0.0 if first else o["momentum"],
-            1.0 if first else 1.0 - o["dampening"], lr, float(o["momentum"] != 0),
+    return (o["weight_decay"], np.where(first, 0.0, o["momentum"]),
+            np.where(first, 1.0, 1.0 - o["dampening"]), lr, float(o["momentum"] != 0),
             float(o["nesterov"]), o["momentum"])
 
 
@@ -313,7 +340,7 @@ def _adam_coefficients(decoupled):
         decay = o["weight_decay"]
         return (0.0 if decoupled else decay, 1.0 - lr * decay if decoupled else 1.0,
                 1.0 - beta1, beta2, 1.0 - beta2, lr / (1.0 - beta1 ** t),
-                math.sqrt(1.0 - beta2 ** t), o["eps"], float(o["amsgrad"]))
+                np.sqrt(1.0 - beta2 ** t), o["eps"], float(o["amsgrad"]))
     return coefficients
 
 
@@ -416,6 +443,12 @@ def nadam_momentum(o, t):
     return o["beta1"] * (1.0 - 0.5 * 0.96 ** (t * o["momentum_decay"]))
 
 
+def _nadam_mu_products(o, t, mu_product):
+    # Multiplied one step at a time (cumprod is sequential), as a per-step loop would.
+    products = np.cumprod(np.concatenate(([mu_product], nadam_momentum(o, t))))[1:]
+    return {"mu_product": products}, {"mu_product": float(products[-1])}
+
+
 def _nadam_coefficients(o, t, lr, mu_product):
     mu, mu_next = nadam_momentum(o, t), nadam_momentum(o, t + 1)
     beta2 = o["beta2"]
@@ -440,7 +473,7 @@ NADAM = UpdateRule(
     # The product mu_1 ... mu_t, a float64 host scalar saved with the state. torch keeps it in a
     # float32 scalar tensor; the two differ by at most float32 rounding of that one scalar.
     scalar_state={"mu_product": 1.0},
-    advance_scalars=lambda o, t, s: {"mu_product": s["mu_product"] * nadam_momentum(o, t)},
+    scalar_series=lambda o, t, s: _nadam_mu_products(o, t, s["mu_product"]),
     summary="Adam with Nesterov momentum (Dozat, 2016)",
 )
 
@@ -467,18 +500,20 @@ def radam_rho(o, t):
     """Length of the approximated simple moving average, rho_t (Liu et al., 2020)."""
     beta2 = o["beta2"]
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    return rho_inf, rho_inf - 2.0 * t * beta2 ** t / (1.0 - beta2 ** t)
+    with np.errstate(divide="ignore", invalid="ignore"):  # beta2 = 0 gives 0/0 at no rectified t
+        return rho_inf, rho_inf - 2.0 * t * beta2 ** t / (1.0 - beta2 ** t)
 
 
 def _radam_coefficients(o, t, lr):
     beta1, beta2 = o["beta1"], o["beta2"]
     rho_inf, rho_t = radam_rho(o, t)
     rectified = rho_t > 5.0
-    rectification = (math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                               / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
-                     if rectified else 0.0)
+    # Only the rectified steps use r_t; elsewhere its radicand may be negative, so it is masked.
+    radicand = np.where(rectified, (rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                        / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t), 0.0)
     return (o["weight_decay"], 1.0 - beta1, beta2, 1.0 - beta2, 1.0 - beta1 ** t, lr,
-            float(rectified), rectification, math.sqrt(1.0 - beta2 ** t), o["eps"])
+            rectified.astype(float), np.sqrt(np.maximum(radicand, 0.0)),
+            np.sqrt(1.0 - beta2 ** t), o["eps"])
 
 
 RADAM = UpdateRule(

@@ -17,7 +17,10 @@ naming the step.
 
 import math
 
-__all__ = ["Constant", "InverseSqrt", "Exponential", "Step", "Cosine", "Warmup", "as_schedule"]
+import numpy as np
+
+__all__ = ["Constant", "InverseSqrt", "Exponential", "Step", "Cosine", "Warmup", "as_schedule",
+           "schedule_values"]
 
 
 def _positive(name, value, allow_zero=True):
@@ -40,10 +43,17 @@ def _count(name, value):
 
 
 class Schedule:
-    """Base of the built-in schedules: ``schedule(t)`` is the learning rate of step t >= 1."""
+    """Base of the built-in schedules: ``schedule(t)`` is the learning rate of step t >= 1.
+
+    Subclasses define ``values(t)`` over an integer array of steps; the scalar call uses the same
+    NumPy arithmetic, so a rate is the same bits whichever way a driver asks for it.
+    """
+
+    def values(self, t):
+        raise NotImplementedError
 
     def __call__(self, t):
-        raise NotImplementedError
+        return float(self.values(np.array([t], dtype=np.int64))[0])
 
     def __repr__(self):
         fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
@@ -59,8 +69,8 @@ class Constant(Schedule):
     def __init__(self, lr):
         self.lr = _positive("lr", lr)
 
-    def __call__(self, t):
-        return self.lr
+    def values(self, t):
+        return np.full(np.shape(t), self.lr)
 
 
 class InverseSqrt(Schedule):
@@ -69,8 +79,8 @@ class InverseSqrt(Schedule):
     def __init__(self, alpha):
         self.alpha = _positive("alpha", alpha)
 
-    def __call__(self, t):
-        return self.alpha / math.sqrt(t)
+    def values(self, t):
+        return self.alpha / np.sqrt(t)
 
 
 class Exponential(Schedule):
@@ -80,8 +90,8 @@ class Exponential(Schedule):
         self.lr = _positive("lr", lr)
         self.gamma = _positive("gamma", gamma)
 
-    def __call__(self, t):
-        return self.lr * self.gamma ** (t - 1)
+    def values(self, t):
+        return self.lr * self.gamma ** (np.asarray(t) - 1.0)
 
 
 class Step(Schedule):
@@ -92,8 +102,8 @@ class Step(Schedule):
         self.step_size = _count("step_size", step_size)
         self.gamma = _positive("gamma", gamma)
 
-    def __call__(self, t):
-        return self.lr * self.gamma ** ((t - 1) // self.step_size)
+    def values(self, t):
+        return self.lr * self.gamma ** ((np.asarray(t) - 1) // self.step_size).astype(float)
 
 
 class Cosine(Schedule):
@@ -104,9 +114,9 @@ class Cosine(Schedule):
         self.total_steps = _count("total_steps", total_steps)
         self.min_lr = _positive("min_lr", min_lr)
 
-    def __call__(self, t):
-        progress = min(t - 1, self.total_steps) / self.total_steps
-        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
+    def values(self, t):
+        progress = np.minimum(np.asarray(t) - 1, self.total_steps) / self.total_steps
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + np.cos(np.pi * progress))
 
 
 class Warmup(Schedule):
@@ -116,8 +126,8 @@ class Warmup(Schedule):
         self.base = base if callable(base) else Constant(base)
         self.warmup_steps = _count("warmup_steps", warmup_steps)
 
-    def __call__(self, t):
-        return self.base(t) * min(1.0, t / self.warmup_steps)
+    def values(self, t):
+        return schedule_values(self.base, t) * np.minimum(1.0, np.asarray(t) / self.warmup_steps)
 
 
 class _Checked:
@@ -142,9 +152,18 @@ class _Checked:
         return repr(self.function)
 
 
+def schedule_values(schedule, t):
+    """Rates of the steps ``t`` (an integer array): vectorised for the built-in schedules, one
+    call per step for any other callable (whose values are checked)."""
+    if isinstance(schedule, Schedule):
+        return np.asarray(schedule.values(t), dtype=np.float64)
+    checked = schedule if isinstance(schedule, _Checked) else _Checked(schedule)
+    return np.array([checked(int(step)) for step in np.asarray(t)], dtype=np.float64)
+
+
 def as_schedule(lr):
     """A schedule from a learning rate: a number becomes Constant, a callable is checked per step."""
-    if isinstance(lr, Schedule) and not isinstance(lr, Warmup) or isinstance(lr, _Checked):
+    if isinstance(lr, (Schedule, _Checked)):
         return lr
     if callable(lr):
         return _Checked(lr)
