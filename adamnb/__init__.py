@@ -11,6 +11,7 @@ test functions in :mod:`adamnb.functions`.
 """
 
 from adamnb import schedules
+from adamnb._batch import minimize_batch
 from adamnb._minimize import METHOD_CALLABLES, METHODS, minimize, show_options
 from adamnb.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer,
                                RAdam, RMSprop)
@@ -29,5 +30,5 @@ radam = METHOD_CALLABLES["radam"]
 
 __version__ = "0.1.0"
 
-__all__ = ["minimize", "show_options", "METHODS", "minibatches", "schedules", "Optimizer", "SGD",
+__all__ = ["minimize", "minimize_batch", "show_options", "METHODS", "minibatches", "schedules", "Optimizer", "SGD",
            "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", *METHODS]

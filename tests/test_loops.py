@@ -1,0 +1,109 @@
+"""The compiled fast path and batched starts give the Python path's results, bit for bit."""
+
+import numba
+import numpy as np
+import pytest
+
+import adamnb
+from adamnb.functions import get
+
+ROSENBROCK = get("rosenbrock")
+
+
+def python_wrapped(function):
+    """The same jitted function behind a Python lambda: forces minimize's Python path."""
+    return lambda x, *args: function(x, *args)
+
+
+@pytest.mark.parametrize("method", ["adam", "sgd", "rmsprop", "nadam", "radam", "adamax",
+                                    "adagrad", "adadelta", "amsgrad", "adamw"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_path_equals_python_path(method, dtype):
+    x0 = np.array([-1.2, 1.0], dtype=dtype)
+    options = {"lr": 1e-3, "maxiter": 700, "return_all": True, "gtol": 1e-12}
+    fast = adamnb.minimize(ROSENBROCK.value_and_grad, x0, method=method, jac=True,
+                           bounds=[(-1.1, 2.0), (None, 1.05)], options=options)
+    slow = adamnb.minimize(python_wrapped(ROSENBROCK.value_and_grad), x0, method=method,
+                           jac=True, bounds=[(-1.1, 2.0), (None, 1.05)], options=options)
+    assert fast.x.dtype == dtype and fast.x.tobytes() == slow.x.tobytes()
+    assert fast.jac.tobytes() == slow.jac.tobytes() and fast.fun == slow.fun
+    for key in ("nit", "nfev", "njev", "status", "message"):
+        assert fast[key] == slow[key], key
+    assert len(fast.allvecs) == len(slow.allvecs) == 701
+    assert np.array_equal(fast.fun_history, slow.fun_history)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(fast.allvecs, slow.allvecs))
+
+
+def test_compiled_path_with_separate_fun_and_jac_and_gtol():
+    options = {"lr": 0.02, "maxiter": 20000, "gtol": 1e-6}
+    fast = adamnb.minimize(ROSENBROCK.fun, ROSENBROCK.x0, jac=ROSENBROCK.grad, options=options)
+    slow = adamnb.minimize(python_wrapped(ROSENBROCK.fun), ROSENBROCK.x0,
+                           jac=python_wrapped(ROSENBROCK.grad), options=options)
+    assert fast.status == slow.status == 0 and fast.nit == slow.nit < 20000
+    assert fast.x.tobytes() == slow.x.tobytes()
+
+
+def test_compiled_path_reports_nan_like_the_python_path():
+    @numba.njit
+    def blows_up(x):
+        f = x[0] * x[0]
+        if x[0] > 2.0:
+            f = np.nan
+        return f, 2.0 * x
+
+    options = {"lr": 1.2, "maxiter": 100}  # diverges: |x| grows by 1.4 per step
+    fast = adamnb.minimize(blows_up, np.array([-0.5]), method="sgd", jac=True, options=options)
+    slow = adamnb.minimize(python_wrapped(blows_up), np.array([-0.5]), method="sgd", jac=True,
+                           options=options)
+    assert fast.status == slow.status == 3 and fast.nit == 5 and abs(fast.x[0]) > 1.9
+    assert fast.x.tobytes() == slow.x.tobytes() and fast.nit == slow.nit
+    assert np.isfinite(fast.fun)
+
+
+def test_compiled_path_passes_args():
+    @numba.njit
+    def shifted(x, shift):
+        return float(np.sum((x - shift) ** 2)), 2.0 * (x - shift)
+
+    res = adamnb.minimize(shifted, np.zeros(3), args=(1.5,), jac=True,
+                          options={"lr": 0.1, "maxiter": 5000})
+    assert res.success and np.allclose(res.x, 1.5, atol=1e-5)
+
+
+def test_callbacks_send_the_run_down_the_python_path():
+    seen = []
+    res = adamnb.minimize(ROSENBROCK.value_and_grad, ROSENBROCK.x0, jac=True,
+                          callback=seen.append, options={"maxiter": 50, "gtol": 0})
+    assert len(seen) == 50 and seen[-1].tobytes() == res.x.tobytes()
+
+
+def test_batched_starts_equal_single_runs():
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(-2, 2, size=(64, 2))
+    options = {"lr": 0.01, "maxiter": 3000, "gtol": 1e-7}
+    batch = adamnb.minimize_batch(ROSENBROCK.value_and_grad, starts, jac=True, options=options)
+    assert batch.x.shape == (64, 2) and batch.status.shape == (64,)
+    for j in range(64):
+        single = adamnb.minimize(ROSENBROCK.value_and_grad, starts[j], jac=True, options=options)
+        assert batch.x[j].tobytes() == single.x.tobytes(), j
+        assert (batch.nit[j], batch.status[j], batch.fun[j]) == \
+            (single.nit, single.status, single.fun)
+    assert batch.fun[batch.best] == batch.fun.min()
+
+
+def test_multistart_finds_rastrigins_global_minimum():
+    rastrigin = get("rastrigin", n=2)
+    starts = np.random.default_rng(1).uniform(-5.12, 5.12, size=(500, 2))
+    res = adamnb.minimize_batch(rastrigin.value_and_grad, starts, jac=True,
+                                options={"lr": 0.05, "maxiter": 2000})
+    assert res.fun[res.best] < 1e-8
+    assert np.median(res.fun) > 1.0  # most single starts end in a local minimum
+
+
+def test_batched_bad_input():
+    with pytest.raises(ValueError, match="numba-jitted"):
+        adamnb.minimize_batch(lambda x: (0.0, x), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"shape \(k, n\)"):
+        adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.zeros(2))
+    with pytest.raises(ValueError, match="finite"):
+        adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.array([[np.nan, 1.0]]))
