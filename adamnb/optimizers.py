@@ -4,6 +4,10 @@ Each class is a thin shell around one rule of :mod:`adamnb.rules`: it validates 
 creates the state vectors on the first :meth:`~Optimizer.step` (typed like ``x``), and calls the
 rule's compiled kernel, which updates ``x`` and the state in place in a single pass.
 
+The same classes drive the CUDA kernels (:mod:`adamnb.cuda`): give ``step`` device arrays (numba
+device arrays, CuPy arrays, CUDA torch tensors) and the state is created on, and stays on, the
+device; ``backend="cuda"`` insists on it.
+
 Example
 -------
 >>> import numpy as np, adamnb
@@ -19,6 +23,7 @@ import inspect
 
 import numpy as np
 
+from adamnb import cuda as cuda_backend
 from adamnb import kernels, rules
 from adamnb.schedules import as_schedule
 
@@ -26,11 +31,15 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW"
            "NAdam", "RAdam"]
 
 _FLOAT_TYPES = (np.float32, np.float64)
+_BACKENDS = (None, "cpu", "parallel", "cuda")
 
 
 def check_vector(x, name="x", writeable=False):
     """Raise TypeError/ValueError unless ``x`` is a contiguous 1-D float32/float64 array."""
     if not isinstance(x, np.ndarray):
+        if cuda_backend.is_device_array(x):
+            raise TypeError(f"{name} is a CUDA device array; this optimizer runs on the CPU "
+                            "(backend='cpu' or 'parallel'); use backend='cuda' or None")
         raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
     if x.dtype.type not in _FLOAT_TYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
@@ -52,8 +61,14 @@ class Optimizer:
         The rule's hyperparameters (see each subclass), validated at construction. ``lr`` may be a
         number or a schedule (:mod:`adamnb.schedules`, or any callable ``lr(t)``).
     parallel : bool or None, keyword-only
-        Use the multi-threaded kernel (True), the serial one (False), or decide by the vector's
-        length (None, the default). Both give the same bits.
+        Use the multi-threaded CPU kernel (True), the serial one (False), or decide by the
+        vector's length (None, the default). Both give the same bits.
+    backend : {None, "cpu", "parallel", "cuda"}, keyword-only
+        Where the update runs. None (the default) follows the arrays given to :meth:`step`: CUDA
+        device arrays run the CUDA kernel, NumPy arrays the CPU kernels as chosen by
+        ``parallel``. "cpu" is the serial CPU kernel, "parallel" the threaded one (pass
+        ``parallel`` only with backend None). "cuda" accepts only device arrays and raises
+        RuntimeError at construction when CUDA is unavailable; it never falls back to the CPU.
     """
 
     rule = None
@@ -65,10 +80,12 @@ class Optimizer:
                                          default=hp.default) for hp in cls.rule.hyperparameters]
         parameters.append(inspect.Parameter("parallel", inspect.Parameter.KEYWORD_ONLY,
                                             default=None))
+        parameters.append(inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY,
+                                            default=None))
         cls.__init__.__signature__ = None  # the shared __init__ keeps its own signature
         cls.__signature__ = inspect.Signature(parameters[1:])
 
-    def __init__(self, *args, parallel=None, **options):
+    def __init__(self, *args, parallel=None, backend=None, **options):
         names = [hp.name for hp in self.rule.hyperparameters]
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional "
@@ -83,9 +100,21 @@ class Optimizer:
                             f"valid options are: {', '.join(names)}")
         if parallel not in (None, True, False):
             raise ValueError(f"Invalid parallel: {parallel!r}; expected True, False or None")
+        if backend not in _BACKENDS:
+            raise ValueError(f"Invalid backend: {backend!r}; expected None, 'cpu', 'parallel' "
+                             "or 'cuda'")
+        if backend is not None and parallel is not None:
+            raise ValueError(f"backend={backend!r} already chooses the kernel; pass parallel only "
+                             "with backend=None")
+        if backend == "cuda" and not cuda_backend.is_available():
+            raise RuntimeError("backend='cuda' was requested but CUDA is unavailable: no CUDA "
+                               "driver or GPU was found (numba.cuda.is_available() is False). "
+                               "Install the NVIDIA driver and numba-cuda, or set "
+                               "NUMBA_ENABLE_CUDASIM=1 before importing numba to use the simulator")
         self.options = self.rule.validate(options)
         self.schedule = as_schedule(self.options["lr"])
-        self.parallel = parallel
+        self.backend = backend
+        self.parallel = {"cpu": False, "parallel": True}.get(backend, parallel)
         self.reset()
 
     def reset(self):
@@ -107,29 +136,52 @@ class Optimizer:
                 state[row] = self.rule.initial_state(self.options, slot)
         return state
 
+    def _state_on_device(self):
+        return self.state is not None and not isinstance(self.state, np.ndarray)
+
     def step(self, x, g):
         """Apply one update to ``x`` in place, given the gradient ``g`` at ``x``.
 
         ``x`` is a contiguous 1-D float32 or float64 array (a flat view of the model's
-        parameters); ``g`` has the same shape and dtype. The first call creates the state, typed
-        like ``x``; later calls must pass arrays of the same length and dtype.
+        parameters); ``g`` has the same shape and dtype. Both are NumPy arrays for the CPU
+        backends and device arrays for the CUDA one (no copies are made). The first call creates
+        the state, typed like ``x`` and where ``x`` lives; later calls must pass arrays of the
+        same length and dtype. A state loaded with :meth:`load_state_dict` moves to the device on
+        the first step with device arrays; a state on the device never moves back silently.
         """
-        check_vector(x, "x", writeable=True)
-        check_vector(g, "g")
+        on_device = self.backend == "cuda" or (
+            self.backend is None and cuda_backend.is_device_array(x))
+        if on_device:
+            x = cuda_backend.check_device_vector(x, "x")
+            g = cuda_backend.check_device_vector(g, "g")
+        else:
+            check_vector(x, "x", writeable=True)
+            check_vector(g, "g")
         if g.shape != x.shape or g.dtype != x.dtype:
             raise ValueError(f"gradient must match x: x is {x.dtype}{list(x.shape)}, "
                              f"g is {g.dtype}{list(g.shape)}")
         if self.state is None:
-            self.state = self._initial_state(x)
+            state = self._initial_state(x)
+            self.state = cuda_backend.to_device(state) if on_device else state
         elif self.state.shape[1] != x.size or self.state.dtype != x.dtype:
             raise ValueError(f"this optimizer's state is for {self.state.dtype}"
                              f"[{self.state.shape[1]}] vectors, got x of {x.dtype}[{x.size}]; "
                              "use one optimizer per parameter vector, or reset() it")
+        elif self._state_on_device() != on_device:
+            if not on_device:
+                raise ValueError("this optimizer's state lives on the CUDA device, got NumPy "
+                                 "arrays; pass device arrays, or move the state with "
+                                 "load_state_dict(state_dict()) into a CPU optimizer")
+            self.state = cuda_backend.to_device(self.state)
         t = self.t + 1
         coefficients, scalars = self.rule.step_coefficients(self.options, t, self.schedule(t),
                                                             self.scalars)
-        kernel = kernels.cpu_kernel(self.rule, kernels.use_parallel(self.parallel, x.size))
-        kernel(x, g, self.state, kernels.cast_coefficients(coefficients, x.dtype))
+        c = kernels.cast_coefficients(coefficients, x.dtype)
+        if on_device:
+            cuda_backend.step(self.rule, x, g, self.state, c)
+        else:
+            kernel = kernels.cpu_kernel(self.rule, kernels.use_parallel(self.parallel, x.size))
+            kernel(x, g, self.state, c)
         self.t, self.scalars = t, scalars
 
     def state_dict(self):
@@ -137,20 +189,26 @@ class Optimizer:
 
         Loading it into a new optimizer with :meth:`load_state_dict` resumes the run with exactly
         the same bits as an uninterrupted one. Everything in it is plain Python or NumPy (an
-        ``lr`` schedule is kept as the object itself), so ``pickle`` or ``np.savez`` can store it.
+        ``lr`` schedule is kept as the object itself), so ``pickle`` or ``np.savez`` can store it;
+        a state on the CUDA device is copied to host arrays.
         """
-        rows = 0 if self.state is None else self.state.shape[0]
+        state = self.state.copy_to_host() if self._state_on_device() else self.state
+        rows = 0 if state is None else state.shape[0]
         return {
             "method": self.rule.name,
             "options": dict(self.options),
             "step": self.t,
-            "state": {slot: self.state[row].copy()
+            "state": {slot: state[row].copy()
                       for row, slot in enumerate(self.rule.slots[:rows])},
             "scalars": dict(self.scalars),
         }
 
     def load_state_dict(self, state_dict):
-        """Restore a snapshot from :meth:`state_dict` (options, step count and state)."""
+        """Restore a snapshot from :meth:`state_dict` (options, step count and state).
+
+        The state goes to the CUDA device for ``backend="cuda"`` or when this optimizer's state
+        is there already; otherwise it stays on the host until a step with device arrays.
+        """
         method = state_dict.get("method")
         if method != self.rule.name:
             raise ValueError(f"state_dict is for method {method!r}, not {self.rule.name!r}")
@@ -168,6 +226,7 @@ class Optimizer:
             check_vector(vector, f"state[{slot!r}]")
             if vector.shape != vectors[0].shape or vector.dtype != vectors[0].dtype:
                 raise ValueError("state_dict's state vectors differ in length or dtype")
+        to_device = self.backend == "cuda" or self._state_on_device()
         self.options = options
         self.schedule = as_schedule(options["lr"])
         self.t = int(step)
@@ -176,6 +235,8 @@ class Optimizer:
             self.state = None
         elif vectors:
             self.state = np.stack(vectors)
+            if to_device:
+                self.state = cuda_backend.to_device(self.state)
         else:  # a rule configuration without state vectors (plain SGD)
             self.state = None
 
