@@ -1,0 +1,309 @@
+"""The ``adamnb`` command (also ``python -m adamnb``).
+
+::
+
+    adamnb methods [METHOD]               the methods and their default hyperparameters
+    adamnb minimize FUNCTION [options]    minimize a test function and print the OptimizeResult
+    adamnb experiment NAME [--quick]      run an experiment of the repository's experiments/
+
+Every command has ``--help``; a wrong method, function or experiment name is an error that lists
+the right ones.
+
+The experiments live in the repository's ``experiments/`` folder, not in the installed package (they
+compose the library; they are not part of it). :data:`EXPERIMENTS` maps each command name to its
+script, which the command imports by file path, next to the ``adamnb`` package of an editable
+install (``pip install -e .`` from a clone). Adding an experiment is one entry there and one script
+with a ``main(argv)`` function.
+"""
+
+import argparse
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import OptimizeResult, OptimizeWarning
+
+import adamnb
+from adamnb import functions, rules
+
+__all__ = ["main", "EXPERIMENTS", "Experiment", "experiments_folder", "load_experiment"]
+
+#: ``adamnb minimize`` shows a progress bar for runs at least this long (and only on a terminal):
+#: shorter ones finish before a bar would be worth reading, and the bar's per-step callback would
+#: take minimize off its compiled fast path.
+PROGRESS_MIN_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment the command can run: its script's name in experiments/, a one-line summary."""
+
+    module: str
+    summary: str
+
+
+#: The experiments by command name, in the order ``adamnb experiment --help`` lists them.
+EXPERIMENTS = {
+    "test-functions": Experiment(
+        "test_functions",
+        "every method on the classic 2-D test functions: table, convergence and trajectory plots"),
+    "reddi": Experiment(
+        "reddi_counterexample",
+        "Reddi, Kale & Kumar (2018): Adam drifts to the worst point of an online problem, "
+        "AMSGrad does not"),
+    "bias-correction": Experiment(
+        "bias_correction",
+        "Kingma & Ba (2014) section 6.4: Adam with and without bias correction, beta2 near 1"),
+}
+
+
+class ExperimentsNotFound(RuntimeError):
+    """The experiments/ folder is not where an editable install from a clone would have it."""
+
+
+def experiments_folder():
+    """The repository's experiments/ folder, beside the ``adamnb`` package's folder."""
+    return Path(adamnb.__file__).resolve().parents[1] / "experiments"
+
+
+def load_experiment(name):
+    """Import the script of experiment ``name`` (a key of :data:`EXPERIMENTS`) and return it.
+
+    The ``experiments`` folder is imported as a package from its path, so the scripts can share
+    its helpers whether or not the repository's root is on ``sys.path``.
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; valid names are: "
+                         f"{', '.join(EXPERIMENTS)}")
+    folder = experiments_folder()
+    script = folder / f"{EXPERIMENTS[name].module}.py"
+    if not (folder / "__init__.py").is_file() or not script.is_file():
+        raise ExperimentsNotFound(
+            f"the experiments are not installed: {script} does not exist. They live in the "
+            "repository, not in the package; clone it and install with `pip install -e .`, then "
+            "run `adamnb experiment` from that install.")
+    package = sys.modules.get("experiments")
+    if package is None:
+        spec = importlib.util.spec_from_file_location(
+            "experiments", folder / "__init__.py", submodule_search_locations=[str(folder)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["experiments"] = package
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules["experiments"]
+            raise
+    elif Path(getattr(package, "__file__", "") or "").resolve().parent != folder:
+        raise ExperimentsNotFound(
+            f"another module named 'experiments' is already imported (from "
+            f"{getattr(package, '__file__', None)}), so adamnb's experiments in {folder} cannot be")
+    return importlib.import_module(f"experiments.{EXPERIMENTS[name].module}")
+
+
+# --- adamnb methods -------------------------------------------------------------------------------
+
+def _format_value(value):
+    return repr(value) if isinstance(value, bool) else f"{value:g}"
+
+
+def _methods(args, parser):
+    if args.method:
+        print(adamnb.show_options(args.method, disp=False), end="")
+        return 0
+    width = max(map(len, rules.RULES))
+    print("Methods of adamnb.minimize(fun, x0, method=NAME, options={...}) with their defaults "
+          "(torch.optim's);\n`adamnb methods NAME` shows one in full.\n")
+    for name, rule in rules.RULES.items():
+        defaults = ", ".join(f"{key}={_format_value(value)}"
+                             for key, value in rule.defaults.items())
+        print(f"{name:<{width}}  {rule.summary}")
+        print(f"{'':<{width}}  {defaults}")
+    return 0
+
+
+# --- adamnb minimize ------------------------------------------------------------------------------
+
+def _option(text):
+    """``KEY=VALUE`` with VALUE a Python literal (0.9, True, 1e-3) or else the string itself."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+def _vector(text):
+    try:
+        return np.array([float(item) for item in text.replace(",", " ").split()])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") \
+            from None
+
+
+def _printable(result):
+    """The result without its per-step histories, which would fill the terminal."""
+    return OptimizeResult({key: value for key, value in result.items()
+                           if key not in ("allvecs", "fun_history")})
+
+
+def _progress_callback(maxiter):
+    """A callback advancing a tqdm bar, and the bar, when stderr is a terminal and the run long."""
+    if not sys.stderr.isatty() or maxiter < PROGRESS_MIN_STEPS:
+        return None, None
+    from tqdm import tqdm
+    bar = tqdm(total=maxiter, unit="step", leave=False, file=sys.stderr)
+    return (lambda xk: bar.update(1)), bar
+
+
+def _minimize(args, parser):
+    try:
+        tf = functions.get(args.function, n=args.dim)
+    except ValueError as error:
+        parser.error(str(error))
+    x0 = tf.x0 if args.x0 is None else args.x0
+    if x0.shape != tf.x0.shape:
+        parser.error(f"--x0 has {x0.size} numbers but {args.function} is {tf.n}-dimensional here")
+    options = dict(args.option)
+    for name in ("lr", "maxiter", "gtol"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    options["return_all"] = bool(args.plot)
+    callback, bar = _progress_callback(options.get("maxiter", 1000))
+    try:
+        with warnings.catch_warnings():
+            # On the command line an unknown option is a typo: fail, naming the valid ones.
+            warnings.simplefilter("error", OptimizeWarning)
+            result = adamnb.minimize(tf.fun, x0, method=args.method, jac=tf.grad,
+                                     callback=callback, options=options)
+    except (ValueError, TypeError, OptimizeWarning) as error:
+        parser.error(str(error))
+    finally:
+        if bar is not None:
+            bar.close()
+    shown = {key: value for key, value in options.items() if key != "return_all"}
+    start = ", ".join(f"{value:g}" for value in x0)
+    print(f"adamnb.minimize({args.function}, x0=[{start}], method={args.method!r}, "
+          f"options={shown})")
+    print(_printable(result))
+    print(f"\nf - f* = {result.fun - tf.fmin:.3e}; distance to the nearest known minimum = "
+          f"{tf.nearest_minimizer_distance(result.x):.3e}")
+    if args.plot:
+        path = _save_run_plot(tf, result, args)
+        print(f"Wrote {path}")
+    return 0
+
+
+def _save_run_plot(tf, result, args):
+    from adamnb import plot  # matplotlib only when a plot is asked for
+
+    label = f"{args.method}" + (f", lr {args.lr:g}" if args.lr is not None else "")
+    two_d = tf.n == 2
+    figure, axes = plot.panel_grid(2 if two_d else 1, ncols=2, panel_size=(5.0, 4.0))
+    if two_d:
+        xlim, ylim = plot.trajectory_window([result.allvecs], tf.minimizers, tf.domain)
+        plot.plot_contour(tf.fun, xlim, ylim, axes[0], fmin=tf.fmin)
+        plot.plot_trajectory(result, axes[0], label=label, minimizers=tf.minimizers, color="C0")
+        axes[0].set_xlabel("x1")
+        axes[0].set_ylabel("x2")
+        axes[0].set_title(f"{args.function}: path over log-spaced contours of f - f*\n"
+                          "(o start, x end, * minimum)", fontsize="medium")
+        axes[0].legend(fontsize="small", loc="upper left")
+    plot.plot_convergence({label: result}, fmin=tf.fmin, ax=axes[-1], target=1e-6,
+                          title=f"{args.function}: f - f* per step")
+    return plot.save_figure(figure, args.plot)
+
+
+# --- adamnb experiment ----------------------------------------------------------------------------
+
+def _experiment(args, parser):
+    try:
+        module = load_experiment(args.name)
+    except ExperimentsNotFound as error:
+        print(f"adamnb experiment: error: {error}", file=sys.stderr)
+        return 1
+    return module.main(args.args) or 0
+
+
+# --- the parser -----------------------------------------------------------------------------------
+
+def build_parser():
+    """The argument parser of the ``adamnb`` command, with its three subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="adamnb",
+        description="The Adam family of optimizers as Numba kernels, behind "
+                    "scipy.optimize.minimize's contract.",
+        epilog="Start with `adamnb experiment test-functions`: every method on the classic test "
+               "functions, as a table and plots.")
+    parser.add_argument("--version", action="version", version=f"adamnb {adamnb.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    methods = commands.add_parser(
+        "methods", help="list the methods and their default hyperparameters",
+        description="List the methods of adamnb.minimize with their default hyperparameters "
+                    "(torch.optim's), or show one method's options in full.")
+    methods.add_argument("method", nargs="?", type=str.lower, choices=adamnb.METHODS,
+                         metavar="METHOD", help=f"one of: {', '.join(adamnb.METHODS)}")
+    methods.set_defaults(handler=_methods, command_parser=methods)
+
+    run = commands.add_parser(
+        "minimize", help="minimize a test function and print the OptimizeResult",
+        description="Minimize one of adamnb's test functions from its standard start with "
+                    "adamnb.minimize and print the scipy OptimizeResult.",
+        epilog="Example: adamnb minimize rosenbrock --method adam --lr 0.01 --maxiter 5000 "
+               "--plot rosenbrock.png")
+    run.add_argument("function", choices=list(functions.FUNCTIONS), metavar="FUNCTION",
+                     help=f"one of: {', '.join(functions.FUNCTIONS)}")
+    run.add_argument("--method", default="adam", type=str.lower, choices=adamnb.METHODS,
+                     metavar="METHOD", help=f"default adam; one of: {', '.join(adamnb.METHODS)}")
+    run.add_argument("--lr", type=float, help="learning rate (default: the method's)")
+    run.add_argument("--maxiter", type=int, help="number of update steps (default 1000)")
+    run.add_argument("--gtol", type=float,
+                     help="stop once the gradient's infinity-norm is at most this (default 1e-5)")
+    run.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
+                     help="another option of the method, e.g. --option beta2=0.99 (repeatable; "
+                          "`adamnb methods METHOD` lists them)")
+    run.add_argument("--dim", type=int, help="dimension, for the scalable functions (default 2)")
+    run.add_argument("--x0", type=_vector, help="start, e.g. --x0=-1.5,2 (default: the "
+                                                "function's standard start)")
+    run.add_argument("--plot", type=Path, metavar="PATH",
+                     help="save a figure of the run (path over the contour for 2-D functions, "
+                          "and f - f* per step), e.g. out.png")
+    run.set_defaults(handler=_minimize, command_parser=run)
+
+    names = "\n".join(f"  {name:<16}  {entry.summary}" for name, entry in EXPERIMENTS.items())
+    experiment = commands.add_parser(
+        "experiment", help="run an experiment (writes under results/)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run one of the repository's experiments. Options after NAME go to the "
+                    "experiment; every experiment takes --quick (a short version, for CI) and "
+                    "--out DIR (where to write; default results/ in the repository).",
+        epilog=f"experiments:\n{names}\n\n`adamnb experiment NAME --help` shows an experiment's "
+               "options.")
+    experiment.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME",
+                            help=f"one of: {', '.join(EXPERIMENTS)}")
+    experiment.add_argument("args", nargs=argparse.REMAINDER, metavar="...",
+                            help="the experiment's own options, e.g. --quick --out DIR")
+    experiment.set_defaults(handler=_experiment, command_parser=experiment)
+    return parser
+
+
+def main(argv=None):
+    """Run the ``adamnb`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args, args.command_parser)
+    except BrokenPipeError:
+        # The reader went away (`adamnb methods | head`): not an error worth a traceback. Point
+        # stdout at devnull so that Python's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -1,0 +1,78 @@
+"""The experiments: one script per experiment, each composing the adamnb library.
+
+Run one with ``adamnb experiment NAME [--quick] [--out DIR]`` (``adamnb experiment --help`` lists
+them) or as ``python experiments/NAME.py``. Each script has a ``main(argv)`` that the ``adamnb``
+command calls, and a ``run(...)`` that returns its summary, for tests.
+
+This package holds the little the scripts share: output files written atomically, and a progress
+bar that shows on a terminal and stays quiet in logs and CI.
+"""
+
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+__all__ = ["RESULTS", "write_text", "write_json", "progress", "json_ready"]
+
+#: Where the committed outputs live: results/ at the repository's root.
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    A reader never sees a half-written file, and an interrupted run leaves the previous output
+    intact. The folder is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def json_ready(value):
+    """``value`` with NumPy scalars and arrays made plain, and non-finite floats made None.
+
+    JSON has no NaN or infinity; None (null) says "no number" honestly where ``json.dumps`` would
+    otherwise write the non-standard ``NaN``.
+    """
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, data):
+    """Write ``data`` as indented JSON to ``path`` atomically (see :func:`write_text`)."""
+    return write_text(path, json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar on stderr that is shown only when stderr is a terminal."""
+    kwargs.setdefault("disable", not sys.stderr.isatty())
+    kwargs.setdefault("leave", False)
+    kwargs.setdefault("file", sys.stderr)
+    return tqdm(iterable, **kwargs)

@@ -1,0 +1,176 @@
+"""The ``adamnb`` command: every subcommand exits 0 and prints what it says; wrong names list the
+right ones; ``--help`` works everywhere."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import adamnb
+from adamnb import cli
+from adamnb.functions import FUNCTIONS
+from adamnb.rules import RULES
+
+
+def run_module(*arguments, cwd=None):
+    """``python -m adamnb ARGUMENTS`` in a subprocess, output captured (so not a terminal)."""
+    return subprocess.run([sys.executable, "-m", "adamnb", *arguments], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def exit_code(arguments):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(arguments)
+    return raised.value.code
+
+
+# --- adamnb methods -------------------------------------------------------------------------------
+
+def test_methods_lists_every_method_with_its_defaults(capsys):
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name, rule in RULES.items():
+        line = next(line for line in out.splitlines() if line.startswith(f"{name} "))
+        assert rule.summary in line
+    adam_defaults = out.split("\nadam ", 1)[1].splitlines()[1]
+    assert "lr=0.001" in adam_defaults and "beta1=0.9" in adam_defaults
+    assert "beta2=0.999" in adam_defaults and "eps=1e-08" in adam_defaults
+    assert "amsgrad=True" in out.split("\namsgrad ", 1)[1].splitlines()[1]
+
+
+def test_methods_with_a_name_shows_its_options(capsys):
+    assert cli.main(["methods", "RAdam"]) == 0
+    assert capsys.readouterr().out == adamnb.show_options("radam", disp=False)
+
+
+# --- adamnb minimize ------------------------------------------------------------------------------
+
+def test_minimize_prints_the_optimize_result():
+    completed = run_module("minimize", "booth", "--method", "adam", "--lr", "0.1",
+                           "--maxiter", "2000")
+    assert completed.returncode == 0, completed.stderr
+    out = completed.stdout
+    assert "adamnb.minimize(booth, x0=[0, 0], method='adam', options={'lr': 0.1, 'maxiter': " \
+           "2000})" in out
+    for field in ("message:", "success: True", "status: 0", "fun:", "x:", "nit:", "jac:",
+                  "nfev:", "njev:"):
+        assert field in out
+    gap = float(re.search(r"f - f\* = (\S+);", out).group(1))
+    assert gap < 1e-6
+    assert completed.stderr == ""  # not a terminal: no progress bar, no noise
+
+
+def test_minimize_options_and_plot(tmp_path, capsys):
+    target = tmp_path / "run.png"
+    code = cli.main(["minimize", "rosenbrock", "--method", "AMSGrad", "--lr", "0.1",
+                     "--maxiter", "3000", "--option", "beta2=0.99", "--option", "eps=1e-8",
+                     "--x0=-1.5,2", "--plot", str(target)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "x0=[-1.5, 2]" in out and "method='amsgrad'" in out and "'beta2': 0.99" in out
+    assert "allvecs" not in out and "fun_history" not in out
+    assert f"Wrote {target}" in out
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert target.stat().st_size < 300_000
+
+
+def test_minimize_in_more_dimensions_plots_convergence_only(tmp_path, capsys):
+    target = tmp_path / "rosenbrock5.png"
+    assert cli.main(["minimize", "rosenbrock", "--dim", "5", "--lr", "0.05", "--maxiter", "200",
+                     "--plot", str(target)]) == 0
+    assert "x0=[-1.2, 1, -1.2, 1, -1.2]" in capsys.readouterr().out
+    assert target.is_file()
+
+
+@pytest.mark.parametrize("arguments, listed", [
+    (["minimize", "rosen"], list(FUNCTIONS)),
+    (["minimize", "booth", "--method", "adm"], list(adamnb.METHODS)),
+    (["methods", "adm"], list(adamnb.METHODS)),
+    (["experiment", "tset-functions"], list(cli.EXPERIMENTS)),
+    (["minimize", "booth", "--option", "betas=0.9"], ["beta1", "beta2"]),
+])
+def test_wrong_names_are_errors_that_list_the_right_ones(arguments, listed, capsys):
+    assert exit_code(arguments) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    for name in listed:
+        assert name in err
+
+
+def test_bad_values_are_errors_not_tracebacks(capsys):
+    assert exit_code(["minimize", "booth", "--option", "beta2=2"]) == 2
+    assert "Invalid beta2" in capsys.readouterr().err
+    assert exit_code(["minimize", "booth", "--option", "beta2"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert exit_code(["minimize", "booth", "--x0=1,2,3"]) == 2
+    assert "2-dimensional" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    ([], ["methods", "minimize", "experiment"]),
+    (["methods"], ["METHOD"]),
+    (["minimize"], ["--method", "--lr", "--maxiter", "--option", "--plot", "rosenbrock"]),
+    (["experiment"], [*cli.EXPERIMENTS, "--quick"]),
+    (["experiment", "reddi"], ["adamnb experiment reddi", "--quick", "--out"]),
+    (["experiment", "test-functions"], ["--quick", "--out", "--jobs"]),
+    (["experiment", "bias-correction"], ["--quick", "--out"]),
+])
+def test_help_everywhere(arguments, expected, capsys):
+    assert exit_code([*arguments, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:")
+    for word in expected:
+        assert word in out
+
+
+def test_a_command_is_required(capsys):
+    assert exit_code([]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+# --- adamnb experiment ----------------------------------------------------------------------------
+
+def test_experiment_runs_and_stays_quiet_off_a_terminal(tmp_path):
+    completed = run_module("experiment", "reddi", "--quick", "--out", str(tmp_path),
+                           cwd=tmp_path)  # from anywhere, not only the repository
+    assert completed.returncode == 0, completed.stderr
+    assert "Adam " in completed.stdout and "AMSGrad" in completed.stdout
+    assert f"Wrote {tmp_path}" in completed.stdout
+    assert completed.stderr == ""
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["results"]["Adam"]["final_x"] > 0.9
+    assert (tmp_path / "reddi.png").is_file()
+
+
+def test_experiment_through_main(tmp_path, capsys):
+    assert cli.main(["experiment", "bias-correction", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "with bias correction" in out.lower() or "with)" in out
+    assert (tmp_path / "bias_correction.png").is_file()
+
+
+def test_experiment_registry_names_real_scripts():
+    for name, entry in cli.EXPERIMENTS.items():
+        assert (cli.experiments_folder() / f"{entry.module}.py").is_file(), name
+        assert callable(cli.load_experiment(name).main)
+
+
+def test_missing_experiments_folder_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "experiments_folder", lambda: tmp_path / "experiments")
+    with pytest.raises(cli.ExperimentsNotFound, match="pip install -e"):
+        cli.load_experiment("reddi")
+    assert cli.main(["experiment", "reddi"]) == 1
+    assert "not installed" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="test-functions"):
+        cli.load_experiment("nope")
+
+
+@pytest.mark.skipif(shutil.which("adamnb") is None, reason="console script not installed")
+def test_console_script():
+    completed = subprocess.run(["adamnb", "--version"], capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 0
+    assert completed.stdout.strip() == f"adamnb {adamnb.__version__}"
