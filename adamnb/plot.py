@@ -24,8 +24,6 @@ levels of ``f - f*`` (log-spaced, so the floor of a narrow valley is as visible 
 """
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 from scipy.optimize import OptimizeResult
+
+from adamnb._io import atomic_write
 
 __all__ = ["plot_convergence", "contour_grid", "plot_contour", "plot_trajectory",
            "plot_trajectories", "trajectory_window", "panel_grid", "save_figure"]
@@ -373,28 +373,15 @@ def save_figure(figure, path, dpi=100, palette=False):
         matters for images committed to a repository.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     file_format = path.suffix.lstrip(".").lower() or "png"
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            if palette and file_format == "png":
-                buffer = io.BytesIO()
-                figure.savefig(buffer, format="png", dpi=dpi)
-                buffer.seek(0)
-                with Image.open(buffer) as image:
-                    image.convert("RGB").quantize(colors=256).save(stream, format="png",
-                                                                   optimize=True)
-            else:
-                figure.savefig(stream, format=file_format, dpi=dpi)
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_write(path, "wb") as stream:
+        if palette and file_format == "png":
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=dpi)
+            buffer.seek(0)
+            with Image.open(buffer) as image:
+                image.convert("RGB").quantize(colors=256).save(stream, format="png",
+                                                               optimize=True)
+        else:
+            figure.savefig(stream, format=file_format, dpi=dpi)
     return path

@@ -10,12 +10,12 @@ bar that shows on a terminal and stays quiet in logs and CI.
 
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
+
+from adamnb._io import atomic_write
 
 __all__ = ["RESULTS", "write_text", "write_json", "progress", "json_ready"]
 
@@ -29,23 +29,9 @@ def write_text(path, text):
     A reader never sees a half-written file, and an interrupted run leaves the previous output
     intact. The folder is created if needed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
+    with atomic_write(path, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    return Path(path)
 
 
 def json_ready(value):

@@ -22,7 +22,8 @@ import numba
 import numpy as np
 
 import adamnb
-from adamnb import kernels, rules
+from adamnb import rules
+from adamnb._io import atomic_write
 from adamnb.optimizers import OPTIMIZERS
 
 
@@ -176,10 +177,9 @@ def main(argv=None):
                f"{ours / torch_ns:.2f}x its time" if torch_ns else "-"]
         print("| " + " | ".join(row) + " |")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
+        with atomic_write(args.json) as f:
             json.dump({"n": args.n, "repeats": args.repeats, "machine": machine(),
                        "results": results}, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
 
 
 if __name__ == "__main__":
