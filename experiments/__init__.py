@@ -8,6 +8,7 @@ This package holds the little the scripts share: output files written atomically
 bar that shows on a terminal and stays quiet in logs and CI.
 """
 
+import argparse
 import json
 import math
 import sys
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from adamnb._io import atomic_write
 
-__all__ = ["RESULTS", "write_text", "write_json", "progress", "json_ready"]
+__all__ = ["RESULTS", "write_text", "write_json", "progress", "json_ready", "experiment_parser"]
 
 #: Where the committed outputs live: results/ at the repository's root.
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -62,3 +63,20 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("leave", False)
     kwargs.setdefault("file", sys.stderr)
     return tqdm(iterable, **kwargs)
+
+
+def experiment_parser(name, description, quick_help, default_out,
+                      plots_help="write summary.json only"):
+    """The command line every experiment shares: ``--quick``, ``--out DIR`` and ``--no-plots``.
+
+    An experiment adds its own options to the returned parser.
+    """
+    parser = argparse.ArgumentParser(prog=f"adamnb experiment {name}", description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    shown = Path(default_out)
+    if shown.is_relative_to(RESULTS.parent):
+        shown = shown.relative_to(RESULTS.parent)
+    parser.add_argument("--out", type=Path, default=default_out,
+                        help=f"output folder (default: {shown} in the repository)")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help=plots_help)
+    return parser

@@ -30,7 +30,6 @@ Run: ``adamnb experiment bias-correction [--out DIR]`` (or
 uniformity and runs the same.
 """
 
-import argparse
 import math
 import sys
 import time
@@ -44,7 +43,7 @@ if __package__ in (None, ""):  # run as a script: make the `experiments` package
 import adamnb  # noqa: E402
 from adamnb import plot  # noqa: E402
 from adamnb.functions import get  # noqa: E402
-from experiments import RESULTS, write_json  # noqa: E402
+from experiments import RESULTS, experiment_parser, write_json  # noqa: E402
 
 NAME = "bias-correction"
 DEFAULT_OUT = RESULTS / "bias_correction"
@@ -228,17 +227,11 @@ def save_plot(traces, path):
 
 def main(argv=None):
     """Command-line entry point: ``adamnb experiment bias-correction [--out DIR]``."""
-    parser = argparse.ArgumentParser(
-        prog=f"adamnb experiment {NAME}",
-        description="Kingma & Ba (2014) section 6.4 in miniature: with beta2 close to 1, Adam "
-                    "without bias correction takes huge early steps and stalls; with it, it does "
-                    "not. Writes bias_correction.png and summary.json.")
-    parser.add_argument("--quick", action="store_true",
-                        help="accepted for uniformity; this experiment is always quick")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="output folder (default: results/bias_correction in the repository)")
-    parser.add_argument("--no-plots", dest="plots", action="store_false",
-                        help="write summary.json only")
+    parser = experiment_parser(
+        NAME, "Kingma & Ba (2014) section 6.4 in miniature: with beta2 close to 1, Adam without "
+              "bias correction takes huge early steps and stalls; with it, it does not. Writes "
+              "bias_correction.png and summary.json.",
+        "accepted for uniformity; this experiment is always quick", DEFAULT_OUT)
     args = parser.parse_args(argv)
     summary = run(args.out, quick=args.quick, plots=args.plots)
     print(f"Adam with and without bias correction, lr = {LR}, beta1 = {BETA1}, "

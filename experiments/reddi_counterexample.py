@@ -27,7 +27,6 @@ Run: ``adamnb experiment reddi [--quick] [--out DIR]`` (or
 ``--quick``.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ if __package__ in (None, ""):  # run as a script: make the `experiments` package
 import adamnb  # noqa: E402
 from adamnb import plot  # noqa: E402
 from adamnb.schedules import InverseSqrt  # noqa: E402
-from experiments import RESULTS, progress, write_json  # noqa: E402
+from experiments import RESULTS, experiment_parser, progress, write_json  # noqa: E402
 
 NAME = "reddi"
 DEFAULT_OUT = RESULTS / "reddi"
@@ -163,17 +162,11 @@ def save_plot(traces, path):
 
 def main(argv=None):
     """Command-line entry point: ``adamnb experiment reddi [--quick] [--out DIR]``."""
-    parser = argparse.ArgumentParser(
-        prog=f"adamnb experiment {NAME}",
-        description="Reddi, Kale & Kumar (2018): on f_t(x) = 1010x (t mod 101 == 1) else -10x "
-                    "over [-1, 1], Adam drifts to x = +1, the worst point; AMSGrad goes to -1. "
-                    "Writes reddi.png and summary.json.")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_STEPS} steps instead of {STEPS}")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="output folder (default: results/reddi in the repository)")
-    parser.add_argument("--no-plots", dest="plots", action="store_false",
-                        help="write summary.json only")
+    parser = experiment_parser(
+        NAME, "Reddi, Kale & Kumar (2018): on f_t(x) = 1010x (t mod 101 == 1) else -10x over "
+              "[-1, 1], Adam drifts to x = +1, the worst point; AMSGrad goes to -1. Writes "
+              "reddi.png and summary.json.",
+        f"{QUICK_STEPS} steps instead of {STEPS}", DEFAULT_OUT)
     args = parser.parse_args(argv)
     summary = run(args.out, quick=args.quick, plots=args.plots)
     print(f"Reddi et al. (2018), {summary['steps']} steps, best point x = -1:")

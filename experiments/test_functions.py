@@ -26,7 +26,6 @@ Run: ``adamnb experiment test-functions [--quick] [--out DIR] [--jobs N]`` (or
 ``--quick`` (fewer functions, a shorter budget and a coarser grid) takes seconds, for CI.
 """
 
-import argparse
 import multiprocessing
 import os
 import platform
@@ -46,7 +45,8 @@ if __package__ in (None, ""):  # run as a script: make the `experiments` package
 import adamnb  # noqa: E402
 from adamnb import plot  # noqa: E402
 from adamnb.functions import FUNCTIONS  # noqa: E402
-from experiments import RESULTS, progress, write_json, write_text  # noqa: E402
+from experiments import (RESULTS, experiment_parser, progress, write_json,  # noqa: E402
+                         write_text)
 
 NAME = "test-functions"
 DEFAULT_OUT = RESULTS / "test_functions"
@@ -437,20 +437,14 @@ def save_trajectories(best, name, methods, path):
 
 def main(argv=None):
     """Command-line entry point: ``adamnb experiment test-functions [--quick] [--out DIR]``."""
-    parser = argparse.ArgumentParser(
-        prog=f"adamnb experiment {NAME}",
-        description="Every adamnb method on every classic 2-D test function, each at the best "
-                    "learning rate of a small grid, with scipy's BFGS and L-BFGS-B as references. "
-                    "Writes table.md, summary.json, convergence.png and trajectories_*.png.")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"CI version: {', '.join(QUICK_FUNCTIONS)} only, {QUICK_BUDGET} "
-                             "steps, three rates per method")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="output folder (default: results/test_functions in the repository)")
+    parser = experiment_parser(
+        NAME, "Every adamnb method on every classic 2-D test function, each at the best learning "
+              "rate of a small grid, with scipy's BFGS and L-BFGS-B as references. Writes "
+              "table.md, summary.json, convergence.png and trajectories_*.png.",
+        f"CI version: {', '.join(QUICK_FUNCTIONS)} only, {QUICK_BUDGET} steps, three rates per "
+        "method", DEFAULT_OUT, plots_help="write the table and summary.json only")
     parser.add_argument("--jobs", type=int, default=None,
                         help="worker processes (default: one per available core)")
-    parser.add_argument("--no-plots", dest="plots", action="store_false",
-                        help="write the table and summary.json only")
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
