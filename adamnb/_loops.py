@@ -16,7 +16,6 @@ functions: no Python at all between steps.
 import math
 
 import numba
-import numpy as np
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from adamnb._jit import jit
