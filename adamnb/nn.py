@@ -58,7 +58,6 @@ True
 
 import math
 
-import numba
 import numpy as np
 
 from adamnb._jit import jit
