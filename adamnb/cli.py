@@ -60,6 +60,18 @@ EXPERIMENTS = {
     "bias-correction": Experiment(
         "bias_correction",
         "Kingma & Ba (2014) section 6.4: Adam with and without bias correction, beta2 near 1"),
+    "mnist-keras": Experiment(
+        "mnist_keras",
+        "the Keras MNIST optimizer comparison (10 epochs, batch 64, Keras defaults) with a "
+        "NumPy MLP"),
+    "mnist-logistic": Experiment(
+        "mnist_logistic",
+        "Kingma & Ba (2014) Figure 1: logistic regression on MNIST, Adam vs SGD-Nesterov vs "
+        "AdaGrad"),
+    "mnist-mlp": Experiment(
+        "mnist_mlp",
+        "Kingma & Ba (2014) Figure 2(a): dropout MLP 784-1000-1000-10 on MNIST, five "
+        "optimizers (--device cuda for a GPU)"),
 }
 
 
