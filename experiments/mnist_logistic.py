@@ -82,7 +82,7 @@ def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None):
     write_text(out / "table.md", table(summary))
     if plots:
         title = (f"Logistic regression on MNIST (L2 {L2:g}, batch {BATCH}, step alpha/sqrt(t))")
-        plot_curves(curves, out / "figure1.png", title=title)
+        plot_curves(curves, out / "figure1.png", title=title, ylim=(0.2, 0.7))  # the paper's axis
         plot_curves(everything, out / "grid.png", title=title + ": every grid value", log=True)
     summary["time_s"] = time.perf_counter() - started
     write_json(out / "summary.json", summary)
