@@ -7,10 +7,12 @@
 Public names: :func:`minimize`, :func:`show_options`, the method callables (``adamnb.adam``,
 ``adamnb.sgd``, ... usable as ``scipy.optimize.minimize(..., method=adamnb.adam)``), the optimizer
 classes (:class:`Adam`, :class:`SGD`, ...), :mod:`adamnb.schedules`, :func:`minibatches` and the
-test functions in :mod:`adamnb.functions`.
+test functions in :mod:`adamnb.functions`. Training on data: :mod:`adamnb.datasets` (MNIST),
+:mod:`adamnb.nn` (softmax regression and MLPs on one flat parameter vector) and
+:mod:`adamnb.training` (epoch loops with a per-epoch history).
 """
 
-from adamnb import schedules
+from adamnb import datasets, nn, schedules, training
 from adamnb._batch import minimize_batch
 from adamnb._minimize import METHOD_CALLABLES, METHODS, minimize, show_options
 from adamnb.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer,
@@ -30,5 +32,6 @@ radam = METHOD_CALLABLES["radam"]
 
 __version__ = "0.1.0"
 
-__all__ = ["minimize", "minimize_batch", "show_options", "METHODS", "minibatches", "schedules", "Optimizer", "SGD",
+__all__ = ["minimize", "minimize_batch", "show_options", "METHODS", "minibatches", "schedules",
+           "datasets", "nn", "training", "Optimizer", "SGD",
            "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", *METHODS]

@@ -40,7 +40,7 @@ from experiments.bench_update import machine  # noqa: E402
 NAME = "mnist-mlp"
 DEFAULT_OUT = RESULTS / "mnist_mlp"
 SIZES, DROPOUT, BATCH, SEED = (784, 1000, 1000, 10), 0.5, 128, 0
-EPOCHS, PAPER_EPOCHS, QUICK_EPOCHS = 50, 200, 2
+EPOCHS, PAPER_EPOCHS, QUICK_EPOCHS = 70, 200, 2
 
 #: label -> (optimizer class, options), fixed before the runs (see the module notes).
 METHODS = {
