@@ -16,17 +16,28 @@ from matplotlib.figure import Figure
 from adamnb import plot
 from adamnb.datasets import load_mnist
 
-__all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_data_option", "load", "plot_curves",
+__all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load", "plot_curves",
            "history_summary"]
 
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
 
 
-def add_data_option(parser):
+def add_options(parser, default_epochs):
+    """``--epochs N`` and ``--data DIR``, the options every MNIST experiment adds."""
+    parser.add_argument("--epochs", type=int, default=None, help=f"default {default_epochs}")
     parser.add_argument("--data", type=Path, default=None,
                         help="folder of the four MNIST IDX files (default: $ADAMNB_DATA, else the "
                              "per-user cache, downloading there if missing)")
     return parser
+
+
+def run_and_report(args, run, table, **options):
+    """Run the experiment with the parsed command line, print its table; exit status 0."""
+    summary = run(args.out, quick=args.quick, plots=args.plots, epochs=args.epochs,
+                  data_dir=args.data, **options)
+    print(table(summary))
+    print(f"Wrote {args.out} in {summary['time_s']:.0f} s")
+    return 0
 
 
 def load(data_dir=None, quick=False):

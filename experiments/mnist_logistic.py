@@ -31,7 +31,8 @@ from adamnb.nn import SoftmaxRegression  # noqa: E402
 from adamnb.schedules import InverseSqrt  # noqa: E402
 from adamnb.training import train_minimize  # noqa: E402
 from experiments import RESULTS, experiment_parser, write_json, write_text  # noqa: E402
-from experiments._mnist import add_data_option, history_summary, load, plot_curves  # noqa: E402
+from experiments._mnist import (add_options, history_summary, load, plot_curves,  # noqa: E402
+                                run_and_report)
 from experiments.bench_update import machine  # noqa: E402
 
 NAME = "mnist-logistic"
@@ -118,14 +119,7 @@ def main(argv=None):
               "vs SGD-Nesterov vs AdaGrad with step alpha/sqrt(t), alpha from a grid; writes "
               "figure1.png, grid.png, table.md and summary.json.",
         f"{QUICK_EPOCHS} epochs, two grid values, a subset of MNIST, for CI", DEFAULT_OUT)
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {EPOCHS}")
-    add_data_option(parser)
-    args = parser.parse_args(argv)
-    summary = run(args.out, quick=args.quick, plots=args.plots, epochs=args.epochs,
-                  data_dir=args.data)
-    print(table(summary))
-    print(f"Wrote {args.out} in {summary['time_s']:.0f} s")
-    return 0
+    return run_and_report(add_options(parser, EPOCHS).parse_args(argv), run, table)
 
 
 if __name__ == "__main__":

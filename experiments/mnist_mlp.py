@@ -34,7 +34,8 @@ import adamnb  # noqa: E402
 from adamnb.nn import MLP  # noqa: E402
 from adamnb.training import train  # noqa: E402
 from experiments import RESULTS, experiment_parser, write_json, write_text  # noqa: E402
-from experiments._mnist import add_data_option, history_summary, load, plot_curves  # noqa: E402
+from experiments._mnist import (add_options, history_summary, load, plot_curves,  # noqa: E402
+                                run_and_report)
 from experiments.bench_update import machine  # noqa: E402
 
 NAME = "mnist-mlp"
@@ -117,25 +118,22 @@ def main(argv=None):
               "Adam vs AdaGrad, RMSProp, SGD-Nesterov and AdaDelta; writes figure2a.png, "
               "accuracy.png, table.md and summary.json.",
         f"{QUICK_EPOCHS} epochs on a subset of MNIST, for CI", DEFAULT_OUT)
-    length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, default=None,
-                        help=f"epochs per method (default {EPOCHS}, about 30 minutes on 2 cores)")
-    length.add_argument("--paper", action="store_const", dest="epochs", const=PAPER_EPOCHS,
-                        help=f"the paper's {PAPER_EPOCHS} epochs")
+    add_options(parser, f"{EPOCHS}, about 30 minutes on 2 cores")
+    parser.add_argument("--paper", action="store_true",
+                        help=f"the paper's {PAPER_EPOCHS} epochs (instead of --epochs)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="train on the CPU (default) or a CUDA GPU")
-    add_data_option(parser)
     args = parser.parse_args(argv)
+    if args.paper:
+        if args.epochs is not None:
+            parser.error("--paper sets the epochs; give --paper or --epochs, not both")
+        args.epochs = PAPER_EPOCHS
     if args.device == "cuda":
         from adamnb import cuda
         if not cuda.is_available():
             parser.error("--device cuda: no CUDA GPU is available (numba.cuda.is_available() is "
                          "False); install the NVIDIA driver and adamnb[cuda]")
-    summary = run(args.out, quick=args.quick, plots=args.plots, epochs=args.epochs,
-                  data_dir=args.data, device=args.device)
-    print(table(summary))
-    print(f"Wrote {args.out} in {summary['time_s']:.0f} s")
-    return 0
+    return run_and_report(args, run, table, device=args.device)
 
 
 if __name__ == "__main__":
