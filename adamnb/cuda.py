@@ -37,6 +37,15 @@ Launch configuration
     times what an SM holds at once (at most 2048 resident threads), enough to balance the waves
     of blocks, while the cap bounds the launch for huge vectors.
 
+For the device drivers
+    :func:`cuda_fused_step` is the same element in the per-step kernel of
+    :func:`adamnb._device_minimize.minimize_on_device`: it also saves the previous iterate and
+    projects onto bounds, in the same pass, as the CPU driver's fused step does. :class:`Reduction`
+    brings one scalar (the gradient's infinity-norm, a loss, a count) back from a device array:
+    a shared-memory tree per block, then one block over the partials. Two plain launches rather
+    than atomics: numba has no float atomic that propagates NaN (the finiteness test needs that),
+    and a fixed tree makes sums reproducible run to run.
+
 Numerics
     The kernels are compiled without fast-math (IEEE division and square root, no flush to zero)
     and float32 kernels do all their arithmetic in float32 (``tests/test_cuda.py`` checks the PTX).
@@ -59,9 +68,11 @@ import numpy as np
 
 from adamnb import kernels
 
-__all__ = ["is_available", "simulator_enabled", "is_device_array", "as_device_array",
-           "check_device_vector", "to_device", "cuda_kernel", "launch_blocks", "step",
-           "number_of_coefficients", "kernel_signature", "compile_ptx_for"]
+__all__ = ["is_available", "require_available", "simulator_enabled", "is_device_array",
+           "as_device_array", "check_device_vector", "to_device", "cuda_kernel",
+           "cuda_fused_step", "launch_blocks", "step", "Reduction", "number_of_coefficients",
+           "kernel_signature", "compile_ptx_for", "compile_kernel_ptx",
+           "compile_reduction_ptx"]
 
 DEFAULT_THREADS_PER_BLOCK = 256
 #: The grid is capped at this many blocks per streaming multiprocessor (see the module notes).
@@ -95,6 +106,18 @@ def is_available():
         return bool(_cuda().is_available())
     except Exception:  # a broken driver or CUDA package install is "unavailable", not a crash
         return False
+
+
+def require_available(what):
+    """Raise RuntimeError, saying how to get CUDA, unless kernels can be launched.
+
+    ``what`` names the caller in the message (e.g. ``"minimize on device arrays"``).
+    """
+    if not is_available():
+        raise RuntimeError(f"{what} needs CUDA, which is unavailable: no CUDA driver or GPU was "
+                           "found (numba.cuda.is_available() is False). Install the NVIDIA driver "
+                           "and numba-cuda (pip install -e \".[cuda]\"), or set "
+                           "NUMBA_ENABLE_CUDASIM=1 before importing numba to use the simulator")
 
 
 def is_device_array(obj):
@@ -193,6 +216,41 @@ def cuda_kernel(rule):
     return _kernels[rule.element]
 
 
+def _fused_step_function(element):
+    """The Python source of the fused step around ``element`` (see :func:`cuda_fused_step`)."""
+    _cuda()
+    device_element = _device_element(element)
+
+    def fused_step(x, g, state, c, previous, lower, upper):
+        bounded = lower.size > 0
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            value = x[i]
+            previous[i] = value
+            value = device_element(value, g[i], state, i, c)
+            if bounded:  # min(max(value, lower), upper), as the CPU drivers project
+                if lower[i] > value:
+                    value = lower[i]
+                if upper[i] < value:
+                    value = upper[i]
+            x[i] = value
+
+    return fused_step
+
+
+def cuda_fused_step(rule):
+    """The kernel ``fused[blocks, threads](x, g, state, c, previous, lower, upper)`` of ``rule``.
+
+    The device twin of :func:`adamnb._loops.fused_step` without the norm (a reduction, see
+    :class:`Reduction`): in one pass it saves ``x`` into ``previous`` (the last finite iterate a
+    run returns on status 3), applies the rule's element and, when ``lower`` is not empty,
+    projects onto ``[lower, upper]`` with the CPU drivers' ``min(max(x, lower), upper)``.
+    """
+    key = ("fused", rule.element)
+    if key not in _kernels:
+        _kernels[key] = _cuda().jit(_fused_step_function(rule.element))
+    return _kernels[key]
+
+
 def _sm_count():
     device = _cuda().current_context().device
     key = getattr(device, "id", 0)
@@ -249,6 +307,130 @@ def step(rule, x, g, state, coefficients, threads_per_block=DEFAULT_THREADS_PER_
     cuda_kernel(rule)[int(blocks), int(threads_per_block), stream](x, g, state, c)
 
 
+# --- reductions -----------------------------------------------------------------------------------
+
+#: What a :class:`Reduction` computes.
+REDUCTIONS = ("max_abs", "sum", "sum_squares")
+_reductions = {}
+
+
+def _reduction_function(kind, threads_per_block, dtype):
+    """The Python source of one pass of a block reduction, not yet compiled.
+
+    Each block folds its grid-stride share of ``x`` into one value per thread, then halves the
+    block in shared memory (``threads_per_block`` is a power of two) and writes one value per
+    block to ``out[blockIdx.x]``. The second pass is the same kernel on those partials with one
+    block. ``max_abs`` is NaN-propagating: a NaN anywhere makes the result NaN, as
+    :func:`adamnb._loops._infinity_norm` does, so one test ``isfinite(norm)`` catches every
+    non-finite entry.
+    """
+    from numba import from_dtype
+    _cuda()
+    dtype = np.dtype(dtype)
+    scalar = from_dtype(dtype)
+    zero = dtype.type(0)
+    maximum = kind == "max_abs"
+    squares = kind == "sum_squares"
+    width = int(threads_per_block)
+
+    def reduce_pass(x, out):
+        buffer = _numba_cuda.shared.array(width, scalar)
+        tid = _numba_cuda.threadIdx.x
+        acc = zero
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            v = x[i]
+            if maximum:
+                v = abs(v)
+                if v > acc or v != v:  # NaN wins, and stays: `v > NaN` is false
+                    acc = v
+            elif squares:
+                acc += v * v
+            else:
+                acc += v
+        buffer[tid] = acc
+        _numba_cuda.syncthreads()
+        half = width // 2
+        while half > 0:
+            if tid < half:
+                other = buffer[tid + half]
+                if maximum:
+                    if other > buffer[tid] or other != other:
+                        buffer[tid] = other
+                else:
+                    buffer[tid] += other
+            _numba_cuda.syncthreads()
+            half //= 2
+        if tid == 0:
+            out[_numba_cuda.blockIdx.x] = buffer[0]
+
+    return reduce_pass
+
+
+def _reduction_kernel(kind, threads_per_block, dtype):
+    key = (kind, int(threads_per_block), np.dtype(dtype))
+    if key not in _reductions:
+        _reductions[key] = _cuda().jit(_reduction_function(*key))
+    return _reductions[key]
+
+
+class Reduction:
+    """One scalar from a device array, reduced on the device: only the scalar comes back.
+
+    ``Reduction("max_abs", np.float32)(g)`` is the infinity-norm of ``g`` (NaN if ``g`` holds a
+    NaN, inf if it holds an inf), ``"sum"`` the sum and ``"sum_squares"`` the sum of squares, in
+    the array's dtype (integers too, for counts). Two launches: ``min(ceil(n / threads), 32 * SM
+    count)`` blocks write one partial each, then one block reduces the partials (one launch when
+    a single block covers the array). The summation order is fixed by the launch configuration,
+    so a result is reproducible. The partial and result buffers are allocated once per object;
+    reading the result back synchronises with the stream.
+
+    Parameters
+    ----------
+    kind : {"max_abs", "sum", "sum_squares"}
+    dtype : numpy dtype of the arrays to reduce
+    threads_per_block : int, default 256
+        A power of two (the shared-memory tree halves it).
+    """
+
+    def __init__(self, kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLOCK):
+        if kind not in REDUCTIONS:
+            raise ValueError(f"Invalid reduction: {kind!r}; expected one of {REDUCTIONS}")
+        tpb = threads_per_block
+        if not (isinstance(tpb, (int, np.integer)) and 1 <= tpb <= 1024 and tpb & (tpb - 1) == 0):
+            raise ValueError(f"Invalid threads_per_block: {tpb!r}; expected a power of two in "
+                             "1..1024")
+        self.kind, self.dtype, self.threads_per_block = kind, np.dtype(dtype), int(tpb)
+        self._partials = self._result = None
+
+    def __call__(self, x, stream=0):
+        """The reduction of the contiguous device array ``x`` (any shape), as a Python scalar."""
+        x = as_device_array(x, "array to reduce")
+        if x.dtype != self.dtype:
+            raise ValueError(f"this Reduction is for {self.dtype} arrays, got {x.dtype}")
+        if not x.is_c_contiguous():
+            raise ValueError("the array to reduce must be contiguous")
+        if x.size == 0:
+            return self.dtype.type(0).item()
+        x = x.reshape(x.size)
+        cuda = _cuda()
+        tpb = self.threads_per_block
+        if self._partials is None:
+            self._partials = cuda.device_array(BLOCKS_PER_SM * _sm_count(), self.dtype)
+            self._result = cuda.device_array(1, self.dtype)
+        blocks = min(launch_blocks(x.size, tpb), self._partials.size)
+        if blocks == 1:  # one block already gives the result
+            _reduction_kernel(self.kind, tpb, self.dtype)[1, tpb, stream](x, self._result)
+        else:
+            partials = self._partials[:blocks]
+            _reduction_kernel(self.kind, tpb, self.dtype)[blocks, tpb, stream](x, partials)
+            final = "max_abs" if self.kind == "max_abs" else "sum"
+            _reduction_kernel(final, tpb, self.dtype)[1, tpb, stream](partials, self._result)
+        value = self._result.copy_to_host(stream=stream)
+        if stream:
+            stream.synchronize()
+        return value[0].item()
+
+
 # --- ahead-of-time compilation (no GPU needed) ----------------------------------------------------
 
 def number_of_coefficients(rule):
@@ -292,16 +474,42 @@ def _compile_for(cc):
                 dispatcher.get_current_device = saved
 
 
-def compile_ptx_for(rule, dtype, cc=(9, 0)):
-    """The PTX of ``rule``'s kernel for ``dtype`` and compute capability ``cc``, as text.
+def compile_kernel_ptx(function, signature, cc=(9, 0)):
+    """The PTX of a kernel's Python source for argument types ``signature``, as text.
+
+    ``function`` is the plain Python function of a kernel (the ``*_function`` builders here and
+    in the other CUDA modules return them). Needs the CUDA compiler (NVVM) but no GPU or
+    driver; not available in the simulator.
+    """
+    if simulator_enabled():
+        raise RuntimeError("PTX compilation needs the real CUDA target; it does not work with "
+                           "NUMBA_ENABLE_CUDASIM=1")
+    cuda = _cuda()
+    with _compile_for(tuple(cc)):
+        ptx, _ = cuda.compile_ptx(function, signature, cc=tuple(cc))
+    return ptx
+
+
+def compile_ptx_for(rule, dtype, cc=(9, 0), fused=False):
+    """The PTX of ``rule``'s kernel (or, with ``fused``, its fused step) for ``dtype`` and
+    compute capability ``cc``, as text.
 
     Needs the CUDA compiler (NVVM) but no GPU or driver; not available in the simulator.
     """
     if simulator_enabled():
         raise RuntimeError("compile_ptx_for needs the real CUDA target; it does not work with "
                            "NUMBA_ENABLE_CUDASIM=1")
-    cuda = _cuda()
-    with _compile_for(tuple(cc)):
-        ptx, _ = cuda.compile_ptx(_kernel_function(rule.element), kernel_signature(rule, dtype),
-                                  cc=tuple(cc))
-    return ptx
+    signature = kernel_signature(rule, dtype)
+    if fused:
+        vector = signature[0]
+        return compile_kernel_ptx(_fused_step_function(rule.element),
+                                  signature + (vector, vector, vector), cc)
+    return compile_kernel_ptx(_kernel_function(rule.element), signature, cc)
+
+
+def compile_reduction_ptx(kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLOCK, cc=(9, 0)):
+    """The PTX of one :class:`Reduction` pass for ``dtype`` (no GPU needed)."""
+    from numba import from_dtype
+    vector = from_dtype(np.dtype(dtype))[::1]
+    return compile_kernel_ptx(_reduction_function(kind, threads_per_block, dtype),
+                              (vector, vector), cc)

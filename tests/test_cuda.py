@@ -1,19 +1,22 @@
 """The CUDA backend: kernels from the same element math, checked without a GPU.
 
-Two ways to run this file, each in its own process (numba reads NUMBA_ENABLE_CUDASIM once, at
+Two ways to run this file and its siblings ``tests/test_cuda_*.py`` (the device minimize, the
+batched objectives, the MLP), each in its own process (numba reads NUMBA_ENABLE_CUDASIM once, at
 import):
 
-* ``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py``: the kernels run in numba's CUDA
-  simulator, launched with tiny blocks and grids so that every launch spans several blocks and
-  every thread strides over several elements (as STUMPY tests its GPU kernels), and are compared
-  bit for bit with the CPU kernels; the optimizer classes run on simulated device arrays.
-* ``python -m pytest tests/test_cuda.py`` (the normal run): every rule's kernel is compiled to PTX
-  for sm_90 by NVVM, which needs no GPU, and the float32 PTX is checked for float64 work and
+* ``NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda*.py``: the kernels run in numba's
+  CUDA simulator, launched with tiny blocks and grids so that every launch spans several blocks
+  and every thread strides over several elements (as STUMPY tests its GPU kernels), and are
+  compared bit for bit with the CPU kernels; the optimizer classes run on simulated device
+  arrays.
+* ``python -m pytest tests/test_cuda*.py`` (the normal run): every kernel is compiled to PTX for
+  sm_90 by NVVM, which needs no GPU, and the float32 PTX is checked for float64 work and
   approximate division/square roots. The simulator tests skip unless a GPU is present.
 """
 
 import dataclasses
 import functools
+import math
 import re
 import subprocess
 import sys
@@ -32,7 +35,7 @@ AVAILABLE = cuda_backend.is_available()
 
 needs_cuda = pytest.mark.skipif(
     not AVAILABLE, reason="needs a CUDA GPU or numba's simulator: run "
-    "NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py in its own process")
+    "NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda*.py in its own process")
 needs_gpu = pytest.mark.skipif(SIMULATOR or not AVAILABLE, reason="needs a real CUDA GPU")
 
 DTYPES = [np.float32, np.float64]
@@ -54,6 +57,28 @@ GPU_TOLERANCE = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-14)}  # rtol, 
 def _cuda():
     from numba import cuda
     return cuda
+
+
+def quick_simulator_threads():
+    """A generator for module fixtures: a short GIL switch interval while the module runs.
+
+    The simulator runs each block's threads as Python threads and its launcher polls them; at
+    Python's default 5 ms switch interval every ``syncthreads`` waits for several switches. A
+    0.5 ms interval makes the shared-memory kernels' tests several times faster; it changes no
+    result.
+    """
+    saved = sys.getswitchinterval()
+    if SIMULATOR:
+        sys.setswitchinterval(5e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(saved)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quick_simulator_threads():
+    yield from quick_simulator_threads()
 
 
 def _gradient(rng, x):
@@ -128,6 +153,95 @@ def test_step_rejects_mismatched_device_arrays():
         cuda_backend.step(rule, x, x, cuda.to_device(np.zeros((2, 7), np.float32)), coefficients)
     with pytest.raises(TypeError, match="NumPy array on the host"):
         cuda_backend.step(rule, np.zeros(8, np.float32), x, x, coefficients)
+
+
+# --- the fused step and the reductions of the device drivers -------------------------------------
+
+FUSED_CASES = [("adam", {"lr": 0.1, "amsgrad": True}), ("sgd", {"lr": 0.2}),
+               ("nadam", {"lr": 0.05, "weight_decay": 0.1})]
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("bounded", [False, True], ids=["unbounded", "bounded"])
+@pytest.mark.parametrize("method, options", FUSED_CASES, ids=[m for m, _ in FUSED_CASES])
+def test_fused_step_is_the_kernel_plus_projection_and_saves_the_previous_iterate(
+        method, options, bounded, dtype):
+    cuda = _cuda()
+    opt = optimizer_for(method, **options)
+    rule, validated = opt.rule, opt.options
+    rng = np.random.default_rng(5)
+    n = 37
+    x = rng.normal(size=n).astype(dtype)
+    state = opt._initial_state(x)
+    lower = np.full(n, -0.6, dtype) if bounded else np.zeros(0, dtype)
+    upper = np.linspace(0.1, 0.8, n).astype(dtype) if bounded else np.zeros(0, dtype)
+    d_x, d_state, d_previous = cuda.to_device(x), cuda.to_device(state), cuda.device_array(n, dtype)
+    d_lower, d_upper = cuda.to_device(lower), cuda.to_device(upper)
+    fused = cuda_backend.cuda_fused_step(rule)
+    scalars = dict(rule.scalar_state)
+    cpu = kernels.cpu_kernel(rule, False)
+    for t in range(1, 4):
+        g = _gradient(rng, x)
+        coefficients, scalars = rule.step_coefficients(validated, t, validated["lr"], scalars)
+        c = kernels.cast_coefficients(coefficients, dtype)
+        before = x.copy()
+        cpu(x, g, state, c)
+        if bounded:
+            x = np.minimum(np.maximum(x, lower), upper)
+        fused[BLOCKS, THREADS](d_x, cuda.to_device(g), d_state, c, d_previous, d_lower, d_upper)
+        _assert_same(d_x.copy_to_host(), x, f"x at step {t}", rule.name)
+        _assert_same(d_state.copy_to_host(), state, f"state at step {t}", rule.name)
+        assert d_previous.copy_to_host().tobytes() == before.tobytes()
+    if bounded:
+        assert np.all(x >= lower) and np.all(x <= upper) and np.any(x == upper)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32],
+                         ids=["float32", "float64", "int32"])
+@pytest.mark.parametrize("kind", cuda_backend.REDUCTIONS)
+def test_reductions_match_numpy_over_several_blocks(kind, dtype):
+    cuda = _cuda()
+    rng = np.random.default_rng(6)
+    x = (rng.normal(size=(7, 9)) * 10).astype(dtype)  # 2-D: reduced as its flat contiguous data
+    reduce = cuda_backend.Reduction(kind, dtype, threads_per_block=4)  # 16 blocks, then 1
+    value = reduce(cuda.to_device(x))
+    wide = x.astype(np.float64)
+    expected = {"max_abs": np.abs(wide).max(), "sum": wide.sum(),
+                "sum_squares": (wide ** 2).sum()}[kind]
+    if dtype is np.int32 or kind == "max_abs":
+        assert value == expected and type(value) is (int if dtype is np.int32 else float)
+    else:
+        assert value == pytest.approx(expected, rel=1e-6 if dtype is np.float32 else 1e-14)
+    assert reduce(cuda.to_device(x[:1, :3].copy())) == pytest.approx(
+        {"max_abs": np.abs(wide[0, :3]).max(), "sum": wide[0, :3].sum(),
+         "sum_squares": (wide[0, :3] ** 2).sum()}[kind], rel=1e-6)  # one block: one launch
+    assert reduce(cuda.device_array(0, dtype)) == 0
+
+
+@needs_cuda
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("position", [0, 17, 36])
+def test_infinity_norm_propagates_nan_and_inf(bad, position):
+    cuda = _cuda()
+    x = np.linspace(-3, 2, 37)
+    x[position] = bad
+    norm = cuda_backend.Reduction("max_abs", np.float64, threads_per_block=4)(cuda.to_device(x))
+    assert math.isnan(norm) if np.isnan(bad) else norm == np.inf
+
+
+def test_reduction_arguments_are_checked():
+    with pytest.raises(ValueError, match="Invalid reduction"):
+        cuda_backend.Reduction("mean", np.float32)
+    with pytest.raises(ValueError, match="power of two"):
+        cuda_backend.Reduction("sum", np.float32, threads_per_block=6)
+
+
+def test_require_available_says_how_to_get_cuda(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"frobnicate needs CUDA.*NUMBA_ENABLE_CUDASIM=1"):
+        cuda_backend.require_available("frobnicate")
 
 
 # --- the optimizer classes ------------------------------------------------------------------------
@@ -300,6 +414,28 @@ def test_every_kernel_compiles_to_ptx_for_sm90_without_float64_in_float32(rule):
     assert ".f64" not in ptx32, sorted(set(re.findall(r"\b[\w.]+\.f64\b", ptx32)))
     # float64 is the control: the same pattern does find the float64 kernel's arithmetic.
     assert re.search(r"\b(?:add|sub|mul|fma\.rn)\.f64\b", ptx64)
+
+
+@pytest.mark.parametrize("rule", list(rules.RULES.values()), ids=list(rules.RULES))
+def test_every_fused_step_compiles_to_ptx_for_sm90_without_float64_in_float32(rule):
+    reason = _ptx_toolchain_missing()
+    if reason:
+        pytest.skip(reason)
+    ptx32 = cuda_backend.compile_ptx_for(rule, np.float32, cc=(9, 0), fused=True)
+    assert ".target sm_90" in ptx32 and ".entry" in ptx32 and F32_ARITHMETIC.search(ptx32)
+    assert not APPROXIMATE.search(ptx32)
+    assert ".f64" not in ptx32, sorted(set(re.findall(r"\b[\w.]+\.f64\b", ptx32)))
+
+
+@pytest.mark.parametrize("kind", cuda_backend.REDUCTIONS)
+def test_reductions_compile_to_ptx_for_sm90_without_float64_in_float32(kind):
+    reason = _ptx_toolchain_missing()
+    if reason:
+        pytest.skip(reason)
+    ptx32 = cuda_backend.compile_reduction_ptx(kind, np.float32, cc=(9, 0))
+    assert ".target sm_90" in ptx32 and "bar.sync" in ptx32 and ".shared" in ptx32
+    assert ".f64" not in ptx32
+    assert re.search(r"\b(?:max|add|fma\.rn|setp\.\w+)\.f32\b", ptx32)
 
 
 @elementwise
