@@ -23,14 +23,15 @@ _batched_loops = {}
 
 def _build_batched_loop(loop):
     @numba.njit(parallel=True, error_model="numpy")
-    def batched_loop(fun, jac, args, X, F, G, states, table, lower, upper, gtol, status, counts):
+    def batched_loop(args, X, F, G, states, table, lower, upper, gtol, status, counts):
         empty_history = np.empty(0)
         for j in numba.prange(X.shape[0]):
             if status[j] != _RUNNING:
                 continue
             previous = np.empty_like(X[j])
-            outcome, f = loop(fun, jac, args, X[j], F[j], G[j], states[j], table, previous,
-                              lower, upper, gtol, empty_history, X[j:j, :], counts[j])
+            spare = np.empty_like(G[j])
+            outcome, f = loop(args, X[j], F[j], G[j], spare, states[j], table, previous, lower,
+                              upper, gtol, empty_history, X[j:j, :], counts[j])
             F[j] = f
             if outcome == _loops.CONVERGED:
                 status[j] = 0
@@ -40,11 +41,11 @@ def _build_batched_loop(loop):
     return batched_loop
 
 
-def _batched_loop(rule, combined):
-    key = (rule.element, bool(combined))
-    if key not in _batched_loops:
-        _batched_loops[key] = _build_batched_loop(_loops.compiled_loop(rule, combined))
-    return _batched_loops[key]
+def _batched_loop(rule, fun, jac):
+    loop = _loops.compiled_loop(rule, fun, jac)
+    if loop not in _batched_loops:
+        _batched_loops[loop] = _build_batched_loop(loop)
+    return _batched_loops[loop]
 
 
 def _build_evaluate_all(combined):
@@ -157,14 +158,13 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     status[~(np.isfinite(F) & np.isfinite(G).all(axis=1))] = 3
 
     run = _Run(rule, hp, as_schedule(hp["lr"]), int(driver["maxiter"]), X.dtype)
-    loop = _batched_loop(rule, combined)
+    loop = _batched_loop(rule, fun, jac)
     gtol = float(driver["gtol"])
     t = 1
     while t <= run.maxiter and (status == _RUNNING).any():
-        table = run.table(t, block=4096)
-        loop(fun, fun if combined else jac, args, X, F, G, states, table, lower, upper, gtol,
-             status, counts)
-        t += table.shape[0]
+        table = run.table(t, block=run.compiled_block(t, gtol, record=False))
+        loop(args, X, F, G, states, table, lower, upper, gtol, status, counts)
+        t += table.shape[1]
     running = status == _RUNNING
     converged = running & (np.abs(G).max(axis=1) <= gtol) if gtol > 0 else np.zeros(k, bool)
     status[running] = np.where(converged[running], 0, 1)

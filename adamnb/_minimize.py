@@ -249,21 +249,36 @@ def _check_driver_options(driver):
 class _Run:
     """The per-step scalars of one run, computed a block of steps at a time."""
 
+    #: Steps per table on the Python path.
     BLOCK = 512
 
     def __init__(self, rule, options, schedule, maxiter, dtype):
         self.rule, self.options, self.schedule, self.maxiter = rule, options, schedule, maxiter
         self.dtype = dtype
         self.scalars = dict(rule.scalar_state)
-        self.first = 1  # step number of the table's first row
+        self.first = 1  # step number of the table's first column
+
+    def compiled_block(self, t, gtol, record):
+        """Steps per table of the compiled loop from step t.
+
+        Each block costs some 15 microseconds of Python around it (the table's NumPy calls, the
+        call into the loop), so blocks are long: 32768 steps at once when the run cannot stop
+        early (gtol = 0: only a failure stops it), else 4096 doubling with the steps done, so
+        that a run that converges early computes few coefficients ahead of its last step. With
+        ``record`` (return_all) the block's iterates are stored too: 4096 steps at a time.
+        """
+        if record:
+            return 4096
+        return 1 << 15 if gtol == 0 else min(1 << 15, max(4096, t - 1))
 
     def table(self, t, block=BLOCK):
-        """The coefficient rows of steps t, t+1, ... (at most ``block``, never past maxiter)."""
+        """The coefficients of steps t, t+1, ... (at most ``block``, never past maxiter), one
+        column per step, in x's dtype (:meth:`adamnb.rules.UpdateRule.coefficient_columns`)."""
         steps = np.arange(t, min(t + block, self.maxiter + 1), dtype=np.int64)
-        table, self.scalars = self.rule.coefficient_table(
-            self.options, steps, schedule_values(self.schedule, steps), self.scalars)
+        table, self.scalars = self.rule.coefficient_columns(
+            self.options, steps, schedule_values(self.schedule, steps), self.scalars, self.dtype)
         self.first = t
-        return table.astype(self.dtype)
+        return table
 
 
 def _python_path(run, objective, step_args, next_batch, x, f, g, state, lower, upper, gtol,
@@ -287,20 +302,20 @@ def _python_path(run, objective, step_args, next_batch, x, f, g, state, lower, u
                 x[:] = previous
                 return 3, nit, f_previous, g_previous
             return (0 if gtol > 0 and norm <= gtol else 1), nit, f, g
-        if table is None or t - run.first >= table.shape[0]:
+        if table is None or t - run.first >= table.shape[1]:
             table = run.table(t)
-        row = t - run.first
+        column = t - run.first
         if threaded:
             norm = np.abs(g).max()
             outcome = (_loops.NOT_FINITE if not math.isfinite(norm) else
                        _loops.CONVERGED if gtol > 0 and norm <= gtol else _loops.STEPPED)
             if outcome == _loops.STEPPED:
                 np.copyto(previous, x)
-                kernel(x, g, state, kernels.cast_coefficients(table[row], x.dtype))
+                kernel(x, g, state, kernels.cast_coefficients(table[:, column], x.dtype))
                 if bounded:
                     np.clip(x, lower, upper, out=x)
         else:
-            outcome = fused(x, g, state, table, row, previous, lower, upper, gtol)
+            outcome = fused(x, g, state, table, column, previous, lower, upper, gtol)
         if outcome == _loops.CONVERGED:
             return 0, nit, f, g
         if outcome == _loops.NOT_FINITE:  # the gradient of the last step was not finite
@@ -327,10 +342,11 @@ def _python_path(run, objective, step_args, next_batch, x, f, g, state, lower, u
 def _compiled_path(run, fun, jac, args, x, f, g, state, lower, upper, gtol, record, allvecs,
                    fun_history, objective):
     """Whole blocks of steps in one compiled loop; returns (status, nit, f, g)."""
-    loop = _loops.compiled_loop(run.rule, combined=jac is True)
+    loop = _loops.compiled_loop(run.rule, fun, jac)
     counts = np.array([0, objective.nfev, objective.njev], dtype=np.int64)
     previous = np.empty_like(x)
     g = np.array(g, dtype=x.dtype)
+    spare = np.empty_like(g)
     args = tuple(args)
     status = None
     while status is None:
@@ -338,12 +354,12 @@ def _compiled_path(run, fun, jac, args, x, f, g, state, lower, upper, gtol, reco
         if t > run.maxiter:
             status = 0 if gtol > 0 and np.abs(g).max() <= gtol else 1
             break
-        table = run.table(t, block=4096)
-        rows = table.shape[0]
-        history = np.empty(rows if record else 0)
-        vectors = np.empty((rows if record else 0, x.size), dtype=x.dtype)
-        outcome, f = loop(fun, jac if jac is not True else fun, args, x, f, g, state, table,
-                          previous, lower, upper, gtol, history, vectors, counts)
+        table = run.table(t, block=run.compiled_block(t, gtol, record))
+        steps = table.shape[1] if record else 0
+        history = np.empty(steps)
+        vectors = np.empty((steps, x.size), dtype=x.dtype)
+        outcome, f = loop(args, x, f, g, spare, state, table, previous, lower, upper, gtol,
+                          history, vectors, counts)
         if record:
             done = int(counts[0]) - (t - 1) - (outcome == _loops.NOT_FINITE)
             allvecs.extend(vectors[:done].copy())
@@ -498,6 +514,30 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
         reached (``success`` is False, as in scipy); 3: NaN or inf met in f or its gradient (the
         last finite iterate is returned); 99: the callback raised StopIteration. With
         ``return_all``, also ``allvecs`` and ``fun_history``.
+
+    Notes
+    -----
+    When ``fun`` and the gradient are numba-jitted functions (``@numba.njit``: ``fun`` with
+    ``jac=True``, or ``fun`` and ``jac``), with no callback, a fixed ``args`` tuple and no finite
+    differences, the whole loop runs compiled, with the same results, to the bit, as the loop in
+    Python. Such a gradient function may carry an attribute ``into``: a jitted
+    ``into(x, g_out, *args)`` that writes the same gradient into the array ``g_out`` (and returns
+    the value of ``fun``), which the compiled loop then calls instead, allocating nothing per
+    step. The functions of :mod:`adamnb.functions` carry one::
+
+        @numba.njit
+        def loss_into(x, g_out):
+            for i in range(x.size):
+                g_out[i] = 2.0 * x[i]
+            return float(x @ x)
+
+        @numba.njit
+        def loss(x):
+            g = np.empty_like(x)
+            return loss_into(x, g), g
+
+        loss.into = loss_into
+        adamnb.minimize(loss, x0, jac=True)
 
     Examples
     --------

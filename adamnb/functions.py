@@ -1,7 +1,7 @@
 """Classic test functions for numerical optimisation.
 
 This module is a small catalogue of the standard benchmark problems used to
-exercise (and compare) optimisers.  Every problem comes as three
+exercise (and compare) optimisers.  Every problem comes as four
 Numba-compiled functions operating on a flat 1-D floating point array ``x``:
 
 ``<name>(x)``
@@ -10,6 +10,13 @@ Numba-compiled functions operating on a flat 1-D floating point array ``x``:
     The analytic gradient, a *new* 1-D array with the dtype of ``x``.
 ``<name>_value_and_grad(x)``
     Both at once, ``(f, g)``, sharing the common sub-expressions.
+``<name>_value_and_grad_into(x, g)``
+    The same value, returned, and the same gradient, written into the caller's
+    array ``g``: no allocation.  It is the one implementation of each problem's
+    gradient (the two functions above call it), so all three agree to the bit.
+    ``<name>_grad.into`` and ``<name>_value_and_grad.into`` name it: that is how
+    :func:`adamnb.minimize`'s compiled loop finds it and runs without allocating
+    a gradient array per step.
 
 All of them are ``@numba.njit(cache=True)`` and accept ``float64`` as well as
 ``float32`` input; for ``float32`` input the arithmetic is done in single
@@ -124,42 +131,55 @@ __all__ = [
     "quadratic",
     "quadratic_grad",
     "quadratic_value_and_grad",
+    "quadratic_value_and_grad_into",
     "rosenbrock",
     "rosenbrock_grad",
     "rosenbrock_value_and_grad",
+    "rosenbrock_value_and_grad_into",
     "beale",
     "beale_grad",
     "beale_value_and_grad",
+    "beale_value_and_grad_into",
     "booth",
     "booth_grad",
     "booth_value_and_grad",
+    "booth_value_and_grad_into",
     "himmelblau",
     "himmelblau_grad",
     "himmelblau_value_and_grad",
+    "himmelblau_value_and_grad_into",
     "rastrigin",
     "rastrigin_grad",
     "rastrigin_value_and_grad",
+    "rastrigin_value_and_grad_into",
     "ackley",
     "ackley_grad",
     "ackley_value_and_grad",
+    "ackley_value_and_grad_into",
     "styblinski_tang",
     "styblinski_tang_grad",
     "styblinski_tang_value_and_grad",
+    "styblinski_tang_value_and_grad_into",
     "goldstein_price",
     "goldstein_price_grad",
     "goldstein_price_value_and_grad",
+    "goldstein_price_value_and_grad_into",
     "three_hump_camel",
     "three_hump_camel_grad",
     "three_hump_camel_value_and_grad",
+    "three_hump_camel_value_and_grad_into",
     "matyas",
     "matyas_grad",
     "matyas_value_and_grad",
+    "matyas_value_and_grad_into",
     "easom",
     "easom_grad",
     "easom_value_and_grad",
+    "easom_value_and_grad_into",
     "levi13",
     "levi13_grad",
     "levi13_value_and_grad",
+    "levi13_value_and_grad_into",
 ]
 
 #: Condition number of the ``quadratic`` test function.
@@ -216,18 +236,24 @@ def quadratic(x):
 
 
 @_jit
-def quadratic_value_and_grad(x):
-    """Value and gradient of :func:`quadratic`."""
+def quadratic_value_and_grad_into(x, g):
+    """Value of :func:`quadratic`; its gradient is written into ``g`` (shape of ``x``)."""
     T = x.dtype.type
     n = x.shape[0]
-    g = np.empty_like(x)
     f = T(0.0)
     for i in range(n):
         ci = _quadratic_coeff(i, n, T)
         gi = ci * x[i]
         g[i] = gi
         f += gi * x[i]
-    return T(0.5) * f, g
+    return T(0.5) * f
+
+
+@_jit
+def quadratic_value_and_grad(x):
+    """Value and gradient of :func:`quadratic`."""
+    g = np.empty_like(x)
+    return quadratic_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -256,24 +282,38 @@ def rosenbrock(x):
 
 
 @_jit
-def rosenbrock_value_and_grad(x):
-    """Value and gradient of :func:`rosenbrock`."""
+def rosenbrock_value_and_grad_into(x, g):
+    """Value of :func:`rosenbrock`; its gradient is written into ``g`` (shape of ``x``).
+
+    Each ``g[i]`` is written once, as ``(0 + 200 a_{i-1}) + (-400 x_i a_i - 2 b_i)``: the sums of
+    a gradient accumulated in a zeroed array, to the bit (signed zeros included).
+    """
     T = x.dtype.type
     c100 = T(100.0)
     c200 = T(200.0)
     c400 = T(400.0)
+    zero = T(0.0)
     one = T(1.0)
     two = T(2.0)
     n = x.shape[0]
-    g = np.zeros_like(x)
-    f = T(0.0)
+    f = zero
+    carry = zero  # the term x_i receives from the pair (x_{i-1}, x_i)
     for i in range(n - 1):
         a = x[i + 1] - x[i] * x[i]
         b = one - x[i]
         f += c100 * a * a + b * b
-        g[i] += -c400 * x[i] * a - two * b
-        g[i + 1] += c200 * a
-    return f, g
+        g[i] = carry + (-c400 * x[i] * a - two * b)
+        carry = zero + c200 * a
+    if n > 0:
+        g[n - 1] = carry
+    return f
+
+
+@_jit
+def rosenbrock_value_and_grad(x):
+    """Value and gradient of :func:`rosenbrock`."""
+    g = np.empty_like(x)
+    return rosenbrock_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -301,8 +341,8 @@ def beale(x):
 
 
 @_jit
-def beale_value_and_grad(x):
-    """Value and gradient of :func:`beale`."""
+def beale_value_and_grad_into(x, g):
+    """Value of :func:`beale`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     one = T(1.0)
@@ -314,10 +354,16 @@ def beale_value_and_grad(x):
     a1 = T(1.5) - X + X * Y
     a2 = T(2.25) - X + X * Y2
     a3 = T(2.625) - X + X * Y3
-    g = np.empty_like(x)
     g[0] = two * (a1 * (Y - one) + a2 * (Y2 - one) + a3 * (Y3 - one))
     g[1] = two * X * (a1 + two * a2 * Y + T(3.0) * a3 * Y2)
-    return a1 * a1 + a2 * a2 + a3 * a3, g
+    return a1 * a1 + a2 * a2 + a3 * a3
+
+
+@_jit
+def beale_value_and_grad(x):
+    """Value and gradient of :func:`beale`."""
+    g = np.empty_like(x)
+    return beale_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -343,18 +389,24 @@ def booth(x):
 
 
 @_jit
-def booth_value_and_grad(x):
-    """Value and gradient of :func:`booth`."""
+def booth_value_and_grad_into(x, g):
+    """Value of :func:`booth`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     two = T(2.0)
     four = T(4.0)
     a = x[0] + two * x[1] - T(7.0)
     b = two * x[0] + x[1] - T(5.0)
-    g = np.empty_like(x)
     g[0] = two * a + four * b
     g[1] = four * a + two * b
-    return a * a + b * b, g
+    return a * a + b * b
+
+
+@_jit
+def booth_value_and_grad(x):
+    """Value and gradient of :func:`booth`."""
+    g = np.empty_like(x)
+    return booth_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -381,8 +433,8 @@ def himmelblau(x):
 
 
 @_jit
-def himmelblau_value_and_grad(x):
-    """Value and gradient of :func:`himmelblau`."""
+def himmelblau_value_and_grad_into(x, g):
+    """Value of :func:`himmelblau`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     two = T(2.0)
@@ -391,10 +443,16 @@ def himmelblau_value_and_grad(x):
     Y = x[1]
     a = X * X + Y - T(11.0)
     b = X + Y * Y - T(7.0)
-    g = np.empty_like(x)
     g[0] = four * X * a + two * b
     g[1] = two * a + four * Y * b
-    return a * a + b * b, g
+    return a * a + b * b
+
+
+@_jit
+def himmelblau_value_and_grad(x):
+    """Value and gradient of :func:`himmelblau`."""
+    g = np.empty_like(x)
+    return himmelblau_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -421,20 +479,26 @@ def rastrigin(x):
 
 
 @_jit
-def rastrigin_value_and_grad(x):
-    """Value and gradient of :func:`rastrigin`."""
+def rastrigin_value_and_grad_into(x, g):
+    """Value of :func:`rastrigin`; its gradient is written into ``g`` (shape of ``x``)."""
     T = x.dtype.type
     A = T(_RASTRIGIN_A)
     w = T(2.0 * math.pi)
     wA = T(2.0 * math.pi * _RASTRIGIN_A)
     two = T(2.0)
-    g = np.empty_like(x)
     f = T(0.0)
     for i in range(x.shape[0]):
         xi = x[i]
         f += xi * xi + A * (T(1.0) - np.cos(w * xi))
         g[i] = two * xi + wA * np.sin(w * xi)
-    return f, g
+    return f
+
+
+@_jit
+def rastrigin_value_and_grad(x):
+    """Value and gradient of :func:`rastrigin`."""
+    g = np.empty_like(x)
+    return rastrigin_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -467,8 +531,8 @@ def ackley(x):
 
 
 @_jit
-def ackley_value_and_grad(x):
-    """Value and gradient of :func:`ackley` (gradient defined as 0 at ``x = 0``)."""
+def ackley_value_and_grad_into(x, g):
+    """Value of :func:`ackley`; its gradient is written into ``g`` (shape of ``x``)."""
     T = x.dtype.type
     a = T(_ACKLEY_A)
     b = T(_ACKLEY_B)
@@ -489,10 +553,16 @@ def ackley_value_and_grad(x):
     if r > T(0.0):
         k1 = a * b * e1 / (nT * r)
     k2 = c * e2 / nT
-    g = np.empty_like(x)
     for i in range(n):
         g[i] = k1 * x[i] + k2 * np.sin(c * x[i])
-    return f, g
+    return f
+
+
+@_jit
+def ackley_value_and_grad(x):
+    """Value and gradient of :func:`ackley`."""
+    g = np.empty_like(x)
+    return ackley_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -519,17 +589,23 @@ def styblinski_tang(x):
 
 
 @_jit
-def styblinski_tang_value_and_grad(x):
-    """Value and gradient of :func:`styblinski_tang`."""
+def styblinski_tang_value_and_grad_into(x, g):
+    """Value of :func:`styblinski_tang`; its gradient is written into ``g`` (shape of ``x``)."""
     T = x.dtype.type
-    g = np.empty_like(x)
     f = T(0.0)
     for i in range(x.shape[0]):
         xi = x[i]
         x2 = xi * xi
         f += x2 * x2 - T(16.0) * x2 + T(5.0) * xi
         g[i] = T(2.0) * x2 * xi - T(16.0) * xi + T(2.5)
-    return T(0.5) * f, g
+    return T(0.5) * f
+
+
+@_jit
+def styblinski_tang_value_and_grad(x):
+    """Value and gradient of :func:`styblinski_tang`."""
+    g = np.empty_like(x)
+    return styblinski_tang_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -560,8 +636,8 @@ def goldstein_price(x):
 
 
 @_jit
-def goldstein_price_value_and_grad(x):
-    """Value and gradient of :func:`goldstein_price`."""
+def goldstein_price_value_and_grad_into(x, g):
+    """Value of :func:`goldstein_price`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     two = T(2.0)
@@ -581,10 +657,16 @@ def goldstein_price_value_and_grad(x):
     dA = two * u * p + u * u * dp  # same for x and y
     dBx = T(4.0) * v * q + v * v * dqx
     dBy = T(-6.0) * v * q + v * v * dqy
-    g = np.empty_like(x)
     g[0] = dA * B + A * dBx
     g[1] = dA * B + A * dBy
-    return A * B, g
+    return A * B
+
+
+@_jit
+def goldstein_price_value_and_grad(x):
+    """Value and gradient of :func:`goldstein_price`."""
+    g = np.empty_like(x)
+    return goldstein_price_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -611,8 +693,8 @@ def three_hump_camel(x):
 
 
 @_jit
-def three_hump_camel_value_and_grad(x):
-    """Value and gradient of :func:`three_hump_camel`."""
+def three_hump_camel_value_and_grad_into(x, g):
+    """Value of :func:`three_hump_camel`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     X = x[0]
@@ -620,10 +702,16 @@ def three_hump_camel_value_and_grad(x):
     x2 = X * X
     x4 = x2 * x2
     f = T(2.0) * x2 - T(1.05) * x4 + x4 * x2 / T(6.0) + X * Y + Y * Y
-    g = np.empty_like(x)
     g[0] = T(4.0) * X - T(4.2) * x2 * X + x4 * X + Y
     g[1] = X + T(2.0) * Y
-    return f, g
+    return f
+
+
+@_jit
+def three_hump_camel_value_and_grad(x):
+    """Value and gradient of :func:`three_hump_camel`."""
+    g = np.empty_like(x)
+    return three_hump_camel_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -648,16 +736,22 @@ def matyas(x):
 
 
 @_jit
-def matyas_value_and_grad(x):
-    """Value and gradient of :func:`matyas`."""
+def matyas_value_and_grad_into(x, g):
+    """Value of :func:`matyas`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     X = x[0]
     Y = x[1]
-    g = np.empty_like(x)
     g[0] = T(0.52) * X - T(0.48) * Y
     g[1] = T(0.52) * Y - T(0.48) * X
-    return T(0.26) * (X * X + Y * Y) - T(0.48) * X * Y, g
+    return T(0.26) * (X * X + Y * Y) - T(0.48) * X * Y
+
+
+@_jit
+def matyas_value_and_grad(x):
+    """Value and gradient of :func:`matyas`."""
+    g = np.empty_like(x)
+    return matyas_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -683,8 +777,8 @@ def easom(x):
 
 
 @_jit
-def easom_value_and_grad(x):
-    """Value and gradient of :func:`easom`."""
+def easom_value_and_grad_into(x, g):
+    """Value of :func:`easom`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     pi = T(math.pi)
@@ -694,10 +788,16 @@ def easom_value_and_grad(x):
     E = np.exp(-(dx * dx + dy * dy))
     cx = np.cos(x[0])
     cy = np.cos(x[1])
-    g = np.empty_like(x)
     g[0] = E * cy * (np.sin(x[0]) + two * dx * cx)
     g[1] = E * cx * (np.sin(x[1]) + two * dy * cy)
-    return -cx * cy * E, g
+    return -cx * cy * E
+
+
+@_jit
+def easom_value_and_grad(x):
+    """Value and gradient of :func:`easom`."""
+    g = np.empty_like(x)
+    return easom_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -730,8 +830,8 @@ def levi13(x):
 
 
 @_jit
-def levi13_value_and_grad(x):
-    """Value and gradient of :func:`levi13`."""
+def levi13_value_and_grad_into(x, g):
+    """Value of :func:`levi13`; its gradient is written into ``g`` (shape of ``x``)."""
     _check_2d(x)
     T = x.dtype.type
     one = T(1.0)
@@ -749,13 +849,19 @@ def levi13_value_and_grad(x):
     dx = X - one
     dy = Y - one
     f = s3x * s3x + dx * dx * (one + s3y * s3y) + dy * dy * (one + s2y * s2y)
-    g = np.empty_like(x)
     # d/dt sin(w t)**2 = 2 w sin(w t) cos(w t)
     g[0] = two * w3 * s3x * c3x + two * dx * (one + s3y * s3y)
     g[1] = (dx * dx * two * w3 * s3y * c3y
             + two * dy * (one + s2y * s2y)
             + dy * dy * two * w2 * s2y * c2y)
-    return f, g
+    return f
+
+
+@_jit
+def levi13_value_and_grad(x):
+    """Value and gradient of :func:`levi13`."""
+    g = np.empty_like(x)
+    return levi13_value_and_grad_into(x, g), g
 
 
 @_jit
@@ -791,6 +897,10 @@ class TestFunction:
         Jitted gradient ``grad(x) -> ndarray`` (new array, dtype of ``x``).
     value_and_grad : callable
         Jitted ``value_and_grad(x) -> (float, ndarray)``.
+    value_and_grad_into : callable
+        Jitted ``value_and_grad_into(x, g) -> float``: the same value, with the
+        same gradient written into ``g`` instead of a new array (``grad.into``
+        and ``value_and_grad.into`` name it, for :func:`adamnb.minimize`).
     dim : int or None
         Dimension of a fixed-dimension problem, ``None`` for a scalable
         (``n``-dimensional) one.  The dimension of this particular instance
@@ -824,6 +934,7 @@ class TestFunction:
     minimizers: np.ndarray
     x0: np.ndarray
     description: str
+    value_and_grad_into: Optional[Callable] = None
     _factory: Optional[Callable[[int], "TestFunction"]] = field(
         default=None, repr=False
     )
@@ -895,16 +1006,16 @@ class TestFunction:
         return float(np.min(np.linalg.norm(self.minimizers - x, axis=1)))
 
 
-def _fixed(name, fun, grad, vg, domain, fmin, minimizers, x0, description):
+def _fixed(name, fun, grad, vg, into, domain, fmin, minimizers, x0, description):
     minimizers = np.atleast_2d(np.asarray(minimizers, dtype=np.float64))
     return TestFunction(
-        name=name, fun=fun, grad=grad, value_and_grad=vg,
+        name=name, fun=fun, grad=grad, value_and_grad=vg, value_and_grad_into=into,
         dim=int(minimizers.shape[1]), domain=domain, fmin=fmin,
         minimizers=minimizers, x0=x0, description=description,
     )
 
 
-def _scalable(name, fun, grad, vg, domain, fmin_1, xmin_1, x0_fn, description,
+def _scalable(name, fun, grad, vg, into, domain, fmin_1, xmin_1, x0_fn, description,
               min_dim=1):
     """Build a cached factory ``n -> TestFunction`` for an n-D problem.
 
@@ -916,7 +1027,7 @@ def _scalable(name, fun, grad, vg, domain, fmin_1, xmin_1, x0_fn, description,
     @lru_cache(maxsize=None)
     def factory(n):
         return TestFunction(
-            name=name, fun=fun, grad=grad, value_and_grad=vg, dim=None,
+            name=name, fun=fun, grad=grad, value_and_grad=vg, value_and_grad_into=into, dim=None,
             domain=domain, fmin=(n * fmin_1 if fmin_1 != 0.0 else 0.0),
             minimizers=np.full((1, n), xmin_1), x0=x0_fn(n),
             description=description, _factory=factory, _min_dim=min_dim,
@@ -934,77 +1045,88 @@ def _rosenbrock_x0(n):
 _ENTRIES = (
     _scalable(
         "quadratic", quadratic, quadratic_grad, quadratic_value_and_grad,
+        quadratic_value_and_grad_into,
         (-10.0, 10.0), 0.0, 0.0, lambda n: np.ones(n),
         "f(x) = 0.5 * sum_i kappa**(i/(n-1)) * x_i**2, kappa = 1e3",
     ),
     _scalable(
         "rosenbrock", rosenbrock, rosenbrock_grad, rosenbrock_value_and_grad,
+        rosenbrock_value_and_grad_into,
         (-5.0, 10.0), 0.0, 1.0, _rosenbrock_x0,
         "f(x) = sum_{i<n-1} 100*(x_{i+1} - x_i**2)**2 + (1 - x_i)**2",
         min_dim=2,
     ),
     _fixed(
-        "beale", beale, beale_grad, beale_value_and_grad,
+        "beale", beale, beale_grad, beale_value_and_grad, beale_value_and_grad_into,
         (-4.5, 4.5), 0.0, [[3.0, 0.5]], [1.0, 1.0],
         "f(x, y) = (1.5 - x + x*y)**2 + (2.25 - x + x*y**2)**2 "
         "+ (2.625 - x + x*y**3)**2",
     ),
     _fixed(
-        "booth", booth, booth_grad, booth_value_and_grad,
+        "booth", booth, booth_grad, booth_value_and_grad, booth_value_and_grad_into,
         (-10.0, 10.0), 0.0, [[1.0, 3.0]], [0.0, 0.0],
         "f(x, y) = (x + 2*y - 7)**2 + (2*x + y - 5)**2",
     ),
     _fixed(
         "himmelblau", himmelblau, himmelblau_grad, himmelblau_value_and_grad,
+        himmelblau_value_and_grad_into,
         (-5.0, 5.0), 0.0, _HIMMELBLAU_MINIMIZERS, [0.0, 0.0],
         "f(x, y) = (x**2 + y - 11)**2 + (x + y**2 - 7)**2",
     ),
     _scalable(
         "rastrigin", rastrigin, rastrigin_grad, rastrigin_value_and_grad,
+        rastrigin_value_and_grad_into,
         (-5.12, 5.12), 0.0, 0.0, lambda n: np.full(n, 3.0),
         "f(x) = 10*n + sum_i (x_i**2 - 10*cos(2*pi*x_i))",
     ),
     _scalable(
-        "ackley", ackley, ackley_grad, ackley_value_and_grad,
+        "ackley", ackley, ackley_grad, ackley_value_and_grad, ackley_value_and_grad_into,
         (-32.768, 32.768), 0.0, 0.0, lambda n: np.full(n, 2.5),
         "f(x) = -20*exp(-0.2*sqrt(mean(x**2))) - exp(mean(cos(2*pi*x))) + 20 + e",
     ),
     _scalable(
         "styblinski_tang", styblinski_tang, styblinski_tang_grad,
-        styblinski_tang_value_and_grad,
+        styblinski_tang_value_and_grad, styblinski_tang_value_and_grad_into,
         (-5.0, 5.0), _ST_FMIN, _ST_XMIN, lambda n: np.zeros(n),
         "f(x) = 0.5 * sum_i (x_i**4 - 16*x_i**2 + 5*x_i)",
     ),
     _fixed(
         "goldstein_price", goldstein_price, goldstein_price_grad,
-        goldstein_price_value_and_grad,
+        goldstein_price_value_and_grad, goldstein_price_value_and_grad_into,
         (-2.0, 2.0), 3.0, [[0.0, -1.0]], [0.5, -1.5],
         "f(x, y) = [1 + (x+y+1)**2 (19 - 14x + 3x**2 - 14y + 6xy + 3y**2)] "
         "* [30 + (2x-3y)**2 (18 - 32x + 12x**2 + 48y - 36xy + 27y**2)]",
     ),
     _fixed(
         "three_hump_camel", three_hump_camel, three_hump_camel_grad,
-        three_hump_camel_value_and_grad,
+        three_hump_camel_value_and_grad, three_hump_camel_value_and_grad_into,
         (-5.0, 5.0), 0.0, [[0.0, 0.0]], [-1.0, -1.0],
         "f(x, y) = 2*x**2 - 1.05*x**4 + x**6/6 + x*y + y**2",
     ),
     _fixed(
-        "matyas", matyas, matyas_grad, matyas_value_and_grad,
+        "matyas", matyas, matyas_grad, matyas_value_and_grad, matyas_value_and_grad_into,
         (-10.0, 10.0), 0.0, [[0.0, 0.0]], [5.0, -3.0],
         "f(x, y) = 0.26*(x**2 + y**2) - 0.48*x*y",
     ),
     _fixed(
-        "easom", easom, easom_grad, easom_value_and_grad,
+        "easom", easom, easom_grad, easom_value_and_grad, easom_value_and_grad_into,
         (-100.0, 100.0), -1.0, [[math.pi, math.pi]], [2.0, 2.5],
         "f(x, y) = -cos(x)*cos(y)*exp(-((x - pi)**2 + (y - pi)**2))",
     ),
     _fixed(
-        "levi13", levi13, levi13_grad, levi13_value_and_grad,
+        "levi13", levi13, levi13_grad, levi13_value_and_grad, levi13_value_and_grad_into,
         (-10.0, 10.0), 0.0, [[1.0, 1.0]], [-2.0, 3.0],
         "f(x, y) = sin(3*pi*x)**2 + (x-1)**2*(1 + sin(3*pi*y)**2) "
         "+ (y-1)**2*(1 + sin(2*pi*y)**2)",
     ),
 )
+
+# The allocation-free protocol of adamnb.minimize's compiled loop (adamnb._loops): a jitted
+# gradient names, as ``.into``, the function that writes the same gradient into a given buffer.
+for _tf in _ENTRIES:
+    _tf.value_and_grad.into = _tf.value_and_grad_into
+    _tf.grad.into = _tf.value_and_grad_into
+del _tf
 
 #: All test problems (2-D instances), keyed by name, in a fixed order.
 FUNCTIONS = {tf.name: tf for tf in _ENTRIES}

@@ -12,7 +12,8 @@ Every rule is written exactly once here, as an :class:`UpdateRule`:
   in float64 on the host, as torch.optim computes its scalars in Python floats. It is vectorised
   over an array of steps: :meth:`UpdateRule.coefficient_table` computes a block of steps at once
   (one row per step), which every driver uses, so that all of them get the same bits. Each row is
-  cast to the dtype of ``x`` once.
+  cast to the dtype of ``x`` once. (``minimize``'s drivers read the same numbers transposed, from
+  :meth:`UpdateRule.coefficient_columns`, which is cheaper to fill for thousands of steps.)
 * ``slots`` names the state vectors in row order (torch's state names) and ``rows(options)`` says
   how many of them a configuration uses: only the last optional slot that is in use adds a row, so
   e.g. Adam without AMSGrad keeps two vectors, not three.
@@ -139,16 +140,26 @@ class UpdateRule:
         Returns ``(table, scalars)``: a C-contiguous float64 array of shape (len(t), K) and the
         host scalars after the last of these steps (``t`` must continue the run they belong to).
         """
+        columns, scalars = self.coefficient_columns(options, t, lr, scalars)
+        return np.ascontiguousarray(columns.T), scalars
+
+    def coefficient_columns(self, options, t, lr, scalars, dtype=np.float64):
+        """:meth:`coefficient_table` transposed, in ``dtype``: one row per coefficient.
+
+        Returns ``(columns, scalars)``: a C-contiguous array of shape (K, len(t)) whose column j
+        holds the coefficients of step ``t[j]``, computed in float64 and rounded to ``dtype`` once.
+        The drivers of many steps read it: filling it writes each coefficient contiguously.
+        """
         t = np.asarray(t, dtype=np.int64)
         lr = np.asarray(lr, dtype=np.float64)
         series = {}
         if self.scalar_series is not None:
             series, scalars = self.scalar_series(options, t, scalars)
-        columns = self.coefficients(options, t, lr, **series)
-        table = np.empty((t.size, len(columns)))
-        for k, column in enumerate(columns):
-            table[:, k] = column
-        return table, scalars
+        coefficients = self.coefficients(options, t, lr, **series)
+        columns = np.empty((len(coefficients), t.size), dtype=dtype)
+        for k, coefficient in enumerate(coefficients):
+            columns[k] = coefficient
+        return columns, scalars
 
     def step_coefficients(self, options, t, lr, scalars):
         """The coefficients of the single step ``t``: (tuple of floats, scalars after it)."""

@@ -408,3 +408,25 @@ def test_float64_result_types_and_strided_input(name):
     assert g.dtype == np.float64 and g.shape == (tf.n,)
     assert f == tf.fun(np.ascontiguousarray(x))
     np.testing.assert_array_equal(g, tf.grad(np.ascontiguousarray(x)))
+
+
+@pytest.mark.parametrize("name,n", CASES, ids=CASE_IDS)
+def test_into_variant_gives_the_same_bits_without_allocating(name, n):
+    tf = get(name, n)
+    assert tf.value_and_grad.into is tf.value_and_grad_into
+    assert tf.grad.into is tf.value_and_grad_into
+    points = np.vstack([tf.x0, tf.minimizers, _random_points(tf, 6, seed=11)])
+    for dtype in (np.float64, np.float32):
+        for x in points.astype(dtype):
+            f, g = tf.value_and_grad(x)
+            out = np.full_like(x, np.nan)
+            f_into = tf.value_and_grad_into(x, out)
+            assert np.float64(f_into).tobytes() == np.float64(f).tobytes()
+            assert out.tobytes() == g.tobytes() == tf.grad(x).tobytes()
+
+
+def test_rosenbrock_gradient_keeps_the_signed_zeros_of_an_accumulated_sum():
+    """g[i] = (0 + 200 a_{i-1}) + (-400 x_i a_i - 2 b_i), as summed into a zeroed array: at the
+    minimiser every term is a (signed) zero and the sums are +0."""
+    g = get("rosenbrock", 4).grad(np.ones(4))
+    assert not np.signbit(g).any() and (g == 0).all()

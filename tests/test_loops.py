@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb.functions import get
+from adamnb import _loops
+from adamnb.functions import get, rosenbrock_grad, rosenbrock_value_and_grad
 
 ROSENBROCK = get("rosenbrock")
 
@@ -107,3 +108,125 @@ def test_batched_bad_input():
         adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.zeros(2))
     with pytest.raises(ValueError, match="finite"):
         adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.array([[np.nan, 1.0]]))
+
+
+# --- The allocation-free gradient protocol (``into``) -------------------------------------------
+
+@numba.njit
+def _allocating_value_and_grad(x):
+    """Rosenbrock's jitted value_and_grad without an ``into``: the allocating protocol."""
+    return rosenbrock_value_and_grad(x)
+
+
+@numba.njit
+def _allocating_grad(x):
+    return rosenbrock_grad(x)
+
+
+def _protocols():
+    """(protocol name, fun, jac) for the four ways the compiled loop calls an objective."""
+    return [("value_and_grad_into", ROSENBROCK.value_and_grad, True),
+            ("value_and_grad", _allocating_value_and_grad, True),
+            ("fun_and_jac_into", ROSENBROCK.fun, ROSENBROCK.grad),
+            ("fun_and_jac", ROSENBROCK.fun, _allocating_grad)]
+
+
+def test_gradient_protocol_picks_into_where_present():
+    for name, fun, jac in _protocols():
+        assert _loops.gradient_protocol(fun, jac)[0] == name
+    protocol, fun, jac = _loops.gradient_protocol(ROSENBROCK.value_and_grad, True)
+    assert fun is jac is ROSENBROCK.value_and_grad_into
+
+
+BOUNDS = [(-1.1, 2.0), (None, 1.05)]
+
+
+@pytest.mark.parametrize("method, dtype, bounds, record", [
+    ("adam", np.float64, None, False), ("adam", np.float32, BOUNDS, True),
+    ("nadam", np.float64, BOUNDS, False), ("radam", np.float32, None, True),
+    ("sgd", np.float64, None, False)])
+def test_every_protocol_gives_the_python_paths_bits(method, dtype, bounds, record):
+    x0 = np.array([-1.2, 1.0], dtype=dtype)
+    options = {"lr": 1e-3, "maxiter": 301, "gtol": 1e-12, "return_all": record}
+    slow = adamnb.minimize(python_wrapped(ROSENBROCK.value_and_grad), x0, method=method,
+                           jac=True, bounds=bounds, options=options)
+    for name, fun, jac in _protocols():
+        fast = adamnb.minimize(fun, x0, method=method, jac=jac, bounds=bounds, options=options)
+        assert fast.x.tobytes() == slow.x.tobytes(), name
+        assert fast.jac.tobytes() == slow.jac.tobytes() and fast.fun == slow.fun, name
+        assert (fast.nit, fast.nfev, fast.njev, fast.status) == \
+            (slow.nit, slow.nfev, slow.njev, slow.status), name
+        if record:
+            assert np.array_equal(fast.fun_history, slow.fun_history)
+            assert all(a.tobytes() == b.tobytes() for a, b in zip(fast.allvecs, slow.allvecs))
+
+
+@pytest.mark.parametrize("method", ["nadam", "adam"])
+def test_long_runs_over_many_blocks_give_the_python_paths_bits(method):
+    """Tables of 4096, 4096, 8192 steps and a last one of odd length (gtol > 0), and one table of
+    all steps (gtol = 0): the same bits as the Python path's tables of 512 steps. NAdam carries
+    its momentum product from block to block."""
+    x0 = np.array([-1.2, 1.0])
+    for gtol in (1e-300, 0.0):
+        options = {"lr": 1e-4, "maxiter": 17_001, "gtol": gtol}
+        fast = adamnb.minimize(ROSENBROCK.value_and_grad, x0, method=method, jac=True,
+                               options=options)
+        slow = adamnb.minimize(python_wrapped(ROSENBROCK.value_and_grad), x0, method=method,
+                               jac=True, options=options)
+        assert fast.nit == slow.nit == 17_001
+        assert fast.x.tobytes() == slow.x.tobytes() and fast.jac.tobytes() == slow.jac.tobytes()
+        assert fast.fun == slow.fun
+
+
+@numba.njit
+def _blows_up_into(x, g):
+    f = x[0] * x[0]
+    if x[0] > 2.0:
+        f = np.nan
+    for i in range(x.size):
+        g[i] = 2.0 * x[i]
+    return f
+
+
+@numba.njit
+def _blows_up(x):
+    g = np.empty_like(x)
+    return _blows_up_into(x, g), g
+
+
+_blows_up.into = _blows_up_into
+
+
+@pytest.mark.parametrize("lr", [1.2, 1.1, 1.05, 1.02])
+def test_nan_with_two_gradient_buffers_returns_the_last_finite_iterate(lr):
+    """Whatever the parity of the steps taken (the loop swaps its two gradient buffers after
+    each step), status 3 returns the last finite x with its own f and gradient."""
+    options = {"lr": lr, "maxiter": 100}
+    fast = adamnb.minimize(_blows_up, np.array([-0.5]), method="sgd", jac=True, options=options)
+    slow = adamnb.minimize(python_wrapped(_blows_up), np.array([-0.5]), method="sgd", jac=True,
+                           options=options)
+    assert fast.status == slow.status == 3 and fast.nit == slow.nit
+    assert fast.x.tobytes() == slow.x.tobytes() and fast.jac.tobytes() == slow.jac.tobytes()
+    assert fast.fun == slow.fun and fast.jac[0] == 2.0 * fast.x[0]
+
+
+def test_into_is_what_the_compiled_loop_calls():
+    """A function's ``into`` is trusted: here it deliberately differs (half the gradient)."""
+    @numba.njit
+    def half_into(x, g):
+        for i in range(x.size):
+            g[i] = x[i]
+        return 0.5 * float(x @ x)
+
+    @numba.njit
+    def quadratic(x):
+        return 0.5 * float(x @ x), 2.0 * x
+
+    options = {"lr": 0.1, "maxiter": 10, "gtol": 0}
+    quadratic.into = half_into
+    with_into = adamnb.minimize(quadratic, np.ones(3), method="sgd", jac=True, options=options)
+    # The gradient at x0 comes from quadratic itself (x *= 0.8), the other nine from half_into.
+    np.testing.assert_allclose(with_into.x, 0.8 * 0.9 ** 9)
+    del quadratic.into
+    without = adamnb.minimize(quadratic, np.ones(3), method="sgd", jac=True, options=options)
+    np.testing.assert_allclose(without.x, 0.8 ** 10)

@@ -253,3 +253,19 @@ def test_kernel_runs_inside_a_users_njit_function():
     user_loop(x, np.array([0.5, 0.5]), np.zeros((2, 2)), c)
     adamnb.Adam(lr=0.1).step(xk, np.array([0.5, 0.5]))
     assert x.tobytes() == xk.tobytes()
+
+
+@pytest.mark.parametrize("method, options", CASES, ids=CASE_IDS)
+def test_coefficient_columns_are_the_table_transposed_and_rounded_once(method, options):
+    """minimize's drivers read coefficient_columns; the classes read coefficient_table."""
+    rule = rules.get_rule(method)
+    validated = rule.validate(options)
+    t = np.arange(3, 1500)
+    lr = schedules.schedule_values(schedules.as_schedule(validated["lr"]), t)
+    scalars = {name: 0.5 * value for name, value in rule.scalar_state.items()}
+    table, after_table = rule.coefficient_table(validated, t, lr, dict(scalars))
+    for dtype in (np.float64, np.float32):
+        columns, after_columns = rule.coefficient_columns(validated, t, lr, dict(scalars), dtype)
+        assert columns.dtype == dtype and columns.flags.c_contiguous
+        assert columns.tobytes() == np.ascontiguousarray(table.T.astype(dtype)).tobytes()
+        assert after_columns == after_table
