@@ -16,6 +16,8 @@ import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 from adamnb import _loops, kernels, rules
+from adamnb import cuda as cuda_backend
+from adamnb._device_minimize import minimize_on_device
 from adamnb.schedules import as_schedule, schedule_values
 
 __all__ = ["minimize", "show_options", "METHODS"]
@@ -375,6 +377,10 @@ def _compiled_path(run, fun, jac, args, x, f, g, state, lower, upper, gtol, reco
 def _minimize_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
                    constraints=(), callback=None, **options):
     """Run ``rule`` on ``fun`` from ``x0``: the body of every method callable."""
+    if cuda_backend.is_device_array(x0):  # x stays on the GPU: adamnb._device_minimize
+        return minimize_on_device(rule, fun, x0, args=args, jac=jac, hess=hess, hessp=hessp,
+                                  bounds=bounds, constraints=constraints, callback=callback,
+                                  **options)
     for name, given in (("hess", hess), ("hessp", hessp)):
         if given is not None:
             warnings.warn(f"Method {rule.name} does not use Hessian information ({name}).",
@@ -473,7 +479,11 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
         ``fun(x, *args) -> float``, with ``x`` a 1-D array of x0's dtype (float32 stays float32;
         anything else becomes float64).
     x0 : array_like, shape (n,)
-        Initial guess. Never modified.
+        Initial guess. Never modified. A CUDA device array (numba's, or any object with
+        ``__cuda_array_interface__``) runs the whole minimization on the GPU
+        (:func:`adamnb._device_minimize.minimize_on_device`): ``fun`` then takes and returns
+        device arrays (``jac=True`` or a callable ``jac``), x stays on the device, only scalars
+        come back per step, and ``res.x`` is a device array.
     args : tuple or iterator, optional
         Extra arguments passed to ``fun`` and ``jac``. An *iterator* (for example
         :func:`adamnb.minibatches`) makes the objective stochastic: every step draws the next
@@ -552,12 +562,13 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     if tol is not None:
         options.setdefault("gtol", tol)
     if callable(method):
-        # As scipy does before calling a custom method: an array x0, integers as floats.
-        x0 = np.atleast_1d(np.asarray(x0))
-        if x0.ndim != 1:
-            raise ValueError(f"'x0' must only have one dimension, got shape {x0.shape}")
-        if x0.dtype.kind in "biu":
-            x0 = x0.astype(float)
+        if not cuda_backend.is_device_array(x0):  # a device array stays where it is
+            # As scipy does before calling a custom method: an array x0, integers as floats.
+            x0 = np.atleast_1d(np.asarray(x0))
+            if x0.ndim != 1:
+                raise ValueError(f"'x0' must only have one dimension, got shape {x0.shape}")
+            if x0.dtype.kind in "biu":
+                x0 = x0.astype(float)
         if not isinstance(args, (tuple, collections.abc.Iterator)):
             args = (args,)
         return method(fun, x0, args=args, jac=jac, hess=hess, hessp=hessp, bounds=bounds,

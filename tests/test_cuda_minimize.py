@@ -319,3 +319,17 @@ def test_the_bounds_projection_compiles_to_ptx_for_sm90():
                                           (vector, vector, vector), cc=(9, 0))
     assert ".target sm_90" in ptx and ".entry" in ptx and ".f64" not in ptx
     assert "setp.gt.f32" in ptx or "setp.lt.f32" in ptx or "max.f32" in ptx
+
+
+@needs_cuda
+@pytest.mark.parametrize("method", ["adam", adamnb.adam], ids=["name", "callable"])
+def test_adamnb_minimize_dispatches_device_arrays_to_the_device(method):
+    cuda = _cuda()
+    x0 = _x0(np.float32)
+    host = adamnb.minimize(functions.rosenbrock_value_and_grad, x0, method="adam", jac=True,
+                           options={"maxiter": 5, "lr": 0.01})
+    device = adamnb.minimize(cuda_objectives.rosenbrock, cuda.to_device(x0), method=method,
+                             jac=True, options={"maxiter": 5, "lr": 0.01})
+    assert cuda_backend.is_device_array(device.x)
+    assert _same_bits(device.x.copy_to_host(), host.x)
+    assert device.nit == host.nit == 5
