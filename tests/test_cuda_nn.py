@@ -279,3 +279,21 @@ def test_every_kernel_compiles_to_ptx_for_sm90(dtype):
         assert "bar.sync" in ptx[layout] and ".shared" in ptx[layout]
     if dtype is np.float32:
         assert F32_ARITHMETIC.search(ptx["gemm_nn"])
+
+
+@needs_cuda
+def test_the_mnist_mlp_experiment_trains_on_the_device(monkeypatch):
+    """``adamnb experiment mnist-mlp --device cuda``'s training step, on a tiny stand-in model:
+    the device run follows the CPU run of the same experiment code."""
+    from experiments import mnist_mlp
+
+    monkeypatch.setattr(mnist_mlp, "SIZES", SIZES)
+    monkeypatch.setattr(mnist_mlp, "BATCH", 5)
+    X, y = _problem(np.float32, rows=12)
+    data = (X, y, X[:6], y[:6])
+    optimizer_class, options = mnist_mlp.METHODS["Adam"]
+    on_cpu = mnist_mlp.train_one(optimizer_class, options, data, 2, "cpu")
+    on_gpu = mnist_mlp.train_one(optimizer_class, options, data, 2, "cuda")
+    assert len(on_gpu) == len(on_cpu) == 2
+    np.testing.assert_allclose(on_gpu["train_loss"], on_cpu["train_loss"], rtol=1e-5)
+    assert on_gpu["test_accuracy"] == on_cpu["test_accuracy"]
