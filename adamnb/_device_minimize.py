@@ -196,22 +196,6 @@ def _device_copy(x):
     return copy
 
 
-def _wrap_callback(callback):
-    """scipy's two callback styles, each given a device copy of the iterate."""
-    if callback is None:
-        return None
-    if not callable(callback):
-        raise ValueError(f"callback must be callable, got {callback!r}")
-    import inspect
-    try:
-        parameters = set(inspect.signature(callback).parameters)
-    except (TypeError, ValueError):
-        parameters = set()
-    if parameters == {"intermediate_result"}:
-        return lambda x, f: callback(intermediate_result=OptimizeResult(x=_device_copy(x), fun=f))
-    return lambda x, f: callback(_device_copy(x))
-
-
 def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
                        constraints=(), callback=None, **options):
     """Minimize ``fun`` from the device vector ``x0`` with ``rule``, keeping ``x`` on the GPU.
@@ -316,7 +300,7 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
     if x0.size == 0:
         raise ValueError("'x0' is empty; it needs at least one parameter")
     objective = _DeviceObjective(fun, jac, x0)
-    notify = _wrap_callback(callback)
+    notify = host._wrap_callback(callback, copy=_device_copy)  # device copies of x
     tpb = int(THREADS_PER_BLOCK)
     blocks = cuda_backend.launch_blocks(x0.size, tpb)
     infinity_norm = cuda_backend.Reduction("max_abs", x0.dtype, tpb)

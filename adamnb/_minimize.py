@@ -201,8 +201,11 @@ class _Objective:
         return g
 
 
-def _wrap_callback(callback):
-    """scipy's two callback styles: callback(intermediate_result) by that name, else callback(xk)."""
+def _wrap_callback(callback, copy=np.copy):
+    """scipy's two callback styles: callback(intermediate_result) by that name, else callback(xk).
+
+    Either way the callback gets ``copy(x)``, never the iterate the driver keeps updating.
+    """
     if callback is None:
         return None
     if not callable(callback):
@@ -212,8 +215,8 @@ def _wrap_callback(callback):
     except (TypeError, ValueError):
         parameters = set()
     if parameters == {"intermediate_result"}:
-        return lambda x, f: callback(intermediate_result=OptimizeResult(x=x.copy(), fun=f))
-    return lambda x, f: callback(x.copy())
+        return lambda x, f: callback(intermediate_result=OptimizeResult(x=copy(x), fun=f))
+    return lambda x, f: callback(copy(x))
 
 
 def _split_options(rule, options):
