@@ -23,6 +23,7 @@ Run: ``adamnb experiment mnist-mlp [--quick] [--epochs N | --paper] [--device cp
 [--data DIR] [--out DIR]``.
 """
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,12 +104,13 @@ def table(summary):
              f"training / {summary['test_rows']} test images; device {summary['device']}; "
              f"machine: {summary['machine']}. Time is training only, all epochs.", "",
              "| method | options | final training cost | test accuracy (final) | best test "
-             "accuracy (epoch) | time (s) |", "|---|---|---|---|---|---|"]
+             "accuracy (epoch) | time (s) | median epoch (s) |", "|---|---|---|---|---|---|---|"]
     for label, r in summary["results"].items():
         options = ", ".join(f"{k}={v}" for k, v in r["options"].items())
         lines.append(f"| {label} | {options} | {r['final_train_loss']:.4f} | "
                      f"{r['final_test_accuracy']:.4f} | {r['best_test_accuracy']:.4f} "
-                     f"({r['best_test_accuracy_epoch']}) | {r['train_seconds']:.0f} |")
+                     f"({r['best_test_accuracy_epoch']}) | {r['train_seconds']:.0f} | "
+                     f"{statistics.median(r['history']['seconds']):.2f} |")
     return "\n".join(lines) + "\n"
 
 
