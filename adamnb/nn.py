@@ -35,8 +35,10 @@ Model
 
 Speed
     The matrix products are NumPy's (the BLAS), written straight into the flat gradient through
-    ``out=``; bias, ReLU, dropout and their derivatives are fused, multi-threaded numba kernels over
-    preallocated buffers, so a training step allocates nothing of the batch's size.
+    ``out=``; bias, ReLU, dropout and their derivatives are fused numba kernels over preallocated
+    buffers, so a training step allocates nothing of the batch's size. These kernels are serial: the
+    BLAS threads own the cores, and numba's threads would compete with them (see
+    :mod:`adamnb.training`); they are a small part of a step.
 
 Randomness
     Dropout masks come from :mod:`adamnb._random`: the mask entry of row ``r``, unit ``j`` in layer
@@ -122,7 +124,7 @@ def _softmax_cross_entropy(z, b, y, gradient):
     inverse_rows = z.dtype.type(1.0) / z.dtype.type(rows) if rows > 0 else z.dtype.type(0)
     for r in range(rows):
         top = -np.inf
-        best = 0
+        best = -1  # stays -1 when every logit is NaN: such a row is never counted as correct
         for c in range(classes):
             z[r, c] += b[c]
             if z[r, c] > top:
@@ -348,6 +350,9 @@ class MLP:
         elif out.shape != params.shape or out.dtype != params.dtype \
                 or not out.flags.c_contiguous:
             raise ValueError("out must be a contiguous array like params")
+        elif np.shares_memory(out, params):
+            raise ValueError("out shares memory with params; the backward pass reads the weights "
+                             "after writing gradients, so give a separate buffer")
         grads = self.layers(out)
         activations, deltas, dropped_input = self._workspace(X.shape[0])
         total, _ = self._forward(layers, X, y, training=True, gradient=True)
@@ -379,6 +384,8 @@ class MLP:
         """
         layers = self.layers(params)
         X, y = self._check_data(X, y)
+        if X.shape[0] == 0:
+            raise ValueError("the batch is empty")
         if training:
             total, _ = self._forward(layers, X, y, training=True, gradient=False)
             self.training_calls += 1

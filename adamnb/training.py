@@ -17,10 +17,12 @@ Threads
     The matrix products run in the BLAS's threads. numba's OpenMP threads, when a multi-threaded
     kernel has just run, keep spinning for a while and starve those BLAS threads: on the 2-core
     development machine a training step of the 784-1000-1000-10 MLP took 17 ms instead of 8 with
-    the threaded Adam kernel. So these loops use the serial update kernels by default
-    (``parallel=False``; a 2.8-million-parameter Adam step takes under 1 ms serially). Setting
-    ``OMP_WAIT_POLICY=passive`` or ``NUMBA_THREADING_LAYER=workqueue`` before the first kernel
-    runs removes the contention, and then ``parallel=True`` is as fast.
+    the threaded Adam kernel. So give :func:`train` an optimizer created with ``backend="cpu"``
+    (the serial kernel: a 2.8-million-parameter Adam step takes under 1 ms); ``Adam()``'s default
+    picks the threaded kernel for vectors this long. :func:`train_minimize` passes
+    ``parallel=False`` to ``minimize`` unless told otherwise. Setting ``OMP_WAIT_POLICY=passive``
+    or ``NUMBA_THREADING_LAYER=workqueue`` before the first kernel runs removes the contention,
+    and then the threaded kernel is as fast.
 """
 
 import math
@@ -141,6 +143,19 @@ class _EpochRecorder:
             self.bar.set_postfix(shown, refresh=False)
         self.clock = time.perf_counter()
 
+    def close_unfinished(self, params):
+        """Record the epoch a run stopped in (e.g. on a non-finite loss) from its losses so far."""
+        if not self.losses:
+            return
+        seconds = time.perf_counter() - self.clock
+        test_loss = test_accuracy = None
+        if self.X_test is not None:
+            test_loss, test_accuracy = self.model.evaluate(params, self.X_test, self.y_test)
+        self.history.append(epoch=len(self.history) + 1, train_loss=float(np.mean(self.losses)),
+                            test_loss=test_loss, test_accuracy=test_accuracy,
+                            seconds=seconds, steps=self.steps)
+        self.losses.clear()
+
 
 def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None, y_test=None,
           seed=0, progress=None):
@@ -221,6 +236,9 @@ def train_minimize(model, params0, method, X, y, *, epochs, batch_size=128, opti
         ``minimize``'s result (``x`` the trained parameters; ``fun`` the objective on the batch
         drawn after the last step; ``status`` 3 if the objective or gradient became non-finite).
     history : History
+        With status 3, the last record is the epoch the run stopped in: its ``train_loss`` is the
+        mean of that epoch's losses so far, the non-finite one included, and its test figures are
+        those of ``result.x``, the last finite iterate.
     """
     X, y, X_test, y_test = _check_run(model, params0, X, y, X_test, y_test, epochs, batch_size)
     options = dict(options or {})
@@ -247,6 +265,8 @@ def train_minimize(model, params0, method, X, y, *, epochs, batch_size=128, opti
     try:
         result = minimize(objective, params0, args=batches, method=method, jac=True,
                           callback=callback, options=options)
+        if result.status == 3:  # stopped mid-epoch on a non-finite value: record that epoch
+            recorder.close_unfinished(result.x)
     finally:
         if bar is not None:
             bar.close()

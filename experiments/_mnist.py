@@ -7,6 +7,7 @@ Data
     for CI.
 """
 
+import argparse
 import math
 from pathlib import Path
 
@@ -22,9 +23,17 @@ __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load",
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def add_options(parser, default_epochs):
     """``--epochs N`` and ``--data DIR``, the options every MNIST experiment adds."""
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {default_epochs}")
+    parser.add_argument("--epochs", type=_positive_int, default=None,
+                        help=f"default {default_epochs}")
     parser.add_argument("--data", type=Path, default=None,
                         help="folder of the four MNIST IDX files (default: $ADAMNB_DATA, else the "
                              "per-user cache, downloading there if missing)")

@@ -67,7 +67,7 @@ def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None):
     """Train the MLP with each optimizer; write the table, summary and plots; the summary."""
     started = time.perf_counter()
     out = Path(out)
-    epochs = epochs or (QUICK_EPOCHS if quick else EPOCHS)
+    epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
     X, y, X_test, y_test = load(data_dir, quick)
     results, curves = {}, {}
     for label, (optimizer_class, options) in KERAS_DEFAULTS.items():

@@ -72,7 +72,7 @@ def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None, de
     """Train with every method; write the table, summary and plots; return the summary."""
     started = time.perf_counter()
     out = Path(out)
-    epochs = epochs or (QUICK_EPOCHS if quick else EPOCHS)
+    epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
     data = load(data_dir, quick)
     results, curves = {}, {}
     for label, (optimizer_class, options) in METHODS.items():

@@ -16,6 +16,7 @@ import adamnb
 from adamnb import cuda_nn
 from adamnb.nn import MLP
 from adamnb.training import History, train
+from tests.test_nn import random_params as _params
 from tests.test_cuda import APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda, \
     quick_simulator_threads
 
@@ -43,15 +44,6 @@ def _cuda():
 def _problem(dtype, rows=ROWS, sizes=SIZES, seed=0):
     rng = np.random.default_rng(seed)
     return rng.random((rows, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], rows)
-
-
-def _params(model, seed=1):
-    """Glorot weights and random biases (no ReLU input exactly on its kink)."""
-    params = model.init(seed)
-    rng = np.random.default_rng(seed + 100)
-    for _, b in model.layers(params):
-        b[...] = rng.normal(scale=0.3, size=b.shape)
-    return params
 
 
 def _twins(dtype, **options):

@@ -65,10 +65,12 @@ def test_figure1_quick(tmp_path):
     assert set(summary["runs"]) == {"Adam", "SGD Nesterov", "AdaGrad"}
     for label, runs in summary["runs"].items():
         assert len(runs) == 2
-        best = summary["best_alpha"][label]
-        costs = {float(a): r["final_train_loss"] for a, r in runs.items()}
-        assert costs[best] == min(costs.values())
-        assert all(r["nit"] == 3 * 47 for r in runs.values())  # 6000 rows / 128 -> 47 steps
+        for run in runs.values():
+            assert run["nit"] == 3 * 47  # 6000 rows / 128 -> 47 steps per epoch
+            costs = run["history"]["train_loss"]
+            assert costs[-1] < costs[0]  # the training cost falls epoch by epoch
+        best = runs[f"{summary['best_alpha'][label]:g}"]
+        assert best["final_test_accuracy"] > 0.8
     assert (tmp_path / "figure1.png").stat().st_size > 0
 
 
@@ -91,8 +93,11 @@ def test_figure2a_on_cuda_without_a_gpu_is_a_clear_error(capsys):
     assert "no CUDA GPU is available" in capsys.readouterr().err
 
 
-def test_missing_data_is_a_clear_error(tmp_path):
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+    from adamnb import datasets
     from adamnb.datasets import DatasetError
+    # No download may succeed, whether or not this machine is online: port 9 (discard) refuses.
+    monkeypatch.setattr(datasets, "MIRRORS", ["http://127.0.0.1:9/mnist/"])
     with pytest.raises(DatasetError, match="ADAMNB_DATA"):
         cli.main(["experiment", "mnist-keras", "--quick", "--data", str(tmp_path / "none"),
                   "--out", str(tmp_path)])

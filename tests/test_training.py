@@ -107,9 +107,36 @@ def test_divergence_is_reported():
                         batch_size=500, progress=False)
     assert len(history) == 1 and np.isnan(history[0]["train_loss"])
     with np.errstate(invalid="ignore"):
-        result, _ = train_minimize(model, model.init(0), "adam", X, y, epochs=3,
-                                   batch_size=500, progress=False)
+        result, history = train_minimize(model, model.init(0), "adam", X, y, epochs=3,
+                                         batch_size=500, progress=False)
     assert result.status == 3 and not result.success
+    # The epoch the run stopped in is recorded, with its non-finite loss.
+    assert len(history) == 1 and not np.isfinite(history[0]["train_loss"])
+
+
+class FailingAfter(SoftmaxRegression):
+    """A model whose objective turns NaN at its ``calls``-th training call."""
+
+    def __init__(self, calls):
+        super().__init__(8, 3)
+        self.calls = calls
+
+    def loss_and_grad(self, params, X, y, out=None):
+        f, g = super().loss_and_grad(params, X, y, out=out)
+        return (np.nan if self.training_calls >= self.calls else f), g
+
+
+def test_divergence_mid_run_is_recorded_on_the_minimize_route():
+    X, y, Xt, yt = blobs()
+    model = FailingAfter(calls=13)  # 5 steps per epoch: the 13th call is in epoch 3
+    result, history = train_minimize(model, model.init(0), "adam", X, y, epochs=10,
+                                     batch_size=100, X_test=Xt, y_test=yt, progress=False)
+    assert result.status == 3 and result.nit == 12
+    # Step 12's objective was NaN, so minimize returned the iterate after step 11.
+    assert history["epoch"] == [1, 2, 3] and history["steps"] == [5, 10, 11]
+    assert np.isfinite(history["train_loss"][:2]).all() and np.isnan(history[2]["train_loss"])
+    # The last record's test figures are those of the last finite iterate, result.x.
+    assert history[2]["test_loss"] == model.evaluate(result.x, Xt, yt)[0]
 
 
 def test_invalid_arguments():
