@@ -140,10 +140,7 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
         np.clip(X, *bound_arrays, out=X)
     lower, upper = bound_arrays if bound_arrays is not None else (X[0, :0], X[0, :0])
 
-    states = np.zeros((k, rule.rows(hp), n), dtype=X.dtype)
-    if rule.initial_state is not None:
-        for row, slot in enumerate(rule.slots[:states.shape[1]]):
-            states[:, row] = rule.initial_state(hp, slot)
+    states = rule.state_vectors(hp, n, X.dtype, starts=k)
     F = np.empty(k)
     G = np.empty_like(X)
     shape_ok = np.zeros(k, dtype=np.bool_)

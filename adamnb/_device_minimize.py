@@ -314,11 +314,7 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
     else:
         lower, upper = (cuda_backend.to_device(b) for b in bound_arrays)
         _clip_kernel()[blocks, tpb](x, lower, upper)
-    state = np.zeros((rule.rows(hp), x.size), dtype=dtype)
-    if rule.initial_state is not None:
-        for row, slot in enumerate(rule.slots[:state.shape[0]]):
-            state[row] = rule.initial_state(hp, slot)
-    state = cuda_backend.to_device(state)
+    state = cuda_backend.to_device(rule.state_vectors(hp, x.size, dtype))
     previous = cuda.device_array_like(x)
     fused = cuda_backend.cuda_fused_step(rule)
     coefficients = _Coefficients(rule, hp, schedule, int(driver["maxiter"]), dtype)

@@ -409,10 +409,7 @@ def _minimize_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, boun
         np.clip(x, *bound_arrays, out=x)
     objective = _Objective(fun, jac, x, bound_arrays, driver["eps"])
     notify = _wrap_callback(callback)
-    state = np.zeros((rule.rows(hp), x.size), dtype=x.dtype)
-    if rule.initial_state is not None:
-        for row, slot in enumerate(rule.slots[:state.shape[0]]):
-            state[row] = rule.initial_state(hp, slot)
+    state = rule.state_vectors(hp, x.size, x.dtype)
     run = _Run(rule, hp, schedule, int(driver["maxiter"]), x.dtype)
     gtol = float(driver["gtol"])
     record = bool(driver["return_all"])

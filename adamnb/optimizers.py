@@ -128,14 +128,6 @@ class Optimizer:
                             if k not in self.rule.fixed)
         return f"{type(self).__name__}({options})"
 
-    def _initial_state(self, x):
-        rows = self.rule.rows(self.options)
-        state = np.zeros((rows, x.size), dtype=x.dtype)
-        if self.rule.initial_state is not None:
-            for row, slot in enumerate(self.rule.slots[:rows]):
-                state[row] = self.rule.initial_state(self.options, slot)
-        return state
-
     def _state_on_device(self):
         return self.state is not None and not isinstance(self.state, np.ndarray)
 
@@ -161,7 +153,7 @@ class Optimizer:
             raise ValueError(f"gradient must match x: x is {x.dtype}{list(x.shape)}, "
                              f"g is {g.dtype}{list(g.shape)}")
         if self.state is None:
-            state = self._initial_state(x)
+            state = self.rule.state_vectors(self.options, x.size, x.dtype)
             self.state = cuda_backend.to_device(state) if on_device else state
         elif self.state.shape[1] != x.size or self.state.dtype != x.dtype:
             raise ValueError(f"this optimizer's state is for {self.state.dtype}"

@@ -166,6 +166,18 @@ class UpdateRule:
         table, scalars = self.coefficient_table(options, np.array([t]), np.array([lr]), scalars)
         return tuple(table[0].tolist()), scalars
 
+    def state_vectors(self, options, size, dtype, starts=None):
+        """The state at step 0: ``rows(options)`` vectors of ``size`` (zeros unless
+        ``initial_state`` says otherwise), shape (rows, size), or (starts, rows, size) for
+        ``starts`` independent runs."""
+        rows = self.rows(options)
+        shape = (rows, size) if starts is None else (starts, rows, size)
+        state = np.zeros(shape, dtype=dtype)
+        if self.initial_state is not None:
+            for row, slot in enumerate(self.slots[:rows]):
+                state[..., row, :] = self.initial_state(options, slot)
+        return state
+
     @property
     def defaults(self):
         values = {hp.name: hp.default for hp in self.hyperparameters}

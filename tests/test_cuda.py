@@ -108,7 +108,7 @@ def test_kernel_matches_cpu_kernel_step_for_step(method, options, dtype):
     rule, validated = opt.rule, opt.options
     rng = np.random.default_rng(0)
     x = rng.normal(size=N).astype(dtype)
-    state = opt._initial_state(x)
+    state = rule.state_vectors(validated, x.size, x.dtype)
     d_x, d_state = cuda.to_device(x), cuda.to_device(state)
     scalars = dict(rule.scalar_state)
     cpu = kernels.cpu_kernel(rule, False)
@@ -173,7 +173,7 @@ def test_fused_step_is_the_kernel_plus_projection_and_saves_the_previous_iterate
     rng = np.random.default_rng(5)
     n = 37
     x = rng.normal(size=n).astype(dtype)
-    state = opt._initial_state(x)
+    state = rule.state_vectors(validated, x.size, x.dtype)
     lower = np.full(n, -0.6, dtype) if bounded else np.zeros(0, dtype)
     upper = np.linspace(0.1, 0.8, n).astype(dtype) if bounded else np.zeros(0, dtype)
     d_x, d_state, d_previous = cuda.to_device(x), cuda.to_device(state), cuda.device_array(n, dtype)
