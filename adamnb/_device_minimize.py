@@ -40,11 +40,10 @@ What differs from the host driver
 
 import collections.abc
 import math
-import sys
 import warnings
 
 import numpy as np
-from scipy.optimize import OptimizeResult, OptimizeWarning
+from scipy.optimize import OptimizeResult
 
 from adamnb import cuda as cuda_backend
 from adamnb import kernels, rules
@@ -86,32 +85,6 @@ def _clip_kernel():
     if "clip" not in _clip_kernels:
         _clip_kernels["clip"] = _cuda().jit(_clip_function())
     return _clip_kernels["clip"]
-
-
-def _caller_stacklevel():
-    """The ``stacklevel`` that points a warning at the first frame outside adamnb."""
-    level, frame = 2, sys._getframe(2)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("adamnb"):
-        level += 1
-        frame = frame.f_back
-    return level
-
-
-def _split_options(rule, options, driver_options):
-    """Driver options and the rule's hyperparameters; warn on unknown names (at the caller)."""
-    hyperparameter_names = {hp.name for hp in rule.hyperparameters}
-    driver = {name: default for name, (default, _) in driver_options.items()}
-    hyperparameters = {}
-    for name, value in options.items():
-        if name in driver_options:
-            driver[name] = value
-        elif name in hyperparameter_names or name in rule.fixed:
-            hyperparameters[name] = value
-        elif name != "tol":  # scipy passes tol this way to custom methods
-            warnings.warn(f"Unknown solver option: {name} (method {rule.name!r} accepts "
-                          f"{', '.join(sorted(hyperparameter_names | set(driver_options)))})",
-                          OptimizeWarning, stacklevel=_caller_stacklevel())
-    return driver, hyperparameters
 
 
 class _DeviceObjective:
@@ -279,14 +252,14 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
     for name, given in (("hess", hess), ("hessp", hessp)):
         if given is not None:
             warnings.warn(f"Method {rule.name} does not use Hessian information ({name}).",
-                          RuntimeWarning, stacklevel=_caller_stacklevel())
+                          RuntimeWarning, stacklevel=host._caller_stacklevel())
     if constraints is not None and np.any(constraints):
         warnings.warn(f"Method {rule.name} cannot handle constraints.", RuntimeWarning,
-                      stacklevel=_caller_stacklevel())
+                      stacklevel=host._caller_stacklevel())
     stochastic = isinstance(args, collections.abc.Iterator)
     if not stochastic and not isinstance(args, tuple):
         args = (args,)
-    driver, hyperparameters = _split_options(rule, options, host.DRIVER_OPTIONS)
+    driver, hyperparameters = host._split_options(rule, options)
     if "tol" in options and "gtol" not in options and options["tol"] is not None:
         driver["gtol"] = options["tol"]
     elif stochastic and "gtol" not in options:

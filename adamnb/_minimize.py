@@ -10,6 +10,7 @@ accepts as a custom method.
 import collections.abc
 import inspect
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -219,6 +220,19 @@ def _wrap_callback(callback, copy=np.copy):
     return lambda x, f: callback(copy(x))
 
 
+def _caller_stacklevel():
+    """The ``stacklevel`` that points a warning at the first frame outside adamnb.
+
+    Call it in the function that warns: the drivers reach that function at different depths
+    (``minimize``, ``minimize_batch``, the method callables, the device driver).
+    """
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("adamnb"):
+        level += 1
+        frame = frame.f_back
+    return level
+
+
 def _split_options(rule, options):
     """Separate driver options from the rule's hyperparameters; warn on unknown names."""
     hyperparameter_names = {hp.name for hp in rule.hyperparameters}
@@ -234,7 +248,7 @@ def _split_options(rule, options):
         else:
             warnings.warn(f"Unknown solver option: {name} (method {rule.name!r} accepts "
                           f"{', '.join(sorted(hyperparameter_names | set(DRIVER_OPTIONS)))})",
-                          OptimizeWarning, stacklevel=4)
+                          OptimizeWarning, stacklevel=_caller_stacklevel())
     return driver, hyperparameters
 
 
@@ -387,10 +401,10 @@ def _minimize_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, boun
     for name, given in (("hess", hess), ("hessp", hessp)):
         if given is not None:
             warnings.warn(f"Method {rule.name} does not use Hessian information ({name}).",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=_caller_stacklevel())
     if constraints is not None and np.any(constraints):
         warnings.warn(f"Method {rule.name} cannot handle constraints.", RuntimeWarning,
-                      stacklevel=3)
+                      stacklevel=_caller_stacklevel())
     stochastic = isinstance(args, collections.abc.Iterator)
     if not stochastic and not isinstance(args, tuple):
         args = (args,)

@@ -404,3 +404,14 @@ def test_warnings_are_not_raised_for_valid_calls():
         warnings.simplefilter("error")
         adamnb.minimize(quadratic, [0.0], jac=quadratic_grad, tol=1e-3,
                         options={"lr": 0.1, "maxiter": 10, "disp": False})
+
+
+def test_option_warnings_point_at_the_callers_line():
+    from adamnb.functions import rosenbrock_value_and_grad
+    for run in (lambda: adamnb.minimize(rosenbrock_value_and_grad, [1.0, 2.0], jac=True,
+                                        options={"maxiter": 1, "bogus": 1}),
+                lambda: adamnb.minimize_batch(rosenbrock_value_and_grad, np.ones((2, 2)),
+                                              options={"maxiter": 1, "bogus": 1})):
+        with pytest.warns(OptimizeWarning, match="bogus") as caught:
+            run()
+        assert caught[0].filename == __file__
