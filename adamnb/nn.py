@@ -249,14 +249,10 @@ class MLP:
         """
         rng = np.random.default_rng(seed)
         params = np.zeros(self.n_params, dtype=self.dtype)
-        for (W, _), (fan_in, fan_out) in zip(self.layers(params), self.sizes_pairs()):
-            limit = math.sqrt(6.0 / (fan_in + fan_out))
+        for W, _ in self.layers(params):
+            limit = math.sqrt(6.0 / (W.shape[0] + W.shape[1]))
             W[...] = rng.uniform(-limit, limit, size=W.shape)
         return params
-
-    def sizes_pairs(self):
-        """``[(n_{k-1}, n_k) for each layer k]``."""
-        return [shape for _, shape, _ in self.layout]
 
     def _check_params(self, params):
         if not isinstance(params, np.ndarray) or params.ndim != 1 \

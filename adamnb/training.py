@@ -125,11 +125,19 @@ class _EpochRecorder:
         self.steps += 1
         if self.bar is not None:
             self.bar.update()
-        if self.steps % self.steps_per_epoch:
-            return
+        if self.steps % self.steps_per_epoch == 0:
+            self._record(params, self.steps_per_epoch)
+
+    def close_unfinished(self, params):
+        """Record the epoch a run stopped in (e.g. on a non-finite loss) from its losses so far."""
+        if self.losses:
+            self._record(params, len(self.losses))
+
+    def _record(self, params, n_losses):
+        """Append the epoch made of the first ``n_losses`` losses, evaluated at ``params``."""
         seconds = time.perf_counter() - self.clock
-        train_loss = float(np.mean(self.losses[:self.steps_per_epoch]))
-        del self.losses[:self.steps_per_epoch]
+        train_loss = float(np.mean(self.losses[:n_losses]))
+        del self.losses[:n_losses]
         test_loss = test_accuracy = None
         if self.X_test is not None:
             test_loss, test_accuracy = self.model.evaluate(params, self.X_test, self.y_test)
@@ -142,19 +150,6 @@ class _EpochRecorder:
                 shown["test acc"] = f"{test_accuracy:.4f}"
             self.bar.set_postfix(shown, refresh=False)
         self.clock = time.perf_counter()
-
-    def close_unfinished(self, params):
-        """Record the epoch a run stopped in (e.g. on a non-finite loss) from its losses so far."""
-        if not self.losses:
-            return
-        seconds = time.perf_counter() - self.clock
-        test_loss = test_accuracy = None
-        if self.X_test is not None:
-            test_loss, test_accuracy = self.model.evaluate(params, self.X_test, self.y_test)
-        self.history.append(epoch=len(self.history) + 1, train_loss=float(np.mean(self.losses)),
-                            test_loss=test_loss, test_accuracy=test_accuracy,
-                            seconds=seconds, steps=self.steps)
-        self.losses.clear()
 
 
 def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None, y_test=None,
