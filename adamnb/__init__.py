@@ -4,34 +4,78 @@
 >>> res = adamnb.minimize(fun, x0, method="adam", jac=grad, options={"lr": 1e-2})  # doctest: +SKIP
 >>> opt = adamnb.Adam(lr=1e-3); opt.step(x, g)                                   # doctest: +SKIP
 
-Public names: :func:`minimize`, :func:`show_options`, the method callables (``adamnb.adam``,
-``adamnb.sgd``, ... usable as ``scipy.optimize.minimize(..., method=adamnb.adam)``), the optimizer
-classes (:class:`Adam`, :class:`SGD`, ...), :mod:`adamnb.schedules`, :func:`minibatches` and the
-test functions in :mod:`adamnb.functions`. Training on data: :mod:`adamnb.datasets` (MNIST),
-:mod:`adamnb.nn` (softmax regression and MLPs on one flat parameter vector) and
-:mod:`adamnb.training` (epoch loops with a per-epoch history).
+The package, by what a reader looks for:
+
+* :mod:`adamnb.optim` -- update rules, optimizer classes (:class:`Adam`, :class:`SGD`, ...),
+  learning-rate schedules (torch.optim's side).
+* :mod:`adamnb.optimize` -- :func:`minimize`, :func:`minimize_batch`, :func:`show_options`, the
+  method callables (``adamnb.adam`` ..., usable as ``scipy.optimize.minimize(...,
+  method=adamnb.adam)``) and :func:`minibatches` (scipy.optimize's side).
+* :mod:`adamnb.backends` -- jit options, CPU and CUDA kernels, counter-based random numbers.
+* :mod:`adamnb.problems` -- classic test functions (``adamnb.functions`` for short) and their
+  CUDA versions.
+* :mod:`adamnb.nn` -- NumPy models on one flat parameter vector, training loops, MNIST
+  (``adamnb.datasets``, ``adamnb.training`` for short).
+* :mod:`adamnb.plot`, :mod:`adamnb.cli`, :mod:`adamnb.experiments`.
+
+The subpackages load on first use (PEP 562), so ``import adamnb`` stays light and
+``adamnb.functions.rosenbrock`` works without importing anything else first.
 """
 
-from adamnb import datasets, nn, schedules, training
-from adamnb._batch import minimize_batch
-from adamnb._minimize import METHOD_CALLABLES, METHODS, minimize, show_options
-from adamnb.optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, Optimizer,
-                               RAdam, RMSprop)
-from adamnb.stochastic import minibatches
+import importlib
+from importlib.metadata import PackageNotFoundError, version
 
-sgd = METHOD_CALLABLES["sgd"]
-adagrad = METHOD_CALLABLES["adagrad"]
-rmsprop = METHOD_CALLABLES["rmsprop"]
-adadelta = METHOD_CALLABLES["adadelta"]
-adam = METHOD_CALLABLES["adam"]
-amsgrad = METHOD_CALLABLES["amsgrad"]
-adamw = METHOD_CALLABLES["adamw"]
-adamax = METHOD_CALLABLES["adamax"]
-nadam = METHOD_CALLABLES["nadam"]
-radam = METHOD_CALLABLES["radam"]
+from adamnb.optim.optimizers import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    Optimizer,
+    RAdam,
+    RMSprop,
+)
+from adamnb.optimize import (
+    METHOD_CALLABLES,
+    METHODS,
+    minibatches,
+    minimize,
+    minimize_batch,
+    show_options,
+)
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("adamnb")
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
-__all__ = ["minimize", "minimize_batch", "show_options", "METHODS", "minibatches", "schedules",
-           "datasets", "nn", "training", "Optimizer", "SGD",
-           "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", *METHODS]
+# One module attribute per method, the scipy custom methods: adamnb.adam, adamnb.sgd, ...
+globals().update(METHOD_CALLABLES)
+
+#: Public submodules loaded on first attribute access, and the short names kept for them.
+_LAZY = {
+    "optim": "adamnb.optim", "optimize": "adamnb.optimize", "backends": "adamnb.backends",
+    "problems": "adamnb.problems", "nn": "adamnb.nn", "plot": "adamnb.plot", "cli": "adamnb.cli",
+    "experiments": "adamnb.experiments",
+    "functions": "adamnb.problems.functions", "schedules": "adamnb.optim.schedules",
+    "datasets": "adamnb.nn.datasets", "training": "adamnb.nn.training",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'adamnb' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["minimize", "minimize_batch", "show_options", "METHODS", "minibatches", "Optimizer",
+           "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
+           *METHODS, *_LAZY]

@@ -4,22 +4,19 @@
 
     adamnb methods [METHOD]               the methods and their default hyperparameters
     adamnb minimize FUNCTION [options]    minimize a test function and print the OptimizeResult
-    adamnb experiment NAME [--quick]      run an experiment of the repository's experiments/
+    adamnb experiment NAME [--quick]      run one of the experiments in adamnb.experiments
 
 Every command has ``--help``; a wrong method, function or experiment name is an error that lists
 the right ones.
 
-The experiments live in the repository's ``experiments/`` folder, not in the installed package (they
-compose the library; they are not part of it). :data:`EXPERIMENTS` maps each command name to its
-script, which the command imports by file path, next to the ``adamnb`` package of an editable
-install (``pip install -e .`` from a clone). Adding an experiment is one entry there and one script
-with a ``main(argv)`` function.
+The experiments are modules of the installed package (:mod:`adamnb.experiments`), so the command
+works after a plain ``pip install``. :data:`EXPERIMENTS` maps each command name to its module;
+adding an experiment is one entry there and one module with a ``main(argv)`` function.
 """
 
 import argparse
 import ast
 import importlib
-import importlib.util
 import os
 import sys
 import warnings
@@ -30,9 +27,10 @@ import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
 import adamnb
-from adamnb import functions, rules
+from adamnb.optim import rules
+from adamnb.problems import functions
 
-__all__ = ["main", "EXPERIMENTS", "Experiment", "experiments_folder", "load_experiment"]
+__all__ = ["main", "EXPERIMENTS", "Experiment", "load_experiment"]
 
 #: ``adamnb minimize`` shows a progress bar for runs at least this long (and only on a terminal):
 #: shorter ones finish before a bar would be worth reading, and the bar's per-step callback would
@@ -42,7 +40,7 @@ PROGRESS_MIN_STEPS = 100_000
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment the command can run: its script's name in experiments/, a one-line summary."""
+    """An experiment the command can run: its module's name in adamnb.experiments, a one-line summary."""
 
     module: str
     summary: str
@@ -75,47 +73,12 @@ EXPERIMENTS = {
 }
 
 
-class ExperimentsNotFound(RuntimeError):
-    """The experiments/ folder is not where an editable install from a clone would have it."""
-
-
-def experiments_folder():
-    """The repository's experiments/ folder, beside the ``adamnb`` package's folder."""
-    return Path(adamnb.__file__).resolve().parents[1] / "experiments"
-
-
 def load_experiment(name):
-    """Import the script of experiment ``name`` (a key of :data:`EXPERIMENTS`) and return it.
-
-    The ``experiments`` folder is imported as a package from its path, so the scripts can share
-    its helpers whether or not the repository's root is on ``sys.path``.
-    """
+    """The module of experiment ``name`` (a key of :data:`EXPERIMENTS`), imported."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; valid names are: "
                          f"{', '.join(EXPERIMENTS)}")
-    folder = experiments_folder()
-    script = folder / f"{EXPERIMENTS[name].module}.py"
-    if not (folder / "__init__.py").is_file() or not script.is_file():
-        raise ExperimentsNotFound(
-            f"the experiments are not installed: {script} does not exist. They live in the "
-            "repository, not in the package; clone it and install with `pip install -e .`, then "
-            "run `adamnb experiment` from that install.")
-    package = sys.modules.get("experiments")
-    if package is None:
-        spec = importlib.util.spec_from_file_location(
-            "experiments", folder / "__init__.py", submodule_search_locations=[str(folder)])
-        package = importlib.util.module_from_spec(spec)
-        sys.modules["experiments"] = package
-        try:
-            spec.loader.exec_module(package)
-        except BaseException:
-            del sys.modules["experiments"]
-            raise
-    elif Path(getattr(package, "__file__", "") or "").resolve().parent != folder:
-        raise ExperimentsNotFound(
-            f"another module named 'experiments' is already imported (from "
-            f"{getattr(package, '__file__', None)}), so adamnb's experiments in {folder} cannot be")
-    return importlib.import_module(f"experiments.{EXPERIMENTS[name].module}")
+    return importlib.import_module(f"adamnb.experiments.{EXPERIMENTS[name].module}")
 
 
 # --- adamnb methods -------------------------------------------------------------------------------
@@ -237,12 +200,7 @@ def _save_run_plot(tf, result, args):
 # --- adamnb experiment ----------------------------------------------------------------------------
 
 def _experiment(args, parser):
-    try:
-        module = load_experiment(args.name)
-    except ExperimentsNotFound as error:
-        print(f"adamnb experiment: error: {error}", file=sys.stderr)
-        return 1
-    return module.main(args.args) or 0
+    return load_experiment(args.name).main(args.args) or 0
 
 
 # --- the parser -----------------------------------------------------------------------------------
@@ -295,7 +253,7 @@ def build_parser():
     experiment = commands.add_parser(
         "experiment", help="run an experiment (writes under results/)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run one of the repository's experiments. Options after NAME go to the "
+        description="Run one of adamnb's experiments. Options after NAME go to the "
                     "experiment; every experiment takes --quick (a short version, for CI) and "
                     "--out DIR (where to write; default results/ in the repository).",
         epilog=f"experiments:\n{names}\n\n`adamnb experiment NAME --help` shows an experiment's "

@@ -5,7 +5,7 @@ run with ``options={"return_all": True}``, which adds ``allvecs`` (the iterates,
 ``fun_history`` (f at each iterate), or plain arrays of the same:
 
 >>> import adamnb, adamnb.plot
->>> from adamnb.functions import get
+>>> from adamnb.problems.functions import get
 >>> rosen = get("rosenbrock")
 >>> runs = {lr: adamnb.minimize(rosen.fun, rosen.x0, method="adam", jac=rosen.grad,
 ...                             options={"lr": lr, "maxiter": 2000, "return_all": True})

@@ -25,9 +25,10 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb import cuda as cuda_backend
-from adamnb import kernels, rules
-from adamnb._jit import elementwise
+from adamnb.backends import cpu as kernels
+from adamnb.backends import cuda as cuda_backend
+from adamnb.backends.jit import elementwise
+from adamnb.optim import rules
 from tests.test_rules import CASE_IDS, CASES, optimizer_for
 
 SIMULATOR = cuda_backend.simulator_enabled()

@@ -19,11 +19,18 @@ import pytest
 from scipy.optimize import Bounds, OptimizeWarning
 
 import adamnb
-from adamnb import _device_minimize, cuda_objectives, functions, rules, schedules
-from adamnb import cuda as cuda_backend
-from adamnb._device_minimize import minimize_on_device
-from tests.test_cuda import SIMULATOR, _ptx_toolchain_missing, needs_cuda, \
-    quick_simulator_threads
+from adamnb.backends import cuda as cuda_backend
+from adamnb.optim import rules, schedules
+from adamnb.optimize import _device as _device_minimize
+from adamnb.optimize._device import minimize_on_device
+from adamnb.problems import cuda_functions as cuda_objectives
+from adamnb.problems import functions
+from tests.test_cuda import (
+    SIMULATOR,
+    _ptx_toolchain_missing,
+    needs_cuda,
+    quick_simulator_threads,
+)
 
 N = 11
 THREADS = 4
@@ -298,8 +305,8 @@ def test_without_cuda_the_error_says_how_to_get_it(monkeypatch):
 def test_importing_the_device_modules_does_not_import_numba_cuda():
     import subprocess
     import sys
-    code = ("import sys, adamnb, adamnb._device_minimize, adamnb.cuda_objectives, "
-            "adamnb.cuda_nn; print('numba.cuda' in sys.modules)")
+    code = ("import sys, adamnb, adamnb.optimize._device, adamnb.problems.cuda_functions, "
+            "adamnb.nn.cuda_models; print('numba.cuda' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"

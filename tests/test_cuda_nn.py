@@ -1,4 +1,4 @@
-"""adamnb.cuda_nn against adamnb.nn's CPU MLP: products, masks, gradients, evaluation, training.
+"""adamnb.nn.cuda_models against adamnb.nn's CPU MLP: products, masks, gradients, evaluation, training.
 
 Simulator tests (``NUMBA_ENABLE_CUDASIM=1 python -m pytest -q tests/test_cuda*.py``) use 4 x 4
 tiles for the matrix products and 8 threads per block elsewhere, so the tiny layers (sizes
@@ -13,12 +13,17 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb import cuda_nn
 from adamnb.nn import MLP
-from adamnb.training import History, train
+from adamnb.nn import cuda_models as cuda_nn
+from adamnb.nn.training import History, train
+from tests.test_cuda import (
+    APPROXIMATE,
+    F32_ARITHMETIC,
+    _ptx_toolchain_missing,
+    needs_cuda,
+    quick_simulator_threads,
+)
 from tests.test_nn import random_params as _params
-from tests.test_cuda import APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda, \
-    quick_simulator_threads
 
 SIZES = (6, 5, 4, 3)
 ROWS = 7
@@ -239,7 +244,7 @@ def test_train_cuda_checks_its_arguments():
 def test_cuda_mlp_wants_an_mlp_and_cuda(monkeypatch):
     with pytest.raises(TypeError, match="wraps an adamnb.nn.MLP"):
         cuda_nn.CudaMLP("784-10")
-    from adamnb import cuda as cuda_backend
+    from adamnb.backends import cuda as cuda_backend
     monkeypatch.setattr(cuda_backend, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="CudaMLP needs CUDA"):
         cuda_nn.CudaMLP(MLP(SIZES))
@@ -277,7 +282,7 @@ def test_every_kernel_compiles_to_ptx_for_sm90(dtype):
 def test_the_mnist_mlp_experiment_trains_on_the_device(monkeypatch):
     """``adamnb experiment mnist-mlp --device cuda``'s training step, on a tiny stand-in model:
     the device run follows the CPU run of the same experiment code."""
-    from experiments import mnist_mlp
+    from adamnb.experiments import mnist_mlp
 
     monkeypatch.setattr(mnist_mlp, "SIZES", SIZES)
     monkeypatch.setattr(mnist_mlp, "BATCH", 5)

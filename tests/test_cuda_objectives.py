@@ -1,4 +1,4 @@
-"""The batched CUDA Rosenbrock and Rastrigin against adamnb.functions' CPU versions.
+"""The batched CUDA Rosenbrock and Rastrigin against adamnb.problems.functions' CPU versions.
 
 Simulator tests (``NUMBA_ENABLE_CUDASIM=1 python -m pytest -q tests/test_cuda*.py``) launch 4
 threads per block and cap the grid at 2 blocks per dimension, so that threads stride over
@@ -13,10 +13,15 @@ import re
 import numpy as np
 import pytest
 
-from adamnb import cuda as cuda_backend
-from adamnb import cuda_objectives, functions
-from tests.test_cuda import APPROXIMATE, _ptx_toolchain_missing, needs_cuda, \
-    quick_simulator_threads
+from adamnb.backends import cuda as cuda_backend
+from adamnb.problems import cuda_functions as cuda_objectives
+from adamnb.problems import functions
+from tests.test_cuda import (
+    APPROXIMATE,
+    _ptx_toolchain_missing,
+    needs_cuda,
+    quick_simulator_threads,
+)
 
 NAMES = ["rosenbrock", "rastrigin"]
 DTYPES = [np.float32, np.float64]
@@ -121,7 +126,7 @@ def test_device_objective_returns_a_float_and_alternates_two_gradient_buffers(na
 @needs_cuda
 def test_minimize_on_device_with_rastrigin_follows_the_host_run():
     import adamnb
-    from adamnb._device_minimize import minimize_on_device
+    from adamnb.optimize._device import minimize_on_device
     cuda = _cuda()
     x0 = np.linspace(2.5, 3.5, 6)
     res = minimize_on_device("adam", cuda_objectives.rastrigin, cuda.to_device(x0), jac=True,

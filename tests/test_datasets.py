@@ -1,4 +1,4 @@
-"""adamnb.datasets: IDX reading, MNIST loading and checks, directory resolution, and downloads from
+"""adamnb.nn.datasets: IDX reading, MNIST loading and checks, directory resolution, and downloads from
 a local HTTP server (synthetic files, small split sizes); the real files when ADAMNB_DATA is set."""
 
 import functools
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adamnb import datasets
-from adamnb.datasets import MNIST, DatasetError, load_mnist, read_idx
+from adamnb.nn import datasets
+from adamnb.nn.datasets import MNIST, DatasetError, load_mnist, read_idx
 
 IMAGES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
 LABELS = ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte")
@@ -277,7 +277,7 @@ def test_default_cache_dir_is_poochs_user_cache():
 
 
 def test_import_does_not_import_pooch():
-    code = "import sys, adamnb.datasets; print('pooch' in sys.modules, 'requests' in sys.modules)"
+    code = "import sys, adamnb.nn.datasets; print('pooch' in sys.modules, 'requests' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stderr

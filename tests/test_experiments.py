@@ -14,7 +14,7 @@ import pytest
 import adamnb
 from adamnb import plot
 from adamnb.cli import load_experiment
-from adamnb.functions import get
+from adamnb.problems.functions import get
 
 test_functions = load_experiment("test-functions")
 reddi = load_experiment("reddi")

@@ -1,4 +1,4 @@
-"""Tests for :mod:`adamnb.functions` against independent references."""
+"""Tests for :mod:`adamnb.problems.functions` against independent references."""
 
 import dataclasses
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import check_grad, minimize, rosen, rosen_der
 
-from adamnb.functions import FUNCTIONS, QUADRATIC_KAPPA, TestFunction, get
+from adamnb.problems.functions import FUNCTIONS, QUADRATIC_KAPPA, TestFunction, get
 
 NAMES = [
     "quadratic", "rosenbrock", "beale", "booth", "himmelblau", "rastrigin",

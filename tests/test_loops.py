@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb import _loops
-from adamnb.functions import get, rosenbrock_grad, rosenbrock_value_and_grad
+from adamnb.optimize import _compiled as _loops
+from adamnb.problems.functions import get, rosenbrock_grad, rosenbrock_value_and_grad
 
 ROSENBROCK = get("rosenbrock")
 

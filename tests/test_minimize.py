@@ -8,7 +8,7 @@ import scipy.optimize as so
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 import adamnb
-from adamnb.optimizers import OPTIMIZERS
+from adamnb.optim.optimizers import OPTIMIZERS
 
 ROSEN_START = np.array([-1.2, 1.0])
 
@@ -407,7 +407,7 @@ def test_warnings_are_not_raised_for_valid_calls():
 
 
 def test_option_warnings_point_at_the_callers_line():
-    from adamnb.functions import rosenbrock_value_and_grad
+    from adamnb.problems.functions import rosenbrock_value_and_grad
     for run in (lambda: adamnb.minimize(rosenbrock_value_and_grad, [1.0, 2.0], jac=True,
                                         options={"maxiter": 1, "bogus": 1}),
                 lambda: adamnb.minimize_batch(rosenbrock_value_and_grad, np.ones((2, 2)),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adamnb import cli
-from adamnb.datasets import load_mnist
+from adamnb.nn.datasets import load_mnist
 
 DATA = os.environ.get("ADAMNB_DATA")
 needs_mnist = pytest.mark.skipif(
@@ -24,7 +24,7 @@ needs_mnist = pytest.mark.skipif(
 def test_softmax_regression_and_mlp_learn_real_mnist():
     import adamnb
     from adamnb.nn import MLP, SoftmaxRegression
-    from adamnb.training import train
+    from adamnb.nn.training import train
 
     data = load_mnist()
     X, y, X_test, y_test = data.X_train[:10000], data.y_train[:10000], data.X_test, data.y_test
@@ -85,7 +85,7 @@ def test_figure2a_quick(tmp_path):
 
 
 def test_figure2a_on_cuda_without_a_gpu_is_a_clear_error(capsys):
-    from adamnb import cuda
+    from adamnb.backends import cuda
     if cuda.is_available():
         pytest.skip("a CUDA device is available here")
     with pytest.raises(SystemExit):
@@ -94,8 +94,8 @@ def test_figure2a_on_cuda_without_a_gpu_is_a_clear_error(capsys):
 
 
 def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
-    from adamnb import datasets
-    from adamnb.datasets import DatasetError
+    from adamnb.nn import datasets
+    from adamnb.nn.datasets import DatasetError
     # No download may succeed, whether or not this machine is online: port 9 (discard) refuses.
     monkeypatch.setattr(datasets, "MIRRORS", ["http://127.0.0.1:9/mnist/"])
     with pytest.raises(DatasetError, match="ADAMNB_DATA"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from adamnb._random import stream_key, uniform_at
+from adamnb.backends.random import stream_key, uniform_at
 from adamnb.nn import MLP, SoftmaxRegression
 
 
@@ -71,7 +71,7 @@ def reference_objective(model, params, X, y, masks):
 
 
 def python_masks(model, rows, calls):
-    """The dropout masks drawn from adamnb._random's element function, run as plain Python."""
+    """The dropout masks drawn from adamnb.backends.random's element function, run as plain Python."""
     masks = []
     for k, width in enumerate(model.sizes[:-1]):
         p = model.input_dropout if k == 0 else model.dropout

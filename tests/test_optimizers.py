@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb import rules
-from adamnb.optimizers import OPTIMIZERS
+from adamnb.optim import rules
+from adamnb.optim.optimizers import OPTIMIZERS
 
 
 @pytest.mark.parametrize("cls, option, value, message", [

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb import kernels, rules, schedules
+from adamnb.backends import cpu as kernels
+from adamnb.optim import rules, schedules
 from tests.reference import DEFAULTS, reference_run
 
 STEPS = 80
@@ -64,7 +65,7 @@ def make_gradient(n=N, seed=0):
 def optimizer_for(method, **options):
     if method == "amsgrad":
         return adamnb.Adam(amsgrad=True, **options)
-    return adamnb.optimizers.OPTIMIZERS[method](**options)
+    return adamnb.optim.optimizers.OPTIMIZERS[method](**options)
 
 
 def run_optimizer(opt, x0, grad, steps=STEPS):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb import schedules
+from adamnb.optim import schedules
 
 
 def test_formulas():

@@ -1,4 +1,4 @@
-"""adamnb.training: the explicit loop and the minimize route, on a small synthetic problem."""
+"""adamnb.nn.training: the explicit loop and the minimize route, on a small synthetic problem."""
 
 import numba
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 from scipy import stats
 
 import adamnb
-from adamnb._random import stream_key, uniform_at
+from adamnb.backends.random import stream_key, uniform_at
 from adamnb.nn import MLP, SoftmaxRegression
-from adamnb.training import History, train, train_minimize
+from adamnb.nn.training import History, train, train_minimize
 
 
 def blobs(n=600, features=8, classes=3, seed=0):
@@ -93,7 +93,7 @@ def test_schedule_alpha_over_sqrt_t():
     model = SoftmaxRegression(8, 3)
     result, history = train_minimize(model, model.init(0), "adagrad", X, y, epochs=2,
                                      batch_size=50, progress=False,
-                                     options={"lr": adamnb.schedules.InverseSqrt(0.5)})
+                                     options={"lr": adamnb.optim.schedules.InverseSqrt(0.5)})
     assert result.nit == 20 and len(history) == 2 and history[0]["test_loss"] is None
 
 

@@ -1,0 +1,516 @@
+"""CUDA kernels generated from the same per-element math as the CPU kernels.
+
+Each rule's ``element(x, g, state, i, c)`` (:mod:`adamnb.optim.rules`) is compiled as a CUDA device
+function and called from one grid-stride kernel, the GPU twin of :mod:`adamnb.backends.cpu`::
+
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        x[i] = element(x[i], g[i], state, i, c)
+
+Nothing here restates a formula. The arrays are device arrays (numba's, or any object exporting
+``__cuda_array_interface__``: CuPy arrays, CUDA torch tensors), viewed without copies; ``c`` is the
+tuple of per-step scalars in x's dtype (:func:`adamnb.backends.cpu.cast_coefficients`), passed by value
+with the launch. A kernel is compiled once per (rule, dtype) on its first launch; no on-disk cache.
+
+Which CUDA target
+    numba's built-in ``numba.cuda`` is deprecated in favour of NVIDIA's ``numba-cuda`` package,
+    which replaces it transparently once installed (``import numba.cuda`` then loads
+    ``numba_cuda``). Both work here, with one difference in how the element is compiled:
+
+    * The element is compiled with ``cuda.jit(device=True)(rule.element)``: ``register_jitable``
+      returns the undecorated Python function, so ``rule.element`` *is* the plain function, and
+      this compiles the same source for the CUDA target. Calling the ``register_jitable`` function
+      directly from the kernel (as the CPU kernels do) works with the built-in target but not with
+      numba-cuda 0.30.4, whose own IR classes clash with the inline-always IR that numba core hands
+      it (an ``AssertionError`` in its post-processing pass).
+    * numba 0.68's built-in target cannot compile ``max(a, b)`` on two scalars: numba core now
+      types it through a ``*args`` overload that the built-in CUDA dispatcher cannot compile
+      ("Signature mismatch: 2 argument types given, but function takes 1 arguments"). For the
+      built-in target only, the element is compiled with ``max``/``min`` bound to two-argument
+      device functions with Python's (and numba's CPU) semantics, ``b if b > a else a``;
+      numba-cuda compiles the builtins itself.
+
+Launch configuration
+    :func:`step` launches ``min(ceil(n / threads_per_block), 32 * SM count)`` blocks of
+    ``threads_per_block`` (default 256) threads. Up to that cap every thread updates one element;
+    beyond it the grid-stride loop gives each thread several elements, coalesced (consecutive
+    threads touch consecutive elements in every pass). 32 blocks of 256 threads per SM is four
+    times what an SM holds at once (at most 2048 resident threads), enough to balance the waves
+    of blocks, while the cap bounds the launch for huge vectors.
+
+For the device drivers
+    :func:`cuda_fused_step` is the same element in the per-step kernel of
+    :func:`adamnb.optimize._device.minimize_on_device`: it also saves the previous iterate and
+    projects onto bounds, in the same pass, as the CPU driver's fused step does. :class:`Reduction`
+    brings one scalar (the gradient's infinity-norm, a loss, a count) back from a device array:
+    a shared-memory tree per block, then one block over the partials. Two plain launches rather
+    than atomics: numba has no float atomic that propagates NaN (the finiteness test needs that),
+    and a fixed tree makes sums reproducible run to run.
+
+Numerics
+    The kernels are compiled without fast-math (IEEE division and square root, no flush to zero)
+    and float32 kernels do all their arithmetic in float32 (``tests/test_cuda.py`` checks the PTX).
+    NVVM does contract ``a * b + c`` into fused multiply-adds, which the CPU kernels do not, so on
+    a GPU the results can differ from the CPU kernels in the last bits (as torch's fused CUDA
+    optimizers differ from its CPU ones). In numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``)
+    the same Python runs on NumPy scalars and matches the CPU kernels bit for bit, except where
+    Python's ``math.sqrt`` (which returns a Python float) leaves a float32 expression in float64:
+    Adadelta's quotient of two square roots is then rounded once instead of twice (1-2 ulp).
+
+``numba.cuda`` is imported only when a function here needs it, so ``import adamnb`` stays fast and
+works on machines without CUDA.
+"""
+
+import contextlib
+import math
+import types
+
+import numpy as np
+
+from adamnb.backends import cpu as kernels
+
+__all__ = ["is_available", "require_available", "simulator_enabled", "is_device_array",
+           "as_device_array", "check_device_vector", "to_device", "cuda_kernel",
+           "cuda_fused_step", "launch_blocks", "step", "Reduction", "number_of_coefficients",
+           "kernel_signature", "compile_ptx_for", "compile_kernel_ptx",
+           "compile_reduction_ptx"]
+
+DEFAULT_THREADS_PER_BLOCK = 256
+#: The grid is capped at this many blocks per streaming multiprocessor (see the module notes).
+BLOCKS_PER_SM = 32
+
+_FLOAT_TYPES = (np.float32, np.float64)
+_kernels = {}
+_sm_counts = {}
+# numba.cuda once imported. The kernels reach it through this module global, never a closure: the
+# simulator runs a kernel by swapping the numba.cuda module in the kernel's globals for a fake one.
+_numba_cuda = None
+
+
+def _cuda():
+    global _numba_cuda
+    if _numba_cuda is None:
+        from numba import cuda
+        _numba_cuda = cuda
+    return _numba_cuda
+
+
+def simulator_enabled():
+    """Whether numba's CUDA simulator is on (``NUMBA_ENABLE_CUDASIM=1`` before numba's import)."""
+    from numba.core import config
+    return bool(config.ENABLE_CUDASIM)
+
+
+def is_available():
+    """True when kernels can be launched: a CUDA driver and GPU, or the simulator."""
+    try:
+        return bool(_cuda().is_available())
+    except Exception:  # a broken driver or CUDA package install is "unavailable", not a crash
+        return False
+
+
+def require_available(what):
+    """Raise RuntimeError, saying how to get CUDA, unless kernels can be launched.
+
+    ``what`` names the caller in the message (e.g. ``"minimize on device arrays"``).
+    """
+    if not is_available():
+        raise RuntimeError(f"{what} needs CUDA, which is unavailable: no CUDA driver or GPU was "
+                           "found (numba.cuda.is_available() is False). Install the NVIDIA driver "
+                           "and numba-cuda (pip install -e \".[cuda]\"), or set "
+                           "NUMBA_ENABLE_CUDASIM=1 before importing numba to use the simulator")
+
+
+def is_device_array(obj):
+    """Whether ``obj`` lives on a CUDA device (numba device array or ``__cuda_array_interface__``).
+
+    Does not import ``numba.cuda``.
+    """
+    if isinstance(obj, np.ndarray):
+        return False
+    return bool(getattr(obj, "__cuda_ndarray__", False)) or \
+        hasattr(obj, "__cuda_array_interface__")
+
+
+def as_device_array(obj, name="array"):
+    """``obj`` as a numba device array, without copying.
+
+    Accepts numba device arrays (returned as they are) and any object exporting
+    ``__cuda_array_interface__`` (CuPy arrays, CUDA torch tensors; viewed with
+    ``numba.cuda.as_cuda_array``). Host arrays raise TypeError: the CUDA backend never copies
+    parameters or gradients between host and device behind the caller's back.
+    """
+    if getattr(obj, "__cuda_ndarray__", False):
+        return obj
+    if hasattr(obj, "__cuda_array_interface__"):
+        cuda = _cuda()
+        if not hasattr(cuda, "as_cuda_array"):
+            raise TypeError(f"{name}: numba's CUDA simulator cannot view objects exporting "
+                            "__cuda_array_interface__; pass numba.cuda.to_device arrays")
+        return cuda.as_cuda_array(obj)
+    if isinstance(obj, np.ndarray):
+        raise TypeError(f"{name} is a NumPy array on the host; the CUDA backend updates device "
+                        "arrays in place and never copies: pass numba.cuda.to_device(array), a "
+                        "CuPy array or a CUDA torch tensor")
+    raise TypeError(f"{name} must be a CUDA device array (numba device array or an object with "
+                    f"__cuda_array_interface__), got {type(obj).__name__}")
+
+
+def check_device_vector(x, name="x"):
+    """``x`` as a device array; TypeError/ValueError unless it is a contiguous 1-D float vector."""
+    x = as_device_array(x, name)
+    if np.dtype(x.dtype).type not in _FLOAT_TYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+    if len(x.shape) != 1:
+        raise ValueError(f"{name} must be a flat 1-D array, got shape {tuple(x.shape)}; flatten "
+                         "it (a view such as x.reshape(-1) is updated in place)")
+    if not x.is_c_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+    return x
+
+
+def to_device(array):
+    """Copy a host array to the device (used once, for new or loaded optimizer state)."""
+    return _cuda().to_device(np.ascontiguousarray(array))
+
+
+# --- kernels --------------------------------------------------------------------------------------
+
+def _maximum(a, b):
+    return b if b > a else a
+
+
+def _minimum(a, b):
+    return b if b < a else a
+
+
+def _builtin_target_needs_minmax():
+    return getattr(_cuda(), "implementation", None) == "Built-in" and not simulator_enabled()
+
+
+def _device_element(element):
+    """The rule's element compiled as a CUDA device function (see the module notes)."""
+    cuda = _cuda()
+    if _builtin_target_needs_minmax():
+        names = {"max": cuda.jit(device=True)(_maximum), "min": cuda.jit(device=True)(_minimum)}
+        element = types.FunctionType(element.__code__, {**element.__globals__, **names},
+                                     element.__name__, element.__defaults__, element.__closure__)
+    return cuda.jit(device=True)(element)
+
+
+def _kernel_function(element):
+    """The Python source of the grid-stride kernel around ``element``, not yet compiled."""
+    _cuda()
+    device_element = _device_element(element)
+
+    def kernel(x, g, state, c):
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            x[i] = device_element(x[i], g[i], state, i, c)
+
+    return kernel
+
+
+def cuda_kernel(rule):
+    """The CUDA kernel ``kernel[blocks, threads](x, g, state, c)`` of ``rule``."""
+    if rule.element not in _kernels:
+        _kernels[rule.element] = _cuda().jit(_kernel_function(rule.element))
+    return _kernels[rule.element]
+
+
+def _fused_step_function(element):
+    """The Python source of the fused step around ``element`` (see :func:`cuda_fused_step`)."""
+    _cuda()
+    device_element = _device_element(element)
+
+    def fused_step(x, g, state, c, previous, lower, upper):
+        bounded = lower.size > 0
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            value = x[i]
+            previous[i] = value
+            value = device_element(value, g[i], state, i, c)
+            if bounded:  # min(max(value, lower), upper), as the CPU drivers project
+                if lower[i] > value:
+                    value = lower[i]
+                if upper[i] < value:
+                    value = upper[i]
+            x[i] = value
+
+    return fused_step
+
+
+def cuda_fused_step(rule):
+    """The kernel ``fused[blocks, threads](x, g, state, c, previous, lower, upper)`` of ``rule``.
+
+    The device twin of :func:`adamnb.optimize._compiled.fused_step` without the norm (a reduction, see
+    :class:`Reduction`): in one pass it saves ``x`` into ``previous`` (the last finite iterate a
+    run returns on status 3), applies the rule's element and, when ``lower`` is not empty,
+    projects onto ``[lower, upper]`` with the CPU drivers' ``min(max(x, lower), upper)``.
+    """
+    key = ("fused", rule.element)
+    if key not in _kernels:
+        _kernels[key] = _cuda().jit(_fused_step_function(rule.element))
+    return _kernels[key]
+
+
+def _sm_count():
+    device = _cuda().current_context().device
+    key = getattr(device, "id", 0)
+    if key not in _sm_counts:
+        # The simulator's fake device has no attributes beyond its compute capability.
+        _sm_counts[key] = int(getattr(device, "MULTIPROCESSOR_COUNT", 1))
+    return _sm_counts[key]
+
+
+def launch_blocks(n, threads_per_block=DEFAULT_THREADS_PER_BLOCK):
+    """Blocks for ``n`` elements: ``min(ceil(n / threads), 32 * SM count)``, at least 1."""
+    return max(1, min(math.ceil(n / threads_per_block), BLOCKS_PER_SM * _sm_count()))
+
+
+def step(rule, x, g, state, coefficients, threads_per_block=DEFAULT_THREADS_PER_BLOCK,
+         blocks=None, stream=0):
+    """Apply one update of ``rule`` to the device vector ``x`` in place, on the GPU.
+
+    Parameters
+    ----------
+    rule : adamnb.optim.rules.UpdateRule
+    x, g : device vectors (see :func:`as_device_array`), contiguous, 1-D, float32 or float64,
+        same length and dtype. ``x`` is overwritten.
+    state : device array of shape ``(rule.rows(options), x.size)`` and x's dtype, the rule's
+        state vectors (shape ``(0, n)`` when the configuration keeps none), updated in place. The
+        caller guarantees the row count; the kernel does not check bounds.
+    coefficients : the step's scalars, ``rule.step_coefficients(...)[0]``; cast to x's dtype here.
+    threads_per_block : int, default 256
+    blocks : int, optional
+        Grid size; by default :func:`launch_blocks`. Any positive value is correct (the kernel
+        strides over the whole vector); tests use tiny grids to exercise the stride.
+    stream : numba stream or 0
+        The stream to launch on; 0 is the default stream. The call returns without waiting.
+    """
+    x = check_device_vector(x, "x")
+    g = check_device_vector(g, "g")
+    state = as_device_array(state, "state")
+    if g.shape != x.shape or g.dtype != x.dtype:
+        raise ValueError(f"gradient must match x: x is {x.dtype}{list(x.shape)}, "
+                         f"g is {g.dtype}{list(g.shape)}")
+    if len(state.shape) != 2 or state.shape[1] != x.size or state.dtype != x.dtype \
+            or not state.is_c_contiguous():
+        raise ValueError(f"state must be a contiguous {x.dtype} array of shape (rows, {x.size}), "
+                         f"got {state.dtype}{list(state.shape)}")
+    if not (isinstance(threads_per_block, (int, np.integer)) and 1 <= threads_per_block <= 1024):
+        raise ValueError(f"Invalid threads_per_block: {threads_per_block!r}; expected 1..1024")
+    if x.size == 0:
+        return
+    if blocks is None:
+        blocks = launch_blocks(x.size, threads_per_block)
+    elif not (isinstance(blocks, (int, np.integer)) and blocks >= 1):
+        raise ValueError(f"Invalid blocks: {blocks!r}; expected a positive integer")
+    c = kernels.cast_coefficients(coefficients, x.dtype)
+    cuda_kernel(rule)[int(blocks), int(threads_per_block), stream](x, g, state, c)
+
+
+# --- reductions -----------------------------------------------------------------------------------
+
+#: What a :class:`Reduction` computes.
+REDUCTIONS = ("max_abs", "sum", "sum_squares")
+_reductions = {}
+
+
+def _reduction_function(kind, threads_per_block, dtype):
+    """The Python source of one pass of a block reduction, not yet compiled.
+
+    Each block folds its grid-stride share of ``x`` into one value per thread, then halves the
+    block in shared memory (``threads_per_block`` is a power of two) and writes one value per
+    block to ``out[blockIdx.x]``. The second pass is the same kernel on those partials with one
+    block. ``max_abs`` is NaN-propagating: a NaN anywhere makes the result NaN, as
+    :func:`adamnb.optimize._compiled._infinity_norm` does, so one test ``isfinite(norm)`` catches every
+    non-finite entry.
+    """
+    from numba import from_dtype
+    _cuda()
+    dtype = np.dtype(dtype)
+    scalar = from_dtype(dtype)
+    zero = dtype.type(0)
+    maximum = kind == "max_abs"
+    squares = kind == "sum_squares"
+    width = int(threads_per_block)
+
+    def reduce_pass(x, out):
+        buffer = _numba_cuda.shared.array(width, scalar)
+        tid = _numba_cuda.threadIdx.x
+        acc = zero
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            v = x[i]
+            if maximum:
+                v = abs(v)
+                if v > acc or v != v:  # NaN wins, and stays: `v > NaN` is false
+                    acc = v
+            elif squares:
+                acc += v * v
+            else:
+                acc += v
+        buffer[tid] = acc
+        _numba_cuda.syncthreads()
+        half = width // 2
+        while half > 0:
+            if tid < half:
+                other = buffer[tid + half]
+                if maximum:
+                    if other > buffer[tid] or other != other:
+                        buffer[tid] = other
+                else:
+                    buffer[tid] += other
+            _numba_cuda.syncthreads()
+            half //= 2
+        if tid == 0:
+            out[_numba_cuda.blockIdx.x] = buffer[0]
+
+    return reduce_pass
+
+
+def _reduction_kernel(kind, threads_per_block, dtype):
+    key = (kind, int(threads_per_block), np.dtype(dtype))
+    if key not in _reductions:
+        _reductions[key] = _cuda().jit(_reduction_function(*key))
+    return _reductions[key]
+
+
+class Reduction:
+    """One scalar from a device array, reduced on the device: only the scalar comes back.
+
+    ``Reduction("max_abs", np.float32)(g)`` is the infinity-norm of ``g`` (NaN if ``g`` holds a
+    NaN, inf if it holds an inf), ``"sum"`` the sum and ``"sum_squares"`` the sum of squares, in
+    the array's dtype (integers too, for counts). Two launches: ``min(ceil(n / threads), 32 * SM
+    count)`` blocks write one partial each, then one block reduces the partials (one launch when
+    a single block covers the array). The summation order is fixed by the launch configuration,
+    so a result is reproducible. The partial and result buffers are allocated once per object;
+    reading the result back synchronises with the stream.
+
+    Parameters
+    ----------
+    kind : {"max_abs", "sum", "sum_squares"}
+    dtype : numpy dtype of the arrays to reduce
+    threads_per_block : int, default 256
+        A power of two (the shared-memory tree halves it).
+    """
+
+    def __init__(self, kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLOCK):
+        if kind not in REDUCTIONS:
+            raise ValueError(f"Invalid reduction: {kind!r}; expected one of {REDUCTIONS}")
+        tpb = threads_per_block
+        if not (isinstance(tpb, (int, np.integer)) and 1 <= tpb <= 1024 and tpb & (tpb - 1) == 0):
+            raise ValueError(f"Invalid threads_per_block: {tpb!r}; expected a power of two in "
+                             "1..1024")
+        self.kind, self.dtype, self.threads_per_block = kind, np.dtype(dtype), int(tpb)
+        self._partials = self._result = None
+
+    def __call__(self, x, stream=0):
+        """The reduction of the contiguous device array ``x`` (any shape), as a Python scalar."""
+        x = as_device_array(x, "array to reduce")
+        if x.dtype != self.dtype:
+            raise ValueError(f"this Reduction is for {self.dtype} arrays, got {x.dtype}")
+        if not x.is_c_contiguous():
+            raise ValueError("the array to reduce must be contiguous")
+        if x.size == 0:
+            return self.dtype.type(0).item()
+        x = x.reshape(x.size)
+        cuda = _cuda()
+        tpb = self.threads_per_block
+        if self._partials is None:
+            self._partials = cuda.device_array(BLOCKS_PER_SM * _sm_count(), self.dtype)
+            self._result = cuda.device_array(1, self.dtype)
+        blocks = min(launch_blocks(x.size, tpb), self._partials.size)
+        if blocks == 1:  # one block already gives the result
+            _reduction_kernel(self.kind, tpb, self.dtype)[1, tpb, stream](x, self._result)
+        else:
+            partials = self._partials[:blocks]
+            _reduction_kernel(self.kind, tpb, self.dtype)[blocks, tpb, stream](x, partials)
+            final = "max_abs" if self.kind == "max_abs" else "sum"
+            _reduction_kernel(final, tpb, self.dtype)[1, tpb, stream](partials, self._result)
+        value = self._result.copy_to_host(stream=stream)
+        if stream:
+            stream.synchronize()
+        return value[0].item()
+
+
+# --- ahead-of-time compilation (no GPU needed) ----------------------------------------------------
+
+def number_of_coefficients(rule):
+    """How many per-step scalars the rule's element takes (the length of ``c``)."""
+    coefficients, _ = rule.step_coefficients(rule.validate({}), 1, 1e-3, dict(rule.scalar_state))
+    return len(coefficients)
+
+
+def kernel_signature(rule, dtype):
+    """The kernel's argument types for ``dtype``: (x, g, state, c) as numba types."""
+    from numba import from_dtype
+    from numba import types as nbtypes
+    if np.dtype(dtype).type not in _FLOAT_TYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    scalar = from_dtype(np.dtype(dtype))
+    return (scalar[::1], scalar[::1], scalar[:, ::1],
+            nbtypes.UniTuple(scalar, number_of_coefficients(rule)))
+
+
+@contextlib.contextmanager
+def _compile_for(cc):
+    """Let device functions compile for ``cc`` without a GPU.
+
+    When a kernel calls a device function, numba (built-in and numba-cuda alike) compiles that
+    function for ``get_current_device().compute_capability`` while typing the call, which needs a
+    driver even inside ``compile_ptx``. This stands in a device of the requested capability for
+    the duration of one compilation, under numba's compiler lock.
+    """
+    try:  # numba-cuda has its own compiler lock
+        from numba.cuda.core.compiler_lock import global_compiler_lock
+    except ImportError:
+        from numba.core.compiler_lock import global_compiler_lock
+    from numba.cuda import dispatcher
+    with global_compiler_lock:
+        saved = getattr(dispatcher, "get_current_device", None)
+        if saved is not None:
+            dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=cc)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                dispatcher.get_current_device = saved
+
+
+def compile_kernel_ptx(function, signature, cc=(9, 0)):
+    """The PTX of a kernel's Python source for argument types ``signature``, as text.
+
+    ``function`` is the plain Python function of a kernel (the ``*_function`` builders here and
+    in the other CUDA modules return them). Needs the CUDA compiler (NVVM) but no GPU or
+    driver; not available in the simulator.
+    """
+    if simulator_enabled():
+        raise RuntimeError("PTX compilation needs the real CUDA target; it does not work with "
+                           "NUMBA_ENABLE_CUDASIM=1")
+    cuda = _cuda()
+    with _compile_for(tuple(cc)):
+        ptx, _ = cuda.compile_ptx(function, signature, cc=tuple(cc))
+    return ptx
+
+
+def compile_ptx_for(rule, dtype, cc=(9, 0), fused=False):
+    """The PTX of ``rule``'s kernel (or, with ``fused``, its fused step) for ``dtype`` and
+    compute capability ``cc``, as text.
+
+    Needs the CUDA compiler (NVVM) but no GPU or driver; not available in the simulator.
+    """
+    if simulator_enabled():
+        raise RuntimeError("compile_ptx_for needs the real CUDA target; it does not work with "
+                           "NUMBA_ENABLE_CUDASIM=1")
+    signature = kernel_signature(rule, dtype)
+    if fused:
+        vector = signature[0]
+        return compile_kernel_ptx(_fused_step_function(rule.element),
+                                  signature + (vector, vector, vector), cc)
+    return compile_kernel_ptx(_kernel_function(rule.element), signature, cc)
+
+
+def compile_reduction_ptx(kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLOCK, cc=(9, 0)):
+    """The PTX of one :class:`Reduction` pass for ``dtype`` (no GPU needed)."""
+    from numba import from_dtype
+    vector = from_dtype(np.dtype(dtype))[::1]
+    return compile_kernel_ptx(_reduction_function(kind, threads_per_block, dtype),
+                              (vector, vector), cc)

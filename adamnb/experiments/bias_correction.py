@@ -1,0 +1,248 @@
+"""Kingma & Ba (2014), section 6.4 in miniature: why Adam corrects the bias of its moments.
+
+Adam's moment estimates start at zero, so early on they are biased towards zero:
+``m_t ~ (1 - beta1^t) E[g]`` and ``v_t ~ (1 - beta2^t) E[g^2]``. Adam divides them by those factors.
+Without the correction, the step ``lr * m_t / sqrt(v_t)`` is about
+``lr * (1 - beta1^t) / sqrt(1 - beta2^t)`` times the corrected one; with beta2 close to 1 that is
+``lr * (1 - beta1^t) / sqrt(t (1 - beta2))`` in the first steps, up to 30x the corrected step for
+beta2 = 0.9999 and 100x for 0.99999. The paper (section 6.4, figure 4) finds training unstable
+without the correction exactly when beta2 is close to 1.
+
+Here both variants run on two small problems of :mod:`adamnb.problems.functions`, Rosenbrock and Easom, from
+their standard starts, with lr = 0.1, beta1 = 0.9 and beta2 in {0.99, 0.999, 0.9999, 0.99999}:
+
+* **with** bias correction: ``adamnb.Adam``, the library's optimizer;
+* **without**: :class:`AdamWithoutBiasCorrection`, this experiment's own NumPy variant (adamnb, like
+  torch, always corrects). With ``bias_correction=True`` the same few lines reproduce
+  ``adamnb.Adam``, which the tests check, so the correction is the only difference.
+
+Without correction and beta2 close to 1, the first steps are huge: on Rosenbrock they throw x up a
+wall where the gradient is enormous, and the second moment, which forgets slowly, then keeps every
+later step tiny, so the run stalls far from the minimum; on Easom they throw x off the only bump
+onto the plateau, where the gradient vanishes and the run stalls for good. With correction, neither
+happens.
+
+Outputs, under ``results/bias_correction/`` (or ``--out DIR``): ``bias_correction.png`` (per
+problem: step lengths, f - f* and the paths at the largest beta2) and ``summary.json``.
+
+Run: ``adamnb experiment bias-correction [--out DIR]`` (or
+``python -m adamnb.experiments.bias_correction``); about a second. ``--quick`` is accepted for
+uniformity and runs the same.
+"""
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import adamnb
+from adamnb import plot
+from adamnb.experiments import RESULTS, experiment_parser, write_json
+from adamnb.problems.functions import get
+
+NAME = "bias-correction"
+DEFAULT_OUT = RESULTS / "bias_correction"
+
+PROBLEMS = ("rosenbrock", "easom")
+LR, BETA1, EPS = 0.1, 0.9, 1e-8
+BETA2S = (0.99, 0.999, 0.9999, 0.99999)
+STEPS = 3000
+
+#: Fixed frames for the path panels: on Easom the uncorrected run drifts far over the endless
+#: plateau, and a frame that held all of it would shrink the bump to a dot.
+PATH_FRAMES = {"easom": ((1.5, 6.5), (1.5, 6.5))}
+
+WITH, WITHOUT = "with bias correction (adamnb.Adam)", "without (this experiment's variant)"
+
+
+class AdamWithoutBiasCorrection:
+    r"""This experiment's own Adam variant, in NumPy: Adam without its bias corrections.
+
+    .. math::
+
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad
+        x_t = x_{t-1} - \eta\, m_t / (\sqrt{v_t} + \epsilon)
+
+    With ``bias_correction=True`` it is torch's (and adamnb's) Adam,
+
+    .. math::
+
+        x_t = x_{t-1} - \frac{\eta}{1-\beta_1^t}\, m_t / (\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon),
+
+    computed in the same order, so that comparing the two switches off nothing but the correction.
+    Not part of adamnb; same ``step(x, g)`` interface as :class:`adamnb.Adam`.
+    """
+
+    def __init__(self, lr=LR, beta1=BETA1, beta2=0.999, eps=EPS, bias_correction=False):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.bias_correction = bias_correction
+        self.t = 0
+        self.m = self.v = None
+
+    def step(self, x, g):
+        """Update ``x`` in place given the gradient ``g`` at ``x``."""
+        if self.m is None:
+            self.m, self.v = np.zeros_like(x), np.zeros_like(x)
+        self.t += 1
+        self.m *= self.beta1
+        self.m += (1 - self.beta1) * g
+        self.v *= self.beta2
+        self.v += (1 - self.beta2) * g * g
+        if self.bias_correction:
+            denominator = np.sqrt(self.v) / math.sqrt(1 - self.beta2 ** self.t) + self.eps
+            x -= (self.lr / (1 - self.beta1 ** self.t)) * (self.m / denominator)
+        else:
+            x -= self.lr * (self.m / (np.sqrt(self.v) + self.eps))
+
+
+def trace(optimizer, tf, steps=STEPS):
+    """Run ``optimizer`` on test function ``tf`` from its start; the iterates and f values.
+
+    Stops early, keeping what it has, if f or the gradient stops being finite.
+    """
+    x = np.array(tf.x0, dtype=float)
+    path, values = [x.copy()], [tf.fun(x)]
+    for _ in range(steps):
+        g = tf.grad(x)
+        if not np.isfinite(g).all():
+            break
+        optimizer.step(x, g)
+        f = tf.fun(x)
+        if not math.isfinite(f):
+            break
+        path.append(x.copy())
+        values.append(f)
+    return np.array(path), np.array(values)
+
+
+def compare(tf, beta2, steps=STEPS):
+    """Both variants on ``tf`` at ``beta2``: ``{label: (path, f values)}``."""
+    return {WITH: trace(adamnb.Adam(lr=LR, beta1=BETA1, beta2=beta2, eps=EPS), tf, steps),
+            WITHOUT: trace(AdamWithoutBiasCorrection(LR, BETA1, beta2, EPS), tf, steps)}
+
+
+def step_lengths(path):
+    """The length of every step of a path."""
+    return np.linalg.norm(np.diff(path, axis=0), axis=1)
+
+
+def outcome(tf, path, values):
+    """The numbers a run is judged by: its largest step, how high f went, where it ended."""
+    steps = step_lengths(path)
+    gaps = values - tf.fmin
+    return {"largest_step": float(steps.max()), "largest_step_at": int(steps.argmax()) + 1,
+            "largest_gap": float(gaps.max()), "final_gap": max(float(gaps[-1]), 0.0),
+            "distance": tf.nearest_minimizer_distance(path[-1]), "steps": int(steps.size)}
+
+
+def run(out=DEFAULT_OUT, quick=False, plots=True):
+    """Run both variants on every problem and beta2; write the outputs under ``out``; the summary.
+
+    ``quick`` changes nothing (the experiment takes about a second); it is accepted so that every
+    experiment takes the same options.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    traces = {(name, beta2): compare(get(name), beta2) for name in PROBLEMS for beta2 in BETA2S}
+    summary = {
+        "experiment": NAME,
+        "quick": quick,
+        "problems": list(PROBLEMS),
+        "lr": LR, "beta1": BETA1, "eps": EPS, "beta2s": list(BETA2S), "steps": STEPS,
+        "variants": {"with": WITH, "without": WITHOUT},
+        "results": {name: {str(beta2): {key: outcome(get(name), *traces[name, beta2][label])
+                                        for key, label in (("with", WITH), ("without", WITHOUT))}
+                           for beta2 in BETA2S}
+                    for name in PROBLEMS},
+    }
+    if plots:
+        save_plot(traces, out / "bias_correction.png")
+    summary["time_s"] = time.perf_counter() - started
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def save_plot(traces, path):
+    """Per problem (one row each): step lengths, f - f* for every beta2, and the two paths."""
+    figure, axes = plot.panel_grid(3 * len(PROBLEMS), ncols=3, panel_size=(4.3, 3.3))
+    largest = BETA2S[-1]
+    beta2_colors = {beta2: f"C{index}" for index, beta2 in enumerate(BETA2S)}
+    variant_styles = {WITH: dict(linestyle="-"), WITHOUT: dict(linestyle="--")}
+    for row, name in enumerate(PROBLEMS):
+        tf = get(name)
+        step_ax, gap_ax, path_ax = axes[3 * row:3 * row + 3]
+        for label in (WITH, WITHOUT):
+            trajectory, _ = traces[name, largest][label]
+            steps = step_lengths(trajectory)
+            step_ax.loglog(np.arange(1, steps.size + 1), np.maximum(steps, 1e-300),
+                           label=label, color="tab:blue" if label == WITH else "tab:red")
+        step_ax.axhline(LR * math.sqrt(tf.n), color="0.4", linestyle=":", linewidth=1.0,
+                        label="lr * sqrt(n): Adam's usual step bound")
+        step_ax.set_ylim(1e-8, 30.0)
+        step_ax.set_xlabel("step t")
+        step_ax.set_ylabel("step length |x_t - x_{t-1}|")
+        step_ax.set_title(f"{name}: step lengths, beta2 = {largest}", fontsize="medium")
+        step_ax.legend(fontsize="x-small", loc="lower left")
+        runs = {(beta2, label): traces[name, beta2][label][1]
+                for beta2 in BETA2S for label in (WITH, WITHOUT)}
+        styles = {(beta2, label): dict(color=beta2_colors[beta2], **variant_styles[label])
+                  for beta2, label in runs}
+        plot.plot_convergence(runs, fmin=tf.fmin, ax=gap_ax, styles=styles, legend=False,
+                              title=f"{name}: f - f* (solid: with, dashed: without)",
+                              ylabel="f - f*")
+        gap_ax.title.set_fontsize("medium")
+        handles = [gap_ax.plot([], [], color=color, label=f"beta2 = {beta2}")[0]
+                   for beta2, color in beta2_colors.items()]
+        gap_ax.legend(handles=handles, fontsize="x-small", loc="lower left")
+        paths = {label: traces[name, largest][label][0] for label in (WITH, WITHOUT)}
+        if name in PATH_FRAMES:
+            xlim, ylim = PATH_FRAMES[name]
+        else:
+            xlim, ylim = plot.trajectory_window(paths.values(), tf.minimizers, tf.domain)
+        plot.plot_contour(tf.fun, xlim, ylim, path_ax, fmin=tf.fmin, levels=14, resolution=160)
+        for label, points in paths.items():
+            plot.plot_trajectory(points, path_ax, label=label, minimizers=tf.minimizers,
+                                 color="tab:blue" if label == WITH else "tab:red",
+                                 step_marker_size=2.0)
+        end = paths[WITHOUT][-1]
+        if not (xlim[0] <= end[0] <= xlim[1] and ylim[0] <= end[1] <= ylim[1]):
+            path_ax.annotate(f"without: ends at ({end[0]:.3g}, {end[1]:.3g}),\noff this frame",
+                             xy=(0.97, 0.03), xycoords="axes fraction", ha="right", va="bottom",
+                             fontsize="x-small", color="tab:red")
+        path_ax.set_xlabel("x1")
+        path_ax.set_ylabel("x2")
+        path_ax.set_title(f"{name}: paths, beta2 = {largest} (o start, x end)",
+                          fontsize="medium")
+        path_ax.legend(fontsize="x-small", loc="upper left")
+    figure.suptitle(f"Kingma & Ba (2014) section 6.4 in miniature: Adam with and without bias "
+                    f"correction, lr = {LR}, beta1 = {BETA1}", fontsize="medium")
+    plot.save_figure(figure, path, palette=True)
+
+
+def main(argv=None):
+    """Command-line entry point: ``adamnb experiment bias-correction [--out DIR]``."""
+    parser = experiment_parser(
+        NAME, "Kingma & Ba (2014) section 6.4 in miniature: with beta2 close to 1, Adam without "
+              "bias correction takes huge early steps and stalls; with it, it does not. Writes "
+              "bias_correction.png and summary.json.",
+        "accepted for uniformity; this experiment is always quick", DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    summary = run(args.out, quick=args.quick, plots=args.plots)
+    print(f"Adam with and without bias correction, lr = {LR}, beta1 = {BETA1}, "
+          f"{STEPS} steps from the standard start:")
+    print(f"{'problem':11s} {'beta2':>8s} | {'largest step':>12s} {'final f - f*':>12s} (with) | "
+          f"{'largest step':>12s} {'final f - f*':>12s} (without)")
+    for name, by_beta2 in summary["results"].items():
+        for beta2, variants in by_beta2.items():
+            w, wo = variants["with"], variants["without"]
+            print(f"{name:11s} {beta2:>8s} | {w['largest_step']:12.3g} {w['final_gap']:12.2e}"
+                  f"        | {wo['largest_step']:12.3g} {wo['final_gap']:12.2e}")
+    print(f"Wrote {args.out} in {summary['time_s']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Kingma & Ba (2014), Figure 1: L2-regularised logistic regression on MNIST.
+
+The paper (section 6.1) trains multi-class logistic regression on the 784-pixel images with
+minibatches of 128 and the step size :math:`\\alpha_t = \\alpha/\\sqrt{t}`, comparing Adam with
+SGD with Nesterov momentum and AdaGrad, each with its step size :math:`\\alpha` chosen from a small
+grid, and plots the training cost against epochs up to 45. Expected: Adam converges about as fast
+as SGD with Nesterov momentum, both below AdaGrad, at a training cost near 0.26-0.28.
+
+Here every run goes through ``adamnb.minimize`` (``adamnb.nn.training.train_minimize``: the
+minibatches are ``minimize``'s ``args`` stream, ``lr`` is ``adamnb.optim.schedules.InverseSqrt(alpha)``,
+and t counts update steps). For each method the curve shown is the grid value with the lowest
+final training cost. The paper does not state its L2 weight; this uses
+:math:`\\lambda = 10^{-4}` (objective: mean cross-entropy plus :math:`\\frac{\\lambda}{2}\\lVert
+W\\rVert^2`). The training cost is the mean objective over each epoch's minibatches. SGD's
+Nesterov momentum is 0.9; Adam's betas are the paper's defaults (0.9, 0.999).
+
+Outputs under ``results/mnist_logistic/``: ``figure1.png`` (best runs), ``grid.png`` (every run),
+``table.md`` and ``summary.json`` (per-epoch histories of every run).
+
+Run: ``adamnb experiment mnist-logistic [--quick] [--epochs N] [--data DIR] [--out DIR]``.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from adamnb.experiments import (
+    RESULTS,
+    experiment_parser,
+    machine,
+    write_json,
+    write_text,
+)
+from adamnb.experiments._mnist import (
+    add_options,
+    history_summary,
+    load,
+    plot_curves,
+    run_and_report,
+)
+from adamnb.nn import SoftmaxRegression
+from adamnb.nn.training import train_minimize
+from adamnb.optim.schedules import InverseSqrt
+
+NAME = "mnist-logistic"
+DEFAULT_OUT = RESULTS / "mnist_logistic"
+L2, BATCH, EPOCHS, QUICK_EPOCHS, SEED = 1e-4, 128, 45, 3, 0
+
+#: method -> (minimize method, fixed options, grid of alpha); the step size is alpha / sqrt(t).
+#: Each grid is wide enough that its best value lies inside it (checked on the committed run).
+METHODS = {
+    "Adam": ("adam", {}, (3e-3, 1e-2, 3e-2, 0.1, 0.3)),
+    "SGD Nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}, (0.3, 1.0, 3.0, 10.0, 30.0)),
+    "AdaGrad": ("adagrad", {}, (0.03, 0.1, 0.3, 1.0, 3.0)),
+}
+
+
+def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None):
+    """Every method at every grid value; writes table, summary and plots; returns the summary."""
+    started = time.perf_counter()
+    out = Path(out)
+    epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
+    X, y, X_test, y_test = load(data_dir, quick)
+    runs, best, curves, everything = {}, {}, {}, {}
+    for label, (method, fixed, grid) in METHODS.items():
+        runs[label] = {}
+        for alpha in (grid[1:3] if quick else grid):
+            model = SoftmaxRegression(l2=L2)
+            result, history = train_minimize(
+                model, model.init(SEED), method, X, y, epochs=epochs, batch_size=BATCH,
+                options={**fixed, "lr": InverseSqrt(alpha)}, X_test=X_test, y_test=y_test,
+                seed=SEED)
+            runs[label][alpha] = {"status": int(result.status), "nit": int(result.nit),
+                                  **history_summary(history)}
+            everything[f"{label}, alpha {alpha:g}"] = history
+            print(f"  {label:13s} alpha {alpha:<6g} training cost {history[-1]['train_loss']:.4f}"
+                  f"  test accuracy {history[-1]['test_accuracy']:.4f}", flush=True)
+        alpha = min(runs[label], key=lambda a: _finite(runs[label][a]["final_train_loss"]))
+        best[label] = alpha
+        curves[f"{label} (alpha {alpha:g}/sqrt(t))"] = everything[f"{label}, alpha {alpha:g}"]
+    summary = {
+        "experiment": NAME, "quick": quick, "machine": machine(),
+        "model": "softmax regression 784-10", "l2": L2, "batch_size": BATCH, "epochs": epochs,
+        "train_rows": len(y), "test_rows": len(y_test), "step_size": "alpha / sqrt(t)",
+        "methods": {label: {"method": m, "options": fixed, "grid": list(g)}
+                    for label, (m, fixed, g) in METHODS.items()},
+        "best_alpha": best,
+        "runs": {label: {f"{a:g}": r for a, r in by_alpha.items()}
+                 for label, by_alpha in runs.items()},
+    }
+    write_text(out / "table.md", table(summary))
+    if plots:
+        title = (f"Logistic regression on MNIST (L2 {L2:g}, batch {BATCH}, step alpha/sqrt(t))")
+        plot_curves(curves, out / "figure1.png", title=title, ylim=(0.2, 0.7))  # the paper's axis
+        plot_curves(everything, out / "grid.png", title=title + ": every grid value", log=True)
+    summary["time_s"] = time.perf_counter() - started
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _finite(value):
+    return value if value is not None and value == value else float("inf")
+
+
+def table(summary):
+    lines = [f"# Kingma & Ba (2014) Figure 1: logistic regression, {summary['epochs']} epochs", "",
+             f"{summary['train_rows']} training / {summary['test_rows']} test images, batch "
+             f"{summary['batch_size']}, L2 {summary['l2']:g}, step size alpha/sqrt(t); "
+             f"machine: {summary['machine']}. Bold: the alpha shown in figure1.png (lowest final "
+             "training cost).", "",
+             "| method | alpha | final training cost | test loss | test accuracy | time (s) |",
+             "|---|---|---|---|---|---|"]
+    for label, by_alpha in summary["runs"].items():
+        for alpha, r in by_alpha.items():
+            mark = "**" if float(alpha) == summary["best_alpha"][label] else ""
+            cost = r["final_train_loss"]
+            cost = "diverged" if cost is None or cost != cost else f"{cost:.4f}"
+            lines.append(f"| {label} | {mark}{alpha}{mark} | {cost} | "
+                         f"{r['final_test_loss']:.4f} | {r['final_test_accuracy']:.4f} | "
+                         f"{r['train_seconds']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = experiment_parser(
+        NAME, "Kingma & Ba (2014) Figure 1: L2-regularised logistic regression on MNIST, Adam "
+              "vs SGD-Nesterov vs AdaGrad with step alpha/sqrt(t), alpha from a grid; writes "
+              "figure1.png, grid.png, table.md and summary.json.",
+        f"{QUICK_EPOCHS} epochs, two grid values, a subset of MNIST, for CI", DEFAULT_OUT)
+    return run_and_report(add_options(parser, EPOCHS).parse_args(argv), run, table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

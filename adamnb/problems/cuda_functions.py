@@ -1,0 +1,325 @@
+r"""Batched n-D Rosenbrock and Rastrigin on the GPU, and device objectives for ``minimize``.
+
+For a device array ``X`` of shape ``(k, n)`` (k points, one per row) the kernels compute the
+values ``f`` (shape ``(k,)``) and gradients ``G`` (shape ``(k, n)``) on the device, in X's dtype
+(float32 or float64), with the formulas of :mod:`adamnb.problems.functions`:
+
+.. math::
+
+    \mathrm{rosenbrock}(x) &= \sum_{i=0}^{n-2} 100\,(x_{i+1} - x_i^2)^2 + (1 - x_i)^2, \\
+    \partial_i &= 200\,(x_i - x_{i-1}^2)\,[i > 0]
+                 - \big(400\, x_i (x_{i+1} - x_i^2) + 2 (1 - x_i)\big)\,[i < n-1], \\
+    \mathrm{rastrigin}(x) &= \sum_{i=0}^{n-1} x_i^2 + A\,(1 - \cos 2\pi x_i), \qquad
+    \partial_i = 2 x_i + 2\pi A \sin 2\pi x_i, \quad A = 10.
+
+The gradient is written as :func:`adamnb.problems.functions.rosenbrock_value_and_grad` accumulates it
+(left neighbour's term plus own term, the same operations in the same order), so without fused
+multiply-adds it is the CPU's bits; the values are sums, whose order differs (below).
+
+Work decomposition
+    One thread per row would serialise the common cases (one long vector for ``minimize``, or a
+    few thousand 2-D starts would leave most of the GPU idle or read memory with a stride of
+    ``n``). Instead the launch is a 2-D grid: ``blockIdx.y`` strides over the rows and, within a
+    row, the threads of the ``gridDim.x`` blocks stride over the columns, consecutive threads on
+    consecutive elements (coalesced reads of ``X`` and writes of ``G``). Each element's gradient
+    needs only its neighbours, so it is written directly; each block folds its share of the
+    row's value terms into one partial sum (shared-memory tree, as :class:`adamnb.backends.cuda.Reduction`)
+    and a second small kernel adds a row's partials in order, one thread per row. ``gridDim.x``
+    is ``min(ceil(n / threads), 32 * SMs)`` and ``gridDim.y`` fills the rest of the same cap, so
+    a single huge vector and many small ones both fill the GPU.
+
+Numerics
+    All arithmetic is in X's dtype (constants are cast once, closure constants of the kernel), so
+    float32 kernels do no float64 work; the only float64 instructions in their PTX are those
+    that libdevice's ``cosf``/``sinf`` use to reduce huge arguments (Payne-Hanek), as any CUDA
+    program calling ``cosf`` has. The value is summed as per-thread strided sums combined in a
+    tree, not left to right as on the CPU: the results agree to rounding (a few ulp times
+    ``log n``), and the tree is the more accurate of the two.
+
+Objectives for :func:`adamnb.optimize._device.minimize_on_device`
+    :data:`rosenbrock` and :data:`rastrigin` take one device vector and return ``(f, g)``: ``f``
+    a Python float (the one scalar that comes back per evaluation), ``g`` a device vector. ``g``
+    is one of two buffers that the objective owns and alternates between calls, so the gradient
+    of the previous call stays valid (``minimize_on_device`` returns it when a step goes
+    non-finite); it is overwritten by the call after next.
+
+``numba.cuda`` is imported only when a kernel is first needed.
+"""
+
+import math
+
+import numpy as np
+
+from adamnb.backends import cuda as cuda_backend
+from adamnb.problems.functions import _RASTRIGIN_A
+
+__all__ = ["rosenbrock_batch", "rastrigin_batch", "DeviceObjective", "rosenbrock", "rastrigin",
+           "OBJECTIVES", "kernel_ptx"]
+
+#: Threads per block of the launches here (a power of two; tests patch in a tiny one).
+THREADS_PER_BLOCK = cuda_backend.DEFAULT_THREADS_PER_BLOCK
+
+_kernels = {}
+# numba.cuda once imported; reached through this module global (the simulator swaps it).
+_numba_cuda = None
+
+
+def _cuda():
+    global _numba_cuda
+    if _numba_cuda is None:
+        _numba_cuda = cuda_backend._cuda()
+    return _numba_cuda
+
+
+# --- kernels --------------------------------------------------------------------------------------
+
+def _rosenbrock_terms(dtype):
+    """Device function ``terms(X, r, i, n) -> (value term of i, gradient of i)`` of row r."""
+    T = np.dtype(dtype).type
+    zero, one, two = T(0.0), T(1.0), T(2.0)
+    c100, c200, c400 = T(100.0), T(200.0), T(400.0)
+
+    def terms(X, r, i, n):
+        xi = X[r, i]
+        value = zero
+        left = zero
+        right = zero
+        if i + 1 < n:
+            a = X[r, i + 1] - xi * xi
+            b = one - xi
+            value = c100 * a * a + b * b
+            right = -c400 * xi * a - two * b
+        if i > 0:
+            x_left = X[r, i - 1]
+            left = c200 * (xi - x_left * x_left)
+        return value, left + right
+
+    return terms
+
+
+def _rastrigin_terms(dtype):
+    T = np.dtype(dtype).type
+    one, two = T(1.0), T(2.0)
+    A = T(_RASTRIGIN_A)
+    w = T(2.0 * math.pi)
+    wA = T(2.0 * math.pi * _RASTRIGIN_A)
+
+    def terms(X, r, i, n):
+        xi = X[r, i]
+        return xi * xi + A * (one - math.cos(w * xi)), two * xi + wA * math.sin(w * xi)
+
+    return terms
+
+
+_TERMS = {"rosenbrock": _rosenbrock_terms, "rastrigin": _rastrigin_terms}
+
+
+def _value_and_grad_function(name, threads_per_block, dtype):
+    """The Python source of the batched value-and-gradient kernel, not yet compiled."""
+    from numba import from_dtype
+    cuda = _cuda()
+    dtype = np.dtype(dtype)
+    scalar = from_dtype(dtype)
+    zero = dtype.type(0)
+    width = int(threads_per_block)
+    terms = cuda.jit(device=True)(_TERMS[name](dtype))
+
+    def value_and_grad(X, G, partials):
+        rows, n = X.shape
+        buffer = _numba_cuda.shared.array(width, scalar)
+        tid = _numba_cuda.threadIdx.x
+        start = _numba_cuda.blockIdx.x * width + tid
+        stride = _numba_cuda.gridDim.x * width
+        for r in range(_numba_cuda.blockIdx.y, rows, _numba_cuda.gridDim.y):
+            acc = zero
+            for i in range(start, n, stride):
+                value, gradient = terms(X, r, i, n)
+                acc += value
+                G[r, i] = gradient
+            buffer[tid] = acc
+            _numba_cuda.syncthreads()
+            half = width // 2
+            while half > 0:
+                if tid < half:
+                    buffer[tid] += buffer[tid + half]
+                _numba_cuda.syncthreads()
+                half //= 2
+            if tid == 0:
+                partials[r, _numba_cuda.blockIdx.x] = buffer[0]
+            _numba_cuda.syncthreads()  # the buffer is reused by the next row
+
+    return value_and_grad
+
+
+def _row_sums_function():
+    """``f[r] = sum_b partials[r, b]``, in order, one thread per row."""
+    _cuda()
+
+    def row_sums(partials, f):
+        for r in range(_numba_cuda.grid(1), f.size, _numba_cuda.gridsize(1)):
+            acc = partials[r, 0]
+            for b in range(1, partials.shape[1]):
+                acc += partials[r, b]
+            f[r] = acc
+
+    return row_sums
+
+
+def _kernel(name, threads_per_block, dtype):
+    key = (name, int(threads_per_block), np.dtype(dtype))
+    if key not in _kernels:
+        _kernels[key] = _cuda().jit(_value_and_grad_function(*key))
+    return _kernels[key]
+
+
+def _row_sums_kernel():
+    if "row_sums" not in _kernels:
+        _kernels["row_sums"] = _cuda().jit(_row_sums_function())
+    return _kernels["row_sums"]
+
+
+def _grid(rows, n, threads_per_block):
+    """(blocks along a row, blocks over the rows) within the cap of :func:`launch_blocks`."""
+    cap = cuda_backend.BLOCKS_PER_SM * cuda_backend._sm_count()
+    along = cuda_backend.launch_blocks(n, threads_per_block)
+    over = max(1, min(rows, cap // along, 65535))
+    return along, over
+
+
+def _check_threads(threads_per_block):
+    tpb = THREADS_PER_BLOCK if threads_per_block is None else threads_per_block
+    if not (isinstance(tpb, (int, np.integer)) and 1 <= tpb <= 1024 and tpb & (tpb - 1) == 0):
+        raise ValueError(f"Invalid threads_per_block: {tpb!r}; expected a power of two in 1..1024")
+    return int(tpb)
+
+
+def _check_out(out, shape, dtype, name):
+    out = cuda_backend.as_device_array(out, name)
+    if tuple(out.shape) != shape or out.dtype != dtype or not out.is_c_contiguous():
+        raise ValueError(f"{name} must be a contiguous {dtype} device array of shape "
+                         f"{shape}, got {out.dtype}{list(out.shape)}")
+    return out
+
+
+def _batch(name, X, f, G, threads_per_block, partials=None):
+    cuda_backend.require_available(f"adamnb.problems.cuda_functions.{name}_batch")
+    cuda = _cuda()
+    X = cuda_backend.as_device_array(X, "X")
+    if np.dtype(X.dtype).type not in (np.float32, np.float64):
+        raise TypeError(f"X must have dtype float32 or float64, got {X.dtype}")
+    if len(X.shape) != 2 or not X.is_c_contiguous():
+        raise ValueError(f"X must be a contiguous 2-D device array (one point per row), got "
+                         f"shape {tuple(X.shape)}")
+    rows, n = X.shape
+    tpb = _check_threads(threads_per_block)
+    f = cuda.device_array(rows, X.dtype) if f is None else _check_out(f, (rows,), X.dtype, "f")
+    G = cuda.device_array((rows, n), X.dtype) if G is None else \
+        _check_out(G, (rows, n), X.dtype, "G")
+    if rows == 0:
+        return f, G
+    if n == 0:
+        raise ValueError("X has no columns; the functions need at least one coordinate")
+    along, over = _grid(rows, n, tpb)
+    if partials is None or tuple(partials.shape) != (rows, along):
+        partials = cuda.device_array((rows, along), X.dtype)
+    _kernel(name, tpb, X.dtype)[(along, over), tpb](X, G, partials)
+    _row_sums_kernel()[cuda_backend.launch_blocks(rows, tpb), tpb](partials, f)
+    return f, G
+
+
+def rosenbrock_batch(X, f=None, G=None, *, threads_per_block=None):
+    r"""Values and gradients of the n-D Rosenbrock function at the rows of ``X``, on the device.
+
+    :math:`f(x) = \sum_{i<n-1} 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`, as
+    :func:`adamnb.problems.functions.rosenbrock`.
+
+    Parameters
+    ----------
+    X : device array, shape (k, n), float32 or float64, contiguous
+        One point per row (numba device array or ``__cuda_array_interface__`` object).
+    f, G : device arrays, shapes (k,) and (k, n), optional
+        Where to write the values and gradients (new device arrays otherwise).
+    threads_per_block : int, optional
+        A power of two; default :data:`THREADS_PER_BLOCK`.
+
+    Returns
+    -------
+    f, G : numba device arrays in X's dtype
+        The launch is asynchronous: the arrays are ready for later work on the same stream;
+        ``copy_to_host()`` waits for them.
+    """
+    return _batch("rosenbrock", X, f, G, threads_per_block)
+
+
+def rastrigin_batch(X, f=None, G=None, *, threads_per_block=None):
+    r"""Values and gradients of the n-D Rastrigin function at the rows of ``X``, on the device.
+
+    :math:`f(x) = \sum_i x_i^2 + A (1 - \cos 2\pi x_i)` with :math:`A = 10`, as
+    :func:`adamnb.problems.functions.rastrigin`. Arguments and results as :func:`rosenbrock_batch`.
+    """
+    return _batch("rastrigin", X, f, G, threads_per_block)
+
+
+class DeviceObjective:
+    """``f, g = objective(x)`` for one device vector: a ``jac=True`` objective on the GPU.
+
+    For :func:`adamnb.optimize._device.minimize_on_device` (or ``adamnb.minimize`` with a device
+    ``x0``). ``f`` is a Python float; ``g`` a device vector in x's dtype, one of two buffers the
+    objective alternates between (see the module notes), kept per (length, dtype).
+
+    Parameters
+    ----------
+    name : {"rosenbrock", "rastrigin"}
+    """
+
+    def __init__(self, name):
+        if name not in _TERMS:
+            raise ValueError(f"Invalid objective: {name!r}; expected one of {sorted(_TERMS)}")
+        self.name = name
+        self._workspaces = {}
+
+    def __repr__(self):
+        return f"DeviceObjective({self.name!r})"
+
+    def __call__(self, x):
+        """The value (a float) and gradient (a device vector) at the device vector ``x``."""
+        x = cuda_backend.check_device_vector(x, "x")
+        n = x.size
+        key = (n, np.dtype(x.dtype), _check_threads(None))
+        if key not in self._workspaces:
+            cuda = _cuda()
+            if len(self._workspaces) > 4:
+                self._workspaces.clear()
+            along, _ = _grid(1, max(n, 1), key[2])
+            self._workspaces[key] = [[cuda.device_array((1, n), x.dtype) for _ in range(2)],
+                                     cuda.device_array(1, x.dtype),
+                                     cuda.device_array((1, along), x.dtype)]
+        gradients, f, partials = self._workspaces[key]
+        gradients.reverse()
+        _batch(self.name, x.reshape((1, n)), f, gradients[0], key[2], partials)
+        return float(f.copy_to_host()[0]), gradients[0].reshape(n)
+
+
+#: Device objectives for ``minimize_on_device(..., jac=True)``.
+rosenbrock = DeviceObjective("rosenbrock")
+rastrigin = DeviceObjective("rastrigin")
+OBJECTIVES = {"rosenbrock": rosenbrock, "rastrigin": rastrigin}
+
+
+def kernel_ptx(name, dtype, threads_per_block=None, cc=(9, 0)):
+    """PTX of ``name``'s kernels for ``dtype``: ``{"value_and_grad": ..., "row_sums": ...}``.
+
+    Needs NVVM but no GPU; not in the simulator (see :func:`adamnb.backends.cuda.compile_kernel_ptx`).
+    """
+    from numba import from_dtype
+    if name not in _TERMS:
+        raise ValueError(f"Invalid objective: {name!r}; expected one of {sorted(_TERMS)}")
+    scalar = from_dtype(np.dtype(dtype))
+    tpb = _check_threads(threads_per_block)
+    return {
+        "value_and_grad": cuda_backend.compile_kernel_ptx(
+            _value_and_grad_function(name, tpb, dtype),
+            (scalar[:, ::1], scalar[:, ::1], scalar[:, ::1]), cc),
+        "row_sums": cuda_backend.compile_kernel_ptx(
+            _row_sums_function(), (scalar[:, ::1], scalar[::1]), cc),
+    }

@@ -1,0 +1,136 @@
+"""Benchmark: one training epoch of the 784-1000-1000-10 dropout MLP, adamnb against PyTorch (CPU).
+
+Both sides train the same network on the same data in this one process: MNIST's 60,000 training
+images (or random images of the same shape with ``--synthetic``), minibatches of 128 in a fresh
+random order per epoch, ReLU, dropout 0.5 after each hidden layer, softmax cross-entropy, Adam at
+lr 1e-3:
+
+* adamnb: ``adamnb.nn.MLP`` + ``adamnb.Adam(backend="cpu")`` in the explicit loop of
+  ``adamnb.nn.training.train`` (the loop is inlined here so that evaluation is not timed);
+* PyTorch (benchmark only): ``nn.Sequential(Linear, ReLU, Dropout, Linear, ReLU, Dropout,
+  Linear)``, ``CrossEntropyLoss``, ``torch.optim.Adam``, both its default (foreach) implementation
+  and ``fused=True``, with ``torch.set_num_threads`` equal to the cores available.
+
+Each repeat times one epoch of each contender, in turn; the medians over the repeats are reported,
+with the ratio adamnb / fastest PyTorch variant. Run:
+``python benchmarks/bench_mlp.py [--repeats 5] [--synthetic] [--json FILE]``.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import adamnb
+from adamnb.experiments import machine, write_json
+from adamnb.nn import MLP
+
+SIZES, DROPOUT, BATCH, LR = (784, 1000, 1000, 10), 0.5, 128, 1e-3
+
+
+def adamnb_epoch(model, params, optimizer, X, y, rng):
+    gradient = np.empty_like(params)
+    order = rng.permutation(len(y))
+    started = time.perf_counter()
+    for start in range(0, len(y), BATCH):
+        rows = order[start:start + BATCH]
+        model.loss_and_grad(params, X[rows], y[rows], out=gradient)
+        optimizer.step(params, gradient)
+    return time.perf_counter() - started
+
+
+def torch_setup(torch, fused):
+    torch.manual_seed(0)
+    layers = []
+    for k, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        layers.append(torch.nn.Linear(fan_in, fan_out))
+        if k < len(SIZES) - 2:
+            layers += [torch.nn.ReLU(), torch.nn.Dropout(DROPOUT)]
+    network = torch.nn.Sequential(*layers)
+    network.train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=LR, fused=fused or None)
+    return network, optimizer
+
+
+def torch_epoch(torch, network, optimizer, X, y):
+    loss_function = torch.nn.CrossEntropyLoss()
+    order = torch.randperm(len(y))
+    started = time.perf_counter()
+    for start in range(0, len(y), BATCH):
+        rows = order[start:start + BATCH]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_function(network(X[rows]), y[rows])
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--synthetic", action="store_true",
+                        help="random images instead of MNIST (same shapes)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    if args.synthetic:
+        rng = np.random.default_rng(0)
+        X = rng.random((60000, 784), dtype=np.float32)
+        y = rng.integers(0, 10, 60000)
+        data = "random images, 60000 x 784"
+    else:
+        from adamnb.nn.datasets import load_mnist
+        X, y = load_mnist()[:2]
+        data = "MNIST training set, 60000 x 784"
+
+    cores = len(os.sched_getaffinity(0))
+    model = MLP(SIZES, dropout=DROPOUT, seed=0)
+    params = model.init(0)
+    optimizer = adamnb.Adam(lr=LR, backend="cpu")
+    rng = np.random.default_rng(1)
+    contenders = {"adamnb": lambda: adamnb_epoch(model, params, optimizer, X, y, rng)}
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("PyTorch is not installed: timing adamnb alone")
+    if torch is not None:
+        torch.set_num_threads(cores)
+        tX, ty = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+        for label, fused in (("torch Adam (foreach)", False), ("torch Adam (fused)", True)):
+            network, torch_optimizer = torch_setup(torch, fused)
+            contenders[label] = (lambda n=network, o=torch_optimizer:
+                                 torch_epoch(torch, n, o, tX, ty))
+
+    for run in contenders.values():  # warm-up: compilation, first-touch allocations
+        run()
+    times = {label: [] for label in contenders}
+    for _ in range(args.repeats):
+        for label, run in contenders.items():
+            times[label].append(run())
+    medians = {label: statistics.median(t) for label, t in times.items()}
+    print(f"One epoch, MLP {'-'.join(map(str, SIZES))}, dropout {DROPOUT}, batch {BATCH}, Adam; "
+          f"{data}; median of {args.repeats}; {machine()}")
+    for label, seconds in medians.items():
+        print(f"  {label:22s} {seconds:7.2f} s   (runs: "
+              f"{', '.join(f'{t:.2f}' for t in times[label])})")
+    figures = {"machine": machine(), "data": data, "repeats": args.repeats,
+               "median_seconds": medians, "times": times}
+    if torch is not None:
+        fastest = min((label for label in medians if label.startswith("torch")),
+                      key=medians.get)
+        ratio = medians["adamnb"] / medians[fastest]
+        figures["ratio_to_fastest_torch"] = ratio
+        figures["torch_version"] = torch.__version__
+        print(f"  adamnb / {fastest}: {ratio:.2f}x the time")
+    if args.json is not None:
+        write_json(args.json, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
