@@ -218,8 +218,10 @@ def plot_convergence(runs, fmin=None, ax=None, *, floor=DEFAULT_FLOOR, target=No
     target : float, optional
         Draw a dotted horizontal line at this gap (e.g. the 1e-6 of a success criterion).
     styles : mapping, optional
-        ``{label: dict of Line2D properties}`` (color, linestyle, ...) for some of the runs; the
-        others take :func:`series_style` of their position.
+        ``{label: dict of Line2D properties}`` (color, linestyle, ...) for some of the runs, such
+        as :func:`series_styles` of all the labels to match other figures (a marker is drawn at a
+        few evenly spaced steps unless ``markevery`` says otherwise); the others take
+        :func:`series_style` of their position.
     xlabel, ylabel, title : str, optional
         Axis labels and title; ``ylabel`` defaults to "f(x) - f*".
     legend : bool, default True
@@ -259,8 +261,14 @@ def plot_convergence(runs, fmin=None, ax=None, *, floor=DEFAULT_FLOOR, target=No
     excursions = []
     for index, (label, gap) in enumerate(gaps.items()):
         steps = np.arange(gap.size)[first:]
-        style = (dict(styles[label]) if label in styles
-                 else _convergence_style(index, steps.size, log_steps))
+        if label in styles:
+            style = dict(styles[label])
+            if style.get("marker") not in (None, "", "None", "none"):
+                # A marker per step would bury the line: a few, evenly spaced, as by default.
+                style.setdefault("markevery", _marker_positions(index, steps.size, log_steps))
+                style.setdefault("markersize", 4)
+        else:
+            style = _convergence_style(index, steps.size, log_steps)
         (line,) = ax.plot(steps, np.maximum(gap[first:], floor),
                           label=None if label is None else str(label), **style)
         excursion = _excursion(gap, ceiling)

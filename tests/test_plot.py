@@ -145,6 +145,19 @@ def test_non_finite_and_returning_runs_are_named_too():
     assert notes(ax) == []
 
 
+def test_given_styles_with_markers_mark_a_few_steps_not_every_one():
+    styles = plot.series_styles(["a", "b"])
+    history = np.geomspace(10.0, 1e-6, 3000)
+    ax = plot.plot_convergence({"a": history, "b": history / 2}, fmin=0.0, styles=styles).axes[0]
+    for line in ax.get_lines()[:2]:
+        marked = line.get_markevery()
+        assert line.get_marker() in plot.MARKERS and 3 <= len(marked) <= 12
+        # Evenly spaced on the log step axis: successive marked steps grow by a steady factor.
+        steps = np.asarray(line.get_xdata())[marked]
+        ratios = steps[2:] / steps[1:-1]
+        assert ratios.max() / ratios.min() < 1.5
+
+
 def test_plot_convergence_into_given_axes_returns_their_figure():
     figure = Figure()
     ax = figure.add_subplot()
