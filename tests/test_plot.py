@@ -53,7 +53,7 @@ def booth_runs():
                 for lr in (0.1, 0.5)}
 
 
-# --- the palette -----------------------------------------------------------------------------------
+# --- the palette ----------------------------------------------------------------------------------
 
 def test_palette_is_okabe_ito_without_yellow():
     expected = {tuple(v / 255 for v in rgb) for rgb in OKABE_ITO_RGB.values()}
@@ -88,7 +88,7 @@ def test_convergence_default_lines_are_distinct_for_14_runs():
     assert len(pairs) == 14
 
 
-# --- convergence plots -------------------------------------------------------------------------------
+# --- convergence plots ----------------------------------------------------------------------------
 
 def test_plot_convergence_draws_steps_from_1_on_log_axes(booth_runs):
     tf, runs = booth_runs
@@ -164,7 +164,7 @@ def test_plot_convergence_into_given_axes_returns_their_figure():
     assert plot.plot_convergence({"a": [3.0, 2.0, 1.0]}, fmin=0.0, ax=ax) is figure
 
 
-# --- contours and trajectories -------------------------------------------------------------------------
+# --- contours and trajectories --------------------------------------------------------------------
 
 def colorbars(figure):
     return [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
@@ -302,7 +302,7 @@ def test_contour_grid_keeps_the_asked_resolution_for_smooth_functions():
         plot.contour_grid(tf.fun, (0, 1), (0, 1), resolution=1)
 
 
-# --- windows and errors ----------------------------------------------------------------------------------
+# --- windows and errors ---------------------------------------------------------------------------
 
 def test_plots_explain_a_result_without_histories():
     tf = get("booth")
