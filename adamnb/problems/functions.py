@@ -46,8 +46,8 @@ booth             2     [-10, 10]           0 at (1, 3)                 (0, 0)
 himmelblau        2     [-5, 5]             0 at four points            (0, 0)
 rastrigin         n     [-5.12, 5.12]       0 at 0                      (3, ..., 3)
 ackley            n     [-32.768, 32.768]   0 at 0                      (2.5, ..., 2.5)
-styblinski_tang   n     [-5, 5]             -39.16616570377142 n        (0, ..., 0)
-                                            at x_i = -2.903534027771177
+styblinski_tang   n     [-5, 5]             -39.16616570377142 n at     (0, ..., 0)
+                                            x_i = -2.903534027771177
 goldstein_price   2     [-2, 2]             3 at (0, -1)                (0.5, -1.5)
 three_hump_camel  2     [-5, 5]             0 at (0, 0)                 (-1, -1)
 matyas            2     [-10, 10]           0 at (0, 0)                 (5, -3)

@@ -111,8 +111,8 @@ AMSGRAD = UpdateRule(
 ADAMW = UpdateRule(
     name="adamw",
     class_name="AdamW",
-    hyperparameters=_hyperparameters(1e-2, "decoupled weight decay: x *= 1 - lr weight_decay "
-                                     "before each step"),
+    hyperparameters=_hyperparameters(1e-2, "decoupled weight decay: x is scaled by "
+                                     "1 - lr weight_decay before each step"),
     slots=_SLOTS,
     rows=_ROWS,
     scalars=_SCALARS,
@@ -122,7 +122,7 @@ ADAMW = UpdateRule(
     source="Loshchilov & Hutter (2019), ICLR; torch.optim.AdamW",
     doc=r"""The weight decay is decoupled from the gradient: first
     :math:`x_{t-1} \leftarrow (1 - \eta_t \lambda)\, x_{t-1}`, then Adam's step with no L2 term:
-    """ + _MATH.replace(r"g_t &\leftarrow g_t + \lambda x_{t-1} \\", ""),
+    """ + _MATH.replace(r"g_t &\leftarrow g_t + \lambda x_{t-1} \\" + "\n        ", ""),
 )
 
 RULES = (ADAM, AMSGRAD, ADAMW)
