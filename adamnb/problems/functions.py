@@ -312,22 +312,39 @@ _whole = jit(inline="always")
 # The problems. Each is written here once; everything else is generated from it.
 # ---------------------------------------------------------------------------
 
-
-@elementwise
-def quadratic_term(x, i):
-    r"""Term ``i`` of the ill-conditioned quadratic and the derivative by ``x[i]``.
+_TERM_DOC = """{summary}
 
     Parameters
     ----------
     x : ndarray, shape (n,), float32 or float64
-    i : int, ``0 <= i < n``
+        The point (in the CUDA kernels, one row of the batch).
+    i : int
+        The coordinate, ``0 <= i < {last}``.
 
     Returns
     -------
-    value, derivative : scalars of x's dtype
-        :math:`\tfrac12 c_i x_i^2` and :math:`c_i x_i`, with :math:`c_i = \kappa^{i/(n-1)}`,
-        :math:`\kappa` = :data:`QUADRATIC_KAPPA` (:math:`c_0 = 1` when ``n = 1``).
+    {returns}
     """
+
+
+def _term(summary, last="n", **returns):
+    """Decorator: the function as an :func:`~adamnb.backends.jit.elementwise` term (for every
+    numba target), its docstring made from ``summary`` and ``returns`` (name -> description)."""
+    def decorate(function):
+        described = [f"{name} : scalar of x's dtype\n        {text}"
+                     for name, text in returns.items()]
+        function.__doc__ = _TERM_DOC.format(
+            summary=textwrap.fill(summary, 96, subsequent_indent="    "), last=last,
+            returns="\n    ".join(described))
+        return elementwise(function)
+    return decorate
+
+
+@_term(r"Term ``i`` of the ill-conditioned quadratic and its derivative by ``x[i]``.",
+       value=r":math:`\tfrac12 c_i x_i^2`, with :math:`c_i = \kappa^{i/(n-1)}` and "
+             r":math:`\kappa` = :data:`QUADRATIC_KAPPA` (:math:`c_0 = 1` when ``n = 1``).",
+       derivative=r":math:`c_i x_i`.")
+def quadratic_term(x, i):
     T = x.dtype.type
     n = x.shape[0]
     c = T(1.0) if n == 1 else T(QUADRATIC_KAPPA ** (i / (n - 1)))
@@ -335,24 +352,14 @@ def quadratic_term(x, i):
     return T(0.5) * (derivative * x[i]), derivative
 
 
-@elementwise
+@_term(r"The Rosenbrock term of the pair ``(x[i], x[i+1])`` and its derivatives by both. The "
+       r"function is the sum of the terms over ``i < n - 1``, and its derivative by ``x[i]`` is "
+       r"``(0 + d_second(i - 1)) + d_first(i)``: the zero added first gives the bits of a "
+       r"gradient summed into a zeroed array, signed zeros included.", last="n - 1",
+       value=r":math:`100 a^2 + b^2`, with :math:`a = x_{i+1} - x_i^2` and :math:`b = 1 - x_i`.",
+       d_first=r":math:`-400 x_i a - 2 b`, the derivative by :math:`x_i`.",
+       d_second=r":math:`200 a`, the derivative by :math:`x_{i+1}`.")
 def rosenbrock_pair(x, i):
-    r"""The Rosenbrock term of the pair ``(x[i], x[i+1])`` and its two partial derivatives.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n,), float32 or float64
-    i : int, ``0 <= i < n - 1``
-
-    Returns
-    -------
-    value, d_first, d_second : scalars of x's dtype
-        :math:`100 a^2 + b^2`, :math:`-400 x_i a - 2 b` and :math:`200 a`, with
-        :math:`a = x_{i+1} - x_i^2`, :math:`b = 1 - x_i`. The function is the sum of the terms
-        over ``i < n - 1``; the derivative by ``x[i]`` is ``(0 + d_second(i - 1)) + d_first(i)``
-        (the zero added first gives the bits of a gradient summed into a zeroed array, signed
-        zeros included).
-    """
     T = x.dtype.type
     xi = x[i]
     a = x[i + 1] - xi * xi
@@ -360,20 +367,10 @@ def rosenbrock_pair(x, i):
     return T(100.0) * a * a + b * b, -T(400.0) * xi * a - T(2.0) * b, T(200.0) * a
 
 
-@elementwise
+@_term(r"Term ``i`` of the Rastrigin function and its derivative by ``x[i]``.",
+       value=r":math:`x_i^2 + A (1 - \cos 2\pi x_i)`, ``A = 10``.",
+       derivative=r":math:`2 x_i + 2\pi A \sin 2\pi x_i`.")
 def rastrigin_term(x, i):
-    r"""Term ``i`` of the Rastrigin function and the derivative by ``x[i]``.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n,), float32 or float64
-    i : int, ``0 <= i < n``
-
-    Returns
-    -------
-    value, derivative : scalars of x's dtype
-        :math:`x_i^2 + A (1 - \cos 2\pi x_i)` and :math:`2 x_i + 2\pi A \sin 2\pi x_i`, ``A = 10``.
-    """
     T = x.dtype.type
     xi = x[i]
     w = T(2.0 * math.pi)
@@ -381,20 +378,10 @@ def rastrigin_term(x, i):
             T(2.0) * xi + T(2.0 * math.pi * _RASTRIGIN_A) * math.sin(w * xi))
 
 
-@elementwise
+@_term(r"Term ``i`` of the Styblinski-Tang function and its derivative by ``x[i]``.",
+       value=r":math:`\tfrac12 (x_i^4 - 16 x_i^2 + 5 x_i)`.",
+       derivative=r":math:`2 x_i^3 - 16 x_i + 2.5`.")
 def styblinski_tang_term(x, i):
-    r"""Term ``i`` of the Styblinski-Tang function and the derivative by ``x[i]``.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n,), float32 or float64
-    i : int, ``0 <= i < n``
-
-    Returns
-    -------
-    value, derivative : scalars of x's dtype
-        :math:`\tfrac12 (x_i^4 - 16 x_i^2 + 5 x_i)` and :math:`2 x_i^3 - 16 x_i + 2.5`.
-    """
     T = x.dtype.type
     xi = x[i]
     x2 = xi * xi
