@@ -49,15 +49,17 @@ def _cpu(name):
 def test_batch_matches_the_cpu_functions_row_by_row(name, dtype):
     cuda = cuda_backend.numba_cuda()
     rng = np.random.default_rng(7)
-    X = rng.uniform(-2, 2, size=(3, 11)).astype(dtype)  # 11 columns over 2 blocks of 4 threads
+    # 11 columns over 2 blocks of 4 threads; a row with the minimiser's and signed zeros
+    X = np.vstack([rng.uniform(-2, 2, size=(3, 11)),
+                   [1, 1, 1, -0.0, 0, -0.0, 1, 1, 0, -0.0, 1]]).astype(dtype)
     f, G = getattr(cuda_functions, f"{name}_batch")(cuda.to_device(X))
     f, G = f.copy_to_host(), G.copy_to_host()
-    assert f.dtype == G.dtype == dtype and f.shape == (3,) and G.shape == X.shape
-    for r in range(3):
+    assert f.dtype == G.dtype == dtype and f.shape == (4,) and G.shape == X.shape
+    for r in range(4):
         expected_f, expected_g = _cpu(name)(X[r])
         assert f[r] == pytest.approx(expected_f, rel=VALUE_RTOL[dtype])
         if name == "rosenbrock" or dtype is np.float64:
-            np.testing.assert_array_equal(G[r], expected_g)
+            assert G[r].tobytes() == expected_g.tobytes(), (G[r], expected_g)  # signs of 0 too
         else:
             np.testing.assert_allclose(G[r], expected_g, rtol=1e-6, atol=1e-6)
 
