@@ -127,7 +127,8 @@ def test_cosine_warm_restarts_counts_as_torchs_step(T_0, T_mult, eta_min):  # no
     lr, state = 0.5, {"T_cur": 0, "T_i": T_0}
 
     def rate():
-        return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * state["T_cur"] / state["T_i"])) / 2
+        cosine = math.cos(math.pi * state["T_cur"] / state["T_i"])
+        return eta_min + (lr - eta_min) * (1 + cosine) / 2
 
     def step(e, _):
         state["T_cur"] += 1
