@@ -18,16 +18,16 @@ and torch.optim.lr_scheduler's schedulers, each giving at ``t`` the rate torch u
 optimizer step (the scheduler stepped once after every optimizer step), i.e. torch's value at
 ``last_epoch = t - 1``:
 
-=================================================================  ===========================
-``MultiStep(lr, milestones, gamma)``                               ``MultiStepLR``
-``Linear(lr, start_factor, end_factor, total_iters)``              ``LinearLR``
-``Polynomial(lr, total_iters, power)``                             ``PolynomialLR``
-``CosineWarmRestarts(lr, T_0, T_mult, eta_min)``                   ``CosineAnnealingWarmRestarts``
-``Cyclic(base_lr, max_lr, step_size_up, step_size_down, mode)``    ``CyclicLR``
-``OneCycle(max_lr, total_steps, pct_start, anneal_strategy, ...)`` ``OneCycleLR``
-``Sequential(schedules, milestones)``                              ``SequentialLR``
-``ReduceLROnPlateau(lr, mode, factor, patience, ...)``             ``ReduceLROnPlateau``
-=================================================================  ===========================
+==================================================================  ===============================
+``MultiStep(lr, milestones, gamma)``                                ``MultiStepLR``
+``Linear(lr, start_factor, end_factor, total_iters)``               ``LinearLR``
+``Polynomial(lr, total_iters, power)``                              ``PolynomialLR``
+``CosineWarmRestarts(lr, T_0, T_mult, eta_min)``                    ``CosineAnnealingWarmRestarts``
+``Cyclic(base_lr, max_lr, step_size_up, step_size_down, mode)``     ``CyclicLR``
+``OneCycle(max_lr, total_steps, pct_start, anneal_strategy, ...)``  ``OneCycleLR``
+``Sequential(schedules, milestones)``                               ``SequentialLR``
+``ReduceLROnPlateau(lr, mode, factor, patience, ...)``              ``ReduceLROnPlateau``
+==================================================================  ===============================
 
 All but the last are *pure*: their rates depend on ``t`` alone, and the drivers compute them in
 vectorised blocks. :class:`ReduceLROnPlateau` is *stateful*: its rate depends on the objective
