@@ -1,6 +1,7 @@
 """Adam (Kingma & Ba, 2014), AMSGrad (Reddi, Kale & Kumar, 2018) and AdamW (Loshchilov & Hutter,
 2019), as torch.optim.Adam and torch.optim.AdamW: one element, three configurations."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -99,14 +100,10 @@ ADAM = UpdateRule(
     doc=_MATH + _PAPER,
 )
 
-AMSGRAD = UpdateRule(
+AMSGRAD = dataclasses.replace(
+    ADAM,
     name="amsgrad",
-    hyperparameters=ADAM.hyperparameters,
-    slots=_SLOTS,
-    rows=_ROWS,
-    scalars=_SCALARS,
-    coefficients=ADAM.coefficients,
-    element=adam_element,
+    class_name=None,  # adamnb.Adam(amsgrad=True)
     fixed={"amsgrad": True},
     summary="Adam with the running maximum of the second moment (Reddi, Kale & Kumar, 2018)",
     source="Reddi, Kale & Kumar (2018), ICLR; torch.optim.Adam(amsgrad=True)",
