@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.reference import DEFAULTS, reference_run
+from tests.test_rules import CASES as RULE_CASES
 
 optax = pytest.importorskip("optax")
 jax = pytest.importorskip("jax")
@@ -123,28 +124,13 @@ def optax_run(method, x0, grad, steps, lr_schedule=None, **options):
     return out, extras
 
 
-CASES = [
-    ("lion", {}),
-    ("lion", {"lr": 3e-3, "beta1": 0.8, "beta2": 0.95, "weight_decay": 0.1}),
-    ("yogi", {}),
-    ("yogi", {"lr": 0.05, "beta1": 0.8, "beta2": 0.99, "eps": 1e-4,
-              "initial_accumulator_value": 0.1}),
-    ("adabelief", {}),
-    ("adabelief", {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-8, "eps_root": 0.0}),
-    ("adabelief", {"lr": 0.01, "nesterov": True}),
-    ("adan", {}),
-    ("adan", {"lr": 0.01, "beta1": 0.9, "beta2": 0.8, "beta3": 0.95, "eps_root": 0.0,
-              "weight_decay": 0.1}),
-    ("adopt", {}),
-    ("adopt", {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-4, "nesterov": True}),
-    ("adopt", {"lr": 0.01, "use_clipping": False}),
-    ("ademamix", {}),
-    ("ademamix", {"lr": 0.01, "beta3": 0.999, "alpha": 2.0, "eps_root": 1e-8,
-                  "weight_decay": 0.1}),
+#: The optax rules' cases of tests/test_rules.py, and a few more.
+OPTAX_METHODS = ("lion", "yogi", "adabelief", "adan", "adopt", "ademamix", "schedule_free_adamw")
+CASES = [case for case in RULE_CASES if case[0] in OPTAX_METHODS] + [
+    ("adabelief", {"lr": 0.01, "beta2": 0.99, "eps": 1e-8, "eps_root": 0.0}),
+    ("adan", {"lr": 0.01, "eps_root": 0.0}),
+    ("adopt", {"lr": 0.01, "beta1": 0.8, "eps": 1e-4}),
     ("ademamix", {"lr": 0.01, "beta3": 0.999, "alpha_warmup": 30, "beta3_warmup": 40}),
-    ("schedule_free_adamw", {}),
-    ("schedule_free_adamw", {"lr": 0.01, "beta1": 0.95, "beta2": 0.99, "eps": 1e-6,
-                             "weight_decay": 0.1, "weight_lr_power": 1.0}),
     ("schedule_free_adamw", {"lr": 0.01, "warmup_steps": 10}),
 ]
 IDS = [f"{m}-{','.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for m, o in CASES]

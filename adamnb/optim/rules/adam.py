@@ -104,6 +104,7 @@ AMSGRAD = dataclasses.replace(
     ADAM,
     name="amsgrad",
     class_name=None,  # adamnb.Adam(amsgrad=True)
+    defined_by="torch.optim.Adam",
     fixed={"amsgrad": True},
     summary="Adam with the running maximum of the second moment (Reddi, Kale & Kumar, 2018)",
     source="Reddi, Kale & Kumar (2018), ICLR; torch.optim.Adam(amsgrad=True)",
