@@ -94,12 +94,14 @@ def _methods(args, parser):
         return 0
     width = max(map(len, rules.RULES))
     print("Methods of adamnb.minimize(fun, x0, method=NAME, options={...}) with their defaults "
-          "(torch.optim's);\n`adamnb methods NAME` shows one in full.\n")
+          "(those of the library each follows)\nand their sources; `adamnb methods NAME` shows "
+          "one in full.\n")
     for name, rule in rules.RULES.items():
         defaults = ", ".join(f"{key}={_format_value(value)}"
                              for key, value in rule.defaults.items())
         print(f"{name:<{width}}  {rule.summary}")
         print(f"{'':<{width}}  {defaults}")
+        print(f"{'':<{width}}  source: {rule.source}")
     return 0
 
 
@@ -233,9 +235,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     methods = commands.add_parser(
-        "methods", help="list the methods and their default hyperparameters",
+        "methods", help="list the methods, their default hyperparameters and sources",
         description="List the methods of adamnb.minimize with their default hyperparameters "
-                    "(torch.optim's), or show one method's options in full.")
+                    "(those of torch.optim or optax, whichever defines the method) and their "
+                    "sources, or show one method's options in full.")
     methods.add_argument("method", nargs="?", type=str.lower, choices=adamnb.METHODS,
                          metavar="METHOD", help=f"one of: {', '.join(adamnb.METHODS)}")
     methods.set_defaults(handler=_methods, command_parser=methods)

@@ -22,11 +22,9 @@ from tests.test_cuda_minimize import _cuda, _quick_simulator_threads, _tiny_bloc
 @needs_cuda
 @pytest.mark.parametrize("method, option, options, base", table.ROWS, ids=table.ROW_IDS)
 def test_every_option_reaches_the_rule_on_the_device(method, option, options, base):
-    res = adamnb.minimize(cuda_functions.rosenbrock, _cuda().to_device(table.X0), method=method,
-                          jac=True, options=table.minimize_options(options))
+    got = table.run_device(method, options, cuda_functions.rosenbrock)
     expected = table.reference(method, options)
-    np.testing.assert_allclose(res.x.copy_to_host(), expected, rtol=table.RTOL,
-                               err_msg=option)
+    np.testing.assert_allclose(got, expected, rtol=table.RTOL, err_msg=option)
 
 
 class HostComputed:
