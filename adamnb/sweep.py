@@ -96,8 +96,8 @@ import numpy as np
 from adamnb._io import atomic_write
 
 __all__ = ["grid", "sweep", "SweepResult", "Store", "Processes", "executor", "cell_key",
-           "available_cores", "in_worker", "chunks", "SweepInterrupted", "SweepError", "require_distributed",
-           "describe_cell"]
+           "available_cores", "in_worker", "chunks", "SweepInterrupted", "SweepError",
+           "require_distributed", "describe_cell"]
 
 #: The environment variables that size a worker's thread pools (numba, OpenMP, BLAS).
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -887,4 +887,3 @@ def chunks(total, size):
     if size < 1:
         raise ValueError(f"chunk size must be at least 1, got {size}")
     return [(start, min(start + size, total)) for start in range(0, total, size)]
-
