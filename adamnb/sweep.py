@@ -263,15 +263,15 @@ class Store:
             stored = json.loads(text)
         except (FileNotFoundError, ValueError):
             return None
-        if not isinstance(stored, dict) or stored.get("cell") != json.loads(_dumps(cell)):
+        if not isinstance(stored, dict) or stored.get("cell") != _encode(cell):
             return None
         return _decode(stored["record"])
 
     def save(self, cell, record):
         """Write ``record`` as the result of ``cell`` (atomically)."""
+        # The record's keys keep their order (a resumed table looks like a fresh one).
         with atomic_write(self.path(cell), "w", encoding="utf-8") as stream:
-            stream.write(json.dumps({"cell": json.loads(_dumps(cell)),
-                                     "record": json.loads(_dumps(record))},
+            stream.write(json.dumps({"cell": _encode(cell), "record": _encode(record)},
                                     allow_nan=True))
 
     def __len__(self):
@@ -711,8 +711,10 @@ class SweepResult(list):
         """
         if self.ok:
             return self
-        failures = "; ".join(f"{describe_cell(row, 50)}: {row['error']}" for row in self.failed)
-        raise SweepError(f"{len(self.failed)} of {len(self)} cells failed ({failures}){kept}")
+        failures = [f"{describe_cell(cell, 50)}: {error}"
+                    for cell, error in zip(self.cells, self.errors) if error is not None]
+        raise SweepError(f"{len(failures)} of {len(self)} cells failed ({'; '.join(failures)})"
+                         f"{kept}")
 
     def to_frame(self):
         """The rows as a pandas DataFrame (pandas must be installed)."""
