@@ -109,7 +109,13 @@ _GRACE_SECONDS = 3.0
 
 
 def in_worker():
-    """True inside a worker process of a sweep (local or Dask): no progress bars there."""
+    """Whether this code runs in a sweep's worker process (local or Dask).
+
+    Returns
+    -------
+    bool
+        True inside a worker: progress bars belong to the main process there.
+    """
     if _IN_WORKER:
         return True
     if "distributed" not in sys.modules:  # not a Dask worker; and importing Dask takes time
@@ -123,7 +129,12 @@ def in_worker():
 
 
 def available_cores():
-    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    """The cores this process may run on (its CPU affinity where the system tells it).
+
+    Returns
+    -------
+    int
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -257,7 +268,17 @@ class Store:
         return self.folder / f"{cell_key(cell)}.json"
 
     def load(self, cell):
-        """The stored record of ``cell``, or None if it has none."""
+        """The stored record of ``cell``.
+
+        Parameters
+        ----------
+        cell : dict
+
+        Returns
+        -------
+        dict or None
+            None when the cell has no complete record here.
+        """
         try:
             text = self.path(cell).read_text(encoding="utf-8")
             stored = json.loads(text)
@@ -268,7 +289,18 @@ class Store:
         return _decode(stored["record"])
 
     def save(self, cell, record):
-        """Write ``record`` as the result of ``cell`` (atomically)."""
+        """Write ``record`` as the result of ``cell``, atomically.
+
+        Parameters
+        ----------
+        cell, record : dict
+            Plain data (see :func:`sweep`).
+
+        Raises
+        ------
+        TypeError
+            A value that a record cannot hold.
+        """
         # The record's keys keep their order (a resumed table looks like a fresh one).
         with atomic_write(self.path(cell), "w", encoding="utf-8") as stream:
             stream.write(json.dumps({"cell": _encode(cell), "record": _encode(record)},
@@ -464,7 +496,22 @@ class Processes:
         return results
 
     def run(self, fn, tasks, retries=1):
-        """Run ``tasks`` (pairs ``(index, cell)``); yield ``(index, outcome)`` as cells finish."""
+        """Run ``fn`` on ``tasks``, yielding results as cells finish.
+
+        Parameters
+        ----------
+        fn : callable
+            The cell function (importable by name).
+        tasks : iterable of (int, dict)
+            ``(index, cell)`` pairs.
+        retries : int
+            How often a cell whose worker died is run again.
+
+        Yields
+        ------
+        (int, tuple)
+            ``(index, (status, record or error text, seconds))``.
+        """
         queue = deque(tasks)
         if not queue:
             return
@@ -545,7 +592,17 @@ _MISSING_DASK = ('a Dask scheduler needs dask.distributed, an optional extra of 
 
 
 def require_distributed():
-    """The ``distributed`` module; an ImportError naming adamnb's extra when it is missing."""
+    """The ``distributed`` module (Dask's distributed scheduler).
+
+    Returns
+    -------
+    module
+
+    Raises
+    ------
+    ImportError
+        When it is not installed, naming adamnb's ``distributed`` extra.
+    """
     try:
         import distributed
     except ImportError as error:
@@ -717,7 +774,18 @@ class SweepResult(list):
                          f"{kept}")
 
     def to_frame(self):
-        """The rows as a pandas DataFrame (pandas must be installed)."""
+        """The rows as a pandas DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per cell; arrays stay in object columns.
+
+        Raises
+        ------
+        ImportError
+            pandas is not installed.
+        """
         try:
             import pandas
         except ImportError as error:
@@ -727,7 +795,18 @@ class SweepResult(list):
 
 
 def describe_cell(cell, limit=60):
-    """The cell's scalar fields as ``key=value, ...``, cut at ``limit`` characters."""
+    """The cell's scalar fields as ``key=value, ...``, for progress lines and messages.
+
+    Parameters
+    ----------
+    cell : dict
+    limit : int
+        Longest text returned (cut with "...").
+
+    Returns
+    -------
+    str
+    """
     text = ", ".join(f"{key}={value}" for key, value in cell.items()
                      if isinstance(value, (str, int, float, bool)) or value is None)
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -19,8 +19,8 @@ def optimize(cell):
     if cell.get("calls"):  # leave a mark per call, to count computations
         marks = Path(cell["calls"])
         marks.mkdir(parents=True, exist_ok=True)
-        (marks / f"{cell['function']}-{cell['method']}-{cell['lr']}-{os.getpid()}-"
-                  f"{time.monotonic_ns()}").touch()
+        name = f"{cell['function']}-{cell['method']}-{cell['lr']}-{os.getpid()}"
+        (marks / f"{name}-{time.monotonic_ns()}").touch()
     if cell.get("sleep"):
         time.sleep(cell["sleep"])
     return {"fun": result.fun, "x": result.x, "nit": result.nit, "status": result.status,

@@ -144,7 +144,7 @@ def test_a_missing_dask_names_the_extra(monkeypatch):
         sweep(sweep_cells.square, [{"x": 1}], scheduler="tcp://127.0.0.1:8786")
 
 
-# --- faults ----------------------------------------------------------------------------------------
+# --- faults ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_raising_cell_is_recorded_as_failed_and_the_sweep_goes_on(workers):
@@ -176,7 +176,7 @@ def test_a_processes_pool_serves_several_sweeps_and_map_calls():
     assert first.ok and pool._pool == []
 
 
-# --- the store: resume -----------------------------------------------------------------------------
+# --- the store: resume ----------------------------------------------------------------------------
 
 def test_an_interrupted_sweep_resumes_computing_only_the_rest(tmp_path, serial):
     calls = tmp_path / "calls"
@@ -237,7 +237,7 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_no_partial_file(tmp_path):
     assert len(list(calls.iterdir())) == done_before + 12 - len(finished)
 
 
-# --- Dask: a real LocalCluster, processes, 2 workers -----------------------------------------------
+# --- Dask: a real LocalCluster, processes, 2 workers ----------------------------------------------
 
 @pytest.fixture(scope="module")
 def cluster():

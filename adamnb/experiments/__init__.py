@@ -50,13 +50,26 @@ STORE = ".sweep"
 
 
 def default_out(folder, quick=False):
-    """``./results/<folder>`` under the current directory; ``.../quick`` for a quick run."""
+    """Where an experiment writes by default.
+
+    Parameters
+    ----------
+    folder : str
+        The experiment's folder name (``"test_functions"``).
+    quick : bool
+        A quick run goes to a ``quick`` folder inside, apart from the full run's outputs.
+
+    Returns
+    -------
+    Path
+        ``results/<folder>`` (or ``results/<folder>/quick``), relative to the current directory.
+    """
     out = Path("results") / folder
     return out / "quick" if quick else out
 
 
 def quick_note(quick):
-    """What titles append for a quick run."""
+    """What titles and table headings append for a quick run: " (quick run)", else ""."""
     return " (quick run)" if quick else ""
 
 
@@ -164,8 +177,9 @@ def parse_arguments(parser, argv):
     return args
 
 
-def run_cells(fn, cells, *, out, executor, desc, store=True):
-    """Run ``fn`` on every cell with ``executor``; the records, in the cells' order.
+def run_cells(fn, cells, *, out, desc, workers=None, scheduler=None, store=True):
+    """Run ``fn`` on every cell (``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`,
+    an executor to share between sweeps included); the records, in the cells' order.
 
     Finished cells are kept in ``out/.sweep`` (with ``store``), so that the same command resumes
     an interrupted run; the experiment removes the folder (:func:`finish`) once its outputs are
@@ -178,14 +192,20 @@ def run_cells(fn, cells, *, out, executor, desc, store=True):
         the store for the next run.
     """
     folder = Path(out) / STORE
-    result = sweeps.sweep(fn, cells, workers=executor, store=folder if store else None,
-                          desc=desc)
+    result = sweeps.sweep(fn, cells, workers=workers, scheduler=scheduler,
+                          store=folder if store else None, desc=desc)
     result.check(f"; the finished runs are kept in {folder} for the next run" if store else "")
     return result.records
 
 
 def finish(out):
-    """The outputs are written: the store of finished runs is no longer needed."""
+    """Remove ``out/.sweep``: the outputs are written, the finished runs are no longer needed.
+
+    Parameters
+    ----------
+    out : str or Path
+        The experiment's output folder.
+    """
     sweeps.Store(Path(out) / STORE).clear()
 
 

@@ -165,8 +165,8 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     started = time.perf_counter()
     out = Path(out) if out is not None else default_out(FOLDER, quick)
     cells = sweeps.grid(problem=PROBLEMS, beta2=BETA2S)
-    with sweeps.executor(workers, scheduler) as executor:
-        records = run_cells(compare_cell, cells, out=out, executor=executor, desc=NAME)
+    records = run_cells(compare_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
     traces = {(cell["problem"], cell["beta2"]): {
         label: (record[key]["path"], record[key]["values"])
         for key, label in (("with", WITH), ("without", WITHOUT))}

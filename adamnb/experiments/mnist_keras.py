@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import adamnb
-from adamnb import sweep as sweeps
 from adamnb.experiments import (
     default_out,
     experiment_parser,
@@ -106,8 +105,8 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
     _, y, _, y_test = load(data, quick)  # here first: a data problem shows before any run
     cells = [{"optimizer": label, "epochs": epochs, "quick": quick, "data": data}
              for label in KERAS_DEFAULTS]
-    with sweeps.executor(workers, scheduler) as executor:
-        records = run_cells(train_cell, cells, out=out, executor=executor, desc=NAME)
+    records = run_cells(train_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
     results = {cell["optimizer"]: record for cell, record in zip(cells, records)}
     for label, result in results.items():
         print(f"  {label:9s} val. accuracy {result['final_test_accuracy']:.4f}  val. loss "

@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-from adamnb import sweep as sweeps
 from adamnb.experiments import (
     default_out,
     experiment_parser,
@@ -93,8 +92,8 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
     cells = [{"method": label, "alpha": alpha, "epochs": epochs, "quick": quick, "data": data}
              for label, (_, _, grid) in METHODS.items()
              for alpha in (grid[1:3] if quick else grid)]
-    with sweeps.executor(workers, scheduler) as executor:
-        records = run_cells(train_cell, cells, out=out, executor=executor, desc=NAME)
+    records = run_cells(train_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
     runs, best, curves, everything = {label: {} for label in METHODS}, {}, {}, {}
     for cell, record in zip(cells, records):
         label, alpha = cell["method"], cell["alpha"]

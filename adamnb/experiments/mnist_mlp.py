@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import adamnb
-from adamnb import sweep as sweeps
 from adamnb.experiments import (
     default_out,
     experiment_parser,
@@ -111,8 +110,8 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
     _, y, _, y_test = load(data, quick)  # here first: a data problem shows before any run
     cells = [{"method": label, "epochs": epochs, "device": device, "quick": quick, "data": data}
              for label in METHODS]
-    with sweeps.executor(workers, scheduler) as executor:
-        records = run_cells(train_cell, cells, out=out, executor=executor, desc=NAME)
+    records = run_cells(train_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
     results = {cell["method"]: record for cell, record in zip(cells, records)}
     for label, r in results.items():
         print(f"  {label:13s} training cost {r['final_train_loss']:.4f}  test accuracy "

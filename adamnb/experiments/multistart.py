@@ -111,7 +111,7 @@ def run(out=None, quick=False, plots=True, starts=None, dim=DIM, workers=None, s
               "stop": stop, "method": METHOD, "options": options}
              for start, stop in sweeps.chunks(total, chunk)]
     with sweeps.executor(workers, scheduler) as executor:
-        records = run_cells(run_chunk, cells, out=out, executor=executor, desc=NAME)
+        records = run_cells(run_chunk, cells, out=out, workers=executor, desc=NAME)
         where = executor.describe()
     fun = np.concatenate([record["fun"] for record in records])
     status = np.concatenate([record["status"] for record in records])

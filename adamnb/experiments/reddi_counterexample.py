@@ -37,7 +37,6 @@ from matplotlib.figure import Figure
 
 import adamnb
 from adamnb import plot
-from adamnb import sweep as sweeps
 from adamnb.experiments import (
     default_out,
     experiment_parser,
@@ -120,8 +119,8 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     steps = QUICK_STEPS if quick else STEPS
     cells = [{"variant": label, "amsgrad": amsgrad, "steps": steps}
              for label, amsgrad in VARIANTS.items()]
-    with sweeps.executor(workers, scheduler) as executor:
-        records = run_cells(play_cell, cells, out=out, executor=executor, desc=NAME)
+    records = run_cells(play_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
     traces = {cell["variant"]: record for cell, record in zip(cells, records)}
     summary = {
         "experiment": NAME,

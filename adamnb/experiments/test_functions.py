@@ -262,7 +262,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     cells = cells_of(functions, grids, budget)
     methods = (*adamnb.METHODS, *REFERENCES)
     with sweeps.executor(workers, scheduler) as executor:
-        records = run_cells(run_cell, cells, out=out, executor=executor, desc=NAME)
+        records = run_cells(run_cell, cells, out=out, workers=executor, desc=NAME)
         best = {(cell["function"], cell["method"]): Run.from_record(record["best"])
                 for cell, record in zip(cells, records)}
         grid_numbers = {(cell["function"], cell["method"]): record["grid"]
@@ -297,7 +297,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
         write_text(out / "table.md", markdown_table(summary))
         if plots:
             figures = figure_cells(best, functions, methods, quick)
-            pictures = run_cells(draw_figure, figures, out=out, executor=executor,
+            pictures = run_cells(draw_figure, figures, out=out, workers=executor,
                                  desc=f"{NAME} plots", store=False)
             for cell, picture in zip(figures, pictures):
                 with atomic_write(out / cell["file"], "wb") as stream:
