@@ -27,8 +27,8 @@ def atomic_write(path, mode="w", **open_options):
     ----------
     path : str or Path
         The file to write.
-    mode : {"w", "wb"}
-        Text or binary.
+    mode : str
+        ``open``'s mode for writing: "w", "wb", or "w+b" to read back what was written.
     **open_options
         Passed to :func:`open` (``encoding``, ...).
 
@@ -43,9 +43,9 @@ def atomic_write(path, mode="w", **open_options):
     # instant an interrupt arrives at (mkstemp returns the name only after creating the file).
     temporary = path.parent / f".{path.name}.{os.getpid()}.{next(_counter)}.tmp"
     try:
-        # O_EXCL: never follow or reuse a file someone else made; 0o666 & ~umask: the
-        # permissions a plain open() would give.
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        # O_RDWR: modes such as "w+b" read back what they wrote; O_EXCL: never follow or reuse a
+        # file someone else made; 0o666 & ~umask: the permissions a plain open() would give.
+        descriptor = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, mode, **open_options) as stream:
             yield stream
         os.replace(temporary, path)

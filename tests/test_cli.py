@@ -259,3 +259,20 @@ def test_console_script():
                                timeout=60)
     assert completed.returncode == 0
     assert completed.stdout.strip() == f"adamnb {adamnb.__version__}"
+
+
+# --- atomic writes --------------------------------------------------------------------------------
+
+def test_atomic_write_reads_back_in_update_modes_and_leaves_nothing_on_failure(tmp_path):
+    from adamnb._io import atomic_write
+    target = tmp_path / "data.bin"
+    with atomic_write(target, "w+b") as stream:
+        stream.write(b"abc")
+        stream.seek(0)
+        assert stream.read() == b"abc"
+    assert target.read_bytes() == b"abc"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(target, "wb") as stream:
+            stream.write(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"abc" and [p.name for p in tmp_path.iterdir()] == ["data.bin"]
