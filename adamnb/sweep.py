@@ -97,7 +97,7 @@ from adamnb._io import atomic_write
 
 __all__ = ["grid", "sweep", "SweepResult", "Store", "Processes", "executor", "cell_key",
            "available_cores", "in_worker", "chunks", "SweepInterrupted", "SweepError",
-           "require_distributed", "describe_cell"]
+           "require_distributed", "describe_cell", "run_minimize"]
 
 #: The environment variables that size a worker's thread pools (numba, OpenMP, BLAS).
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -968,3 +968,42 @@ def chunks(total, size):
     if size < 1:
         raise ValueError(f"chunk size must be at least 1, got {size}")
     return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def run_minimize(cell):
+    """One :func:`adamnb.minimize` run of a built-in test problem, as a sweep cell: the common
+    cell function, ready for :func:`sweep` on any executor.
+
+    Parameters
+    ----------
+    cell : dict
+        ``problem`` (a name of :data:`adamnb.problems.FUNCTIONS`), ``method`` (default
+        "adam"), optionally ``dim`` (for the scalable problems), ``x0`` (a list; default the
+        problem's standard start) or ``seed`` (a start drawn uniformly from the problem's domain
+        with ``numpy.random.default_rng(seed)``), and any options of the method and the driver
+        (``lr``, ``maxiter``, ``gtol``, ``beta2``, ...).
+
+    Returns
+    -------
+    dict
+        ``fun``, ``gap`` (f - f*), ``nit``, ``status`` and ``x`` (a list) of the run.
+
+    Raises
+    ------
+    ValueError
+        An unknown problem, method or option value (the sweep records it as a failed cell).
+    """
+    from adamnb.optimize import minimize
+    from adamnb.problems import get
+
+    cell = dict(cell)
+    problem = get(cell.pop("problem"), n=cell.pop("dim", None))
+    method = cell.pop("method", "adam")
+    if "seed" in cell:
+        low, high = problem.domain
+        x0 = np.random.default_rng(cell.pop("seed")).uniform(low, high, size=problem.x0.shape)
+    else:
+        x0 = np.asarray(cell.pop("x0", problem.x0), dtype=float)
+    res = minimize(problem.value_and_grad, x0, method=method, jac=True, options=cell)
+    return {"fun": res.fun, "gap": res.fun - problem.fmin, "nit": int(res.nit),
+            "status": int(res.status), "x": res.x.tolist()}

@@ -66,7 +66,7 @@ def draw_starts(seed, total, dim, domain):
 def run_chunk(cell):
     """One sweep cell: ``minimize_batch`` on rows ``start:stop`` of the starts.
 
-    The record holds every start's final f and number of coordinates away from 0 (|x_i| > 0.5,
+    The record holds every start's final f and number of coordinates away from 0 (``|x_i| > 0.5``,
     outside the global minimum's basin in that coordinate), and the chunk's best end point.
     """
     tf = get(cell["function"], n=cell["dim"])
