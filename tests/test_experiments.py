@@ -196,18 +196,23 @@ def run_command(*arguments, cwd, timeout=300):
 
 
 def test_outputs_go_under_the_current_directory_and_quick_runs_apart(tmp_path):
-    completed = run_command("experiment", "bias-correction", "--quick", "--workers", "1",
-                            cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr
-    quick = tmp_path / "results" / "bias_correction" / "quick"
+    folder = tmp_path / "results" / "bias_correction"
+    quick = folder / "quick"
+
+    def run(*options):
+        completed = run_command("experiment", "bias-correction", "--workers", "1", *options,
+                                cwd=tmp_path)
+        assert completed.returncode == 0, completed.stderr
+
+    run("--quick")  # no full run here yet: the quick run takes the experiment's folder
+    assert json.loads((folder / "summary.json").read_text())["quick"] is True
+    assert (folder / "bias_correction.png").is_file() and not quick.exists()
+    run("--no-plots")  # a full run writes over a quick one
+    assert json.loads((folder / "summary.json").read_text())["quick"] is False
+    run("--quick")  # and a quick run never writes over a full one
     assert json.loads((quick / "summary.json").read_text())["quick"] is True
     assert (quick / "bias_correction.png").is_file()
-    completed = run_command("experiment", "bias-correction", "--workers", "1", "--no-plots",
-                            cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr
-    full = tmp_path / "results" / "bias_correction" / "summary.json"
-    assert json.loads(full.read_text())["quick"] is False
-    assert json.loads((quick / "summary.json").read_text())["quick"] is True  # untouched
+    assert json.loads((folder / "summary.json").read_text())["quick"] is False
 
 
 @pytest.mark.parametrize("name", ["test-functions", "reddi", "multistart", "mnist-keras"])

@@ -6,11 +6,12 @@ has a ``main(argv)`` that the ``adamnb`` command calls, and a ``run(...)`` that 
 summary, for tests.
 
 Where the outputs go
-    ``./results/<experiment>/`` under the current directory, or ``--out DIR``; a ``--quick`` run
-    writes to ``./results/<experiment>/quick/`` instead, so that it never writes over a full
-    run's outputs (and its tables and figures say "quick run"). The repository's committed
-    results are full runs made from the repository's root. The output folder is checked before
-    any work starts.
+    ``./results/<experiment>/`` under the current directory, or ``--out DIR``. A ``--quick`` run
+    (its tables and figures say "quick run") never writes over a full run's outputs: where
+    ``./results/<experiment>/`` holds a full run's ``summary.json`` it writes to
+    ``./results/<experiment>/quick/`` instead. The repository's committed results are full runs
+    made from the repository's root, so quick runs there land in the ``quick`` folders, which git
+    ignores. The output folder is checked before any work starts.
 
 How they run
     Every experiment is a sweep (:mod:`adamnb.sweep`) over its independent runs: on one local
@@ -57,7 +58,8 @@ def default_out(folder, quick=False):
     folder : str
         The experiment's folder name (``"test_functions"``).
     quick : bool
-        A quick run goes to a ``quick`` folder inside, apart from the full run's outputs.
+        A quick run goes to a ``quick`` folder inside when ``results/<folder>`` holds a full
+        run's ``summary.json``, so that it never writes over it.
 
     Returns
     -------
@@ -65,7 +67,16 @@ def default_out(folder, quick=False):
         ``results/<folder>`` (or ``results/<folder>/quick``), relative to the current directory.
     """
     out = Path("results") / folder
-    return out / "quick" if quick else out
+    return out / "quick" if quick and _holds_full_run(out) else out
+
+
+def _holds_full_run(folder):
+    try:
+        return json.loads((folder / "summary.json").read_text()).get("quick") is not True
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable: treat it as something not to write over
 
 
 def quick_note(quick):
@@ -140,7 +151,8 @@ def experiment_parser(name, description, quick_help, folder,
     """
     parser = ArgumentParser(prog=f"adamnb experiment {name}", description=description)
     parser.add_argument("--quick", action="store_true",
-                        help=f"{quick_help}; writes to results/{folder}/quick unless --out")
+                        help=f"{quick_help}; writes to results/{folder}/quick where "
+                             f"results/{folder} holds a full run, unless --out")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default: results/{folder} under the current "
                              f"directory, results/{folder}/quick with --quick)")
