@@ -152,7 +152,7 @@ class ArgumentParser(argparse.ArgumentParser):
 # --- adamnb methods -------------------------------------------------------------------------------
 
 def _format_value(value):
-    return repr(value) if isinstance(value, bool) else f"{value:g}"
+    return repr(value) if isinstance(value, (bool, str, type(None))) else f"{value:g}"
 
 
 def _methods(args, parser):

@@ -118,7 +118,33 @@ TABLE = {
                             # the power weighs the rates: it acts while they change (warm-up)
                             "weight_lr_power": ({"weight_lr_power": 0.0, "warmup_steps": 10},
                                                 {"warmup_steps": 10})},
+    "lamb": {"lr": {"lr": 0.01}, "beta1": {"beta1": 0.5}, "beta2": {"beta2": 0.9},
+             "eps": {"eps": 1.0}, "eps_root": {"eps_root": 1.0},
+             "weight_decay": {"weight_decay": 0.5}},
+    "prodigy": {"lr": {"lr": 0.5}, "beta1": {"beta1": 0.5}, "beta2": {"beta2": 0.9},
+                "beta3": {"beta3": 0.5}, "eps": {"eps": 1e-3}, "estim_lr0": {"estim_lr0": 1e-3},
+                "estim_lr_coef": {"estim_lr_coef": 2.0}, "weight_decay": {"weight_decay": 0.5},
+                "safeguard_warmup": {"safeguard_warmup": True}},
+    # Rosenbrock's gradients are large: eps1 acts above them, eps2 above the iterate's RMS, and
+    # the clipping threshold d where larger steps make the update's RMS exceed 1.
+    "adafactor": {"lr": {"lr": 1e-3}, "beta2_decay": {"beta2_decay": -0.5},
+                  "eps1": {"eps1": 100.0}, "eps2": {"eps2": 2.0},
+                  "d": ({"d": 1.2, "lr": 0.1}, {"lr": 0.1}),
+                  "weight_decay": {"weight_decay": 0.5},
+                  "maximize": ({"maximize": True, "lr": 1e-3}, {"lr": 1e-3})},
+    # Muon updates matrices: the vector as one 1 x 2 matrix group (GROUPS); a, b, c with
+    # a + b + c < 1 keep the Newton-Schulz iteration bounded.
+    "muon": {"lr": {"lr": 0.01}, "weight_decay": {"weight_decay": 0.5},
+             "momentum": {"momentum": 0.5}, "nesterov": {"nesterov": False},
+             "ns_a": {"ns_a": 3.0}, "ns_b": {"ns_b": -4.6}, "ns_c": {"ns_c": 1.5},
+             "eps": {"eps": 1e3}, "ns_steps": {"ns_steps": 2},
+             "adjust_lr_fn": {"adjust_lr_fn": "match_rms_adamw"}},
 }
+
+#: The rules that update only matrices run with groups: the vector as one matrix, and the same
+#: shape for the reference. They run in the host loop (no compiled loop, no batch, no device).
+GROUPS = {"muon": [{"params": (0, 2, (1, 2))}]}
+SHAPES = {"muon": {"shape": (1, 2)}}
 
 
 def rows():
@@ -140,7 +166,7 @@ def reference(method, options, x0=X0, steps=STEPS):
     ``x0``."""
     iterates, extras = reference_run(method, np.array(x0, dtype=float),
                                      lambda x, t: rosen_der(x), steps=steps, outputs=True,
-                                     **options)
+                                     **options, **SHAPES.get(method, {}))
     return result_vector(method, extras.get("x", iterates[-1]), extras)
 
 
@@ -148,7 +174,7 @@ def reference(method, options, x0=X0, steps=STEPS):
 def output_names(method):
     """The names of the rule's extra outputs beyond x, as the reference names them."""
     _, extras = reference_run(method, X0.copy(), lambda x, t: rosen_der(x), steps=1,
-                              outputs=True)
+                              outputs=True, **SHAPES.get(method, {}))
     return tuple(sorted(set(extras) - {"x"}))
 
 
@@ -163,8 +189,9 @@ def _result(method, res):
     return result_vector(method, res.x, res)
 
 
-def minimize_options(options):
-    return {**options, "maxiter": STEPS, "gtol": 0.0}
+def minimize_options(options, method=None):
+    grouped = {"groups": GROUPS[method]} if method in GROUPS else {}
+    return {**options, **grouped, "maxiter": STEPS, "gtol": 0.0}
 
 
 # --- the host front ends: each returns the final x of STEPS steps from X0 on Rosenbrock ----------
@@ -177,7 +204,7 @@ def run_class(method, options):
     cls = OPTIMIZERS[CLASS_OF.get(method, method)]
     options = {**RULES[method].fixed, **options}
     x = X0.copy()
-    optimizer = cls(**options)
+    optimizer = cls(**options, groups=GROUPS.get(method))
     for _ in range(STEPS):
         optimizer.step(x, rosen_der(x))
     outputs = optimizer.outputs(x)
@@ -186,14 +213,14 @@ def run_class(method, options):
 
 def run_python(method, options):
     res = adamnb.minimize(lambda x: rosen(x), X0, method=method, jac=lambda x: rosen_der(x),
-                          options=minimize_options(options))
+                          options=minimize_options(options, method))
     return _result(method, res)
 
 
 def run_compiled(method, options):
     rosenbrock = adamnb.functions.get("rosenbrock")
     res = adamnb.minimize(rosenbrock.value_and_grad, X0, method=method, jac=True,
-                          options=minimize_options(options))
+                          options=minimize_options(options, method))
     return _result(method, res)
 
 
@@ -201,7 +228,7 @@ def run_batch(method, options):
     rosenbrock = adamnb.functions.get("rosenbrock")
     starts = np.stack([X0, X0 + np.array([0.05, -0.05])])
     res = adamnb.minimize_batch(rosenbrock.value_and_grad, starts, method=method, jac=True,
-                                options=minimize_options(options))
+                                options=minimize_options(options, method))
     return _result(method, res)
 
 
@@ -209,7 +236,7 @@ def run_scipy(method, options):
     import scipy.optimize
 
     res = scipy.optimize.minimize(rosen, X0, method=getattr(adamnb, method), jac=rosen_der,
-                                  options=minimize_options(options))
+                                  options=minimize_options(options, method))
     return _result(method, res)
 
 
@@ -218,7 +245,8 @@ def run_cli(method, options, capsys):
 
     argv = ["minimize", "rosenbrock", "--method", method, "--maxiter", str(STEPS), "--gtol", "0",
             "--json"]
-    for name, value in options.items():
+    for name, value in {**options, **({"groups": GROUPS[method]} if method in GROUPS
+                                      else {})}.items():
         argv += ["--option", f"{name}={value!r}"]
     assert cli.main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -231,6 +259,6 @@ def run_device(method, options, objective):
     from numba import cuda
 
     res = adamnb.minimize(objective, cuda.to_device(X0), method=method, jac=True,
-                          options=minimize_options(options))
+                          options=minimize_options(options, method))
     fields = {name: res[name].copy_to_host() for name in output_names(method)}
     return result_vector(method, res.x.copy_to_host(), fields)

@@ -12,12 +12,14 @@ checked against the single-tensor (``foreach=False``) code path of the
 installed torch (``torch/optim/<name>.py``, functions ``_single_tensor_<name>``);
 and from optax's documentation and transforms for
 
-    optax.lion, yogi, adabelief, adan, contrib.adopt, contrib.ademamix,
-    contrib.schedule_free_adamw
+    optax.lion, yogi, adabelief, lamb, adan, contrib.adopt, contrib.ademamix,
+    contrib.schedule_free_adamw, contrib.prodigy
 
 (optax/_src/alias.py, transform.py, contrib/_adopt.py, _ademamix.py,
-_schedule_free.py), with the papers' formulas where optax takes a callable
-(AdEMAMix's alpha and beta3 warm-ups: Pagliardini et al. 2024, section 3).
+_schedule_free.py, _prodigy.py), with the papers' formulas where optax takes a
+callable (AdEMAMix's alpha and beta3 warm-ups: Pagliardini et al. 2024,
+section 3); and torch.optim.Adafactor and torch.optim.Muon from their
+documented algorithms (Muon's momentum as its code computes it, see muon()).
 
 Conventions
 -----------
@@ -94,10 +96,23 @@ DEFAULTS = {
                      eps_root=0.0, weight_decay=0.0, alpha_warmup=0, beta3_warmup=0),
     "schedule_free_adamw": dict(lr=0.0025, warmup_steps=0, beta1=0.9, beta2=0.999, eps=1e-8,
                                 weight_decay=0.0, weight_lr_power=2.0),
+    "lamb": dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, eps_root=0.0, weight_decay=0.0),
+    "prodigy": dict(lr=1.0, beta1=0.9, beta2=0.999, beta3=None, eps=1e-8, estim_lr0=1e-6,
+                    estim_lr_coef=1.0, weight_decay=0.0, safeguard_warmup=False),
+    # torch's eps=(None, 1e-3) split into eps1, eps2, as betas are.
+    "adafactor": dict(lr=1e-2, beta2_decay=-0.8, eps1=None, eps2=1e-3, d=1.0, weight_decay=0.0,
+                      maximize=False),
+    # torch's ns_coefficients=(3.4445, -4.7750, 2.0315) split into ns_a, ns_b, ns_c.
+    "muon": dict(lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True, ns_a=3.4445,
+                 ns_b=-4.7750, ns_c=2.0315, eps=1e-7, ns_steps=5, adjust_lr_fn=None),
 }
 
+#: Options that are not numbers or booleans (kept as they are), and reference-only options: the
+#: 2-D shape of the vector (and its memory order), for the rules that update matrices.
+_AS_GIVEN = ("beta3", "eps1", "adjust_lr_fn", "ns_steps", "shape", "order")
+
 _BOOL_OPTIONS = ("amsgrad", "nesterov", "centered", "maximize", "decoupled_weight_decay",
-                 "use_clipping")
+                 "use_clipping", "safeguard_warmup")
 
 
 # --------------------------------------------------------------------------
@@ -662,6 +677,138 @@ def schedule_free_adamw(x0, grads, steps, lr_schedule, lr, warmup_steps, beta1, 
     return out, {"x": average, "y": y, "z": z}
 
 
+# --------------------------------------------------------------------------
+# LAMB  (optax.lamb = scale_by_adam, add_decayed_weights, scale_by_trust_ratio,
+#        scale_by_learning_rate; You et al. 2020, Algorithm 2)
+#   m <- (1-b1) g + b1 m ;  v <- (1-b2) g^2 + b2 v
+#   u = (m/(1-b1^t)) / (sqrt(v/(1-b2^t) + eps_root) + eps) + lambda x
+#   r = ||x|| / ||u||   (1 if either norm is 0)
+#   x <- x - lr r u
+# --------------------------------------------------------------------------
+def lamb(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, weight_decay):
+    x = x0.copy()
+    m, v = np.zeros_like(x), np.zeros_like(x)
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _grad(grads, x, t)
+        m = (1.0 - beta1) * g + beta1 * m
+        v = (1.0 - beta2) * g * g + beta2 * v
+        u = (m / (1.0 - beta1**t)) / (np.sqrt(v / (1.0 - beta2**t) + eps_root) + eps)
+        u = u + weight_decay * x
+        x_norm, u_norm = np.linalg.norm(x), np.linalg.norm(u)
+        ratio = 1.0 if x_norm == 0 or u_norm == 0 else x_norm / u_norm
+        x = x - lr_t * ratio * u
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Prodigy  (optax.contrib.prodigy; Mishchenko & Defazio 2023, Algorithm 4)
+#   d_0 = estim_lr0, r_0 = 0, b3 = sqrt(b2) if None
+#   dlr = d lr sqrt(1-b2^t)/(1-b1^t)
+#   m <- b1 m + (1-b1) d g ;  v <- b2 v + (1-b2) d^2 g^2
+#   s <- b3 s + dlr d g / d0          (safeguard_warmup: d^2 g / d0)
+#   r <- b3 r + (d/d0) dlr <g, x0 - x>
+#   d <- max(d, coef r / ||s||_1)
+#   x <- x - lambda dlr x - dlr m / (sqrt(v) + d eps)       (the new d)
+# --------------------------------------------------------------------------
+def prodigy(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, estim_lr0,
+            estim_lr_coef, weight_decay, safeguard_warmup):
+    beta3 = math.sqrt(beta2) if beta3 is None else float(beta3)
+    x = x0.copy()
+    m, v, s = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    d, r = estim_lr0, 0.0
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _grad(grads, x, t)
+        dlr = d * lr_t * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+        m = beta1 * m + (1.0 - beta1) * d * g
+        v = beta2 * v + (1.0 - beta2) * d * d * g * g
+        s = beta3 * s + (d if safeguard_warmup else dlr) * d * g / estim_lr0
+        r = beta3 * r + (d / estim_lr0) * dlr * float(np.dot(g, x0 - x))
+        d = max(d, estim_lr_coef * r / float(np.sum(np.abs(s))))
+        x = x - weight_decay * dlr * x - dlr * m / (np.sqrt(v) + d * eps)
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Adafactor  (docs: torch.optim.Adafactor, "Algorithm"; Shazeer & Stern 2018)
+#   w_t = t^beta2_decay (the docs' 1 - beta2_hat_t), rho = min(lr, 1/sqrt(t))
+#   alpha = max(eps2, RMS(x)) rho ;  x <- x (1 - lr lambda)
+#   vector:  V <- (1-w) V + w G^2
+#   matrix:  R <- (1-w) R + w mean_j G^2 ;  C <- (1-w) C + w mean_i G^2
+#            V = R C^T / max(mean(R), eps1)
+#   U = G / sqrt(max(V, eps1^2)) ;  x <- x - alpha U / max(1, RMS(U)/d)
+#   eps1 None: the dtype's machine epsilon.  ``shape``/``order``: the vector as that matrix.
+# --------------------------------------------------------------------------
+def adafactor(x0, grads, steps, lr_schedule, lr, beta2_decay, eps1, eps2, d, weight_decay,
+              maximize, shape=None, order="C"):
+    eps1 = float(np.finfo(x0.dtype).eps) if eps1 is None else float(eps1)
+    x = x0.copy()
+    if shape is None:
+        v = np.zeros_like(x)
+    else:
+        rows, cols = np.zeros(shape[0], x.dtype), np.zeros(shape[1], x.dtype)
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _signed_grad(grads, x, t, maximize)
+        w, rho = float(t) ** beta2_decay, min(lr_t, 1.0 / math.sqrt(t))
+        alpha = max(eps2, math.sqrt(float(np.mean(x * x)))) * rho
+        x = x * (1.0 - lr_t * weight_decay)
+        if shape is None:
+            v = (1.0 - w) * v + w * (g * g)
+            u = g / np.sqrt(np.maximum(v, eps1 * eps1))
+        else:
+            G = g.reshape(shape, order=order)
+            rows = (1.0 - w) * rows + w * np.mean(G * G, axis=1)
+            cols = (1.0 - w) * cols + w * np.mean(G * G, axis=0)
+            V = np.outer(rows, cols) / max(float(np.mean(rows)), eps1)
+            u = (G / np.sqrt(np.maximum(V, eps1 * eps1))).reshape(-1, order=order)
+        x = x - alpha / max(1.0, math.sqrt(float(np.mean(u * u))) / d) * u
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Muon  (docs: torch.optim.Muon; Jordan et al. 2024), x the matrix of ``shape``:
+#   B <- mu B + (1-mu) G   (the code's lerp: the docs' B <- mu B + G scaled by 1-mu, which the
+#                           normalisation below cancels, up to the eps floor)
+#   B~ = (1-mu) G + mu B  if nesterov  else  B
+#   Y = B~ / max(||B~||_F, eps) (transposed if taller than wide);
+#   ns_steps times: M = Y Y^T ; Y <- a Y + (b M + c M M) Y
+#   x <- x (1 - lr lambda) - lr s Y,  s = sqrt(max(1, A/B)) or 0.2 sqrt(max(A, B))
+# --------------------------------------------------------------------------
+def muon(x0, grads, steps, lr_schedule, lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c,
+         eps, ns_steps, adjust_lr_fn, shape=None, order="C"):
+    if shape is None:
+        raise ValueError("muon updates a matrix: give its shape")
+    x = x0.copy()
+    B = np.zeros(shape, dtype=x.dtype)
+    rows, cols = shape
+    scale = 0.2 * math.sqrt(max(rows, cols)) if adjust_lr_fn == "match_rms_adamw" \
+        else math.sqrt(max(1.0, rows / cols))
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        G = _grad(grads, x, t).reshape(shape, order=order)
+        B = momentum * B + (1.0 - momentum) * G
+        update = (1.0 - momentum) * G + momentum * B if nesterov else B
+        tall = rows > cols
+        Y = update.T if tall else update
+        Y = Y / max(float(np.linalg.norm(Y)), eps)
+        for _ in range(int(ns_steps)):
+            M = Y @ Y.T
+            Y = ns_a * Y + (ns_b * M + ns_c * (M @ M)) @ Y
+        Y = Y.T if tall else Y
+        x = x * (1.0 - lr_t * weight_decay) - lr_t * scale * Y.reshape(-1, order=order)
+        out.append(x.copy())
+    return out
+
+
 _RULES = {
     "sgd": sgd,
     "adagrad": adagrad,
@@ -682,6 +829,10 @@ _RULES = {
     "adopt": adopt,
     "ademamix": ademamix,
     "schedule_free_adamw": schedule_free_adamw,
+    "lamb": lamb,
+    "prodigy": prodigy,
+    "adafactor": adafactor,
+    "muon": muon,
 }
 
 
@@ -720,6 +871,8 @@ def reference_run(method, x0, grads, lr_schedule=None, outputs=False, **options)
         options["beta1"], options["beta2"] = options.pop("betas")
 
     params = dict(DEFAULTS[method])
+    if method in ("adafactor", "muon"):
+        params.update(shape=None, order="C")
     unknown = set(options) - set(params)
     if unknown:
         raise TypeError(f"{method}: unknown option(s) {sorted(unknown)}; allowed {sorted(params)}")
@@ -728,7 +881,8 @@ def reference_run(method, x0, grads, lr_schedule=None, outputs=False, **options)
     params.update(options)
     # Scalars as Python values (a NumPy float64 scalar would upcast float32 arrays).
     for key, value in params.items():
-        params[key] = bool(value) if key in _BOOL_OPTIONS else float(value)
+        if key not in _AS_GIVEN:
+            params[key] = bool(value) if key in _BOOL_OPTIONS else float(value)
 
     x0 = np.asarray(x0)
     if x0.ndim != 1 or x0.dtype not in (np.float32, np.float64):

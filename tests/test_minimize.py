@@ -11,6 +11,8 @@ import adamnb
 from adamnb.optim.optimizers import OPTIMIZERS
 
 ROSEN_START = np.array([-1.2, 1.0])
+#: The methods that update the whole vector; Muon updates matrices (tests/test_groups.py).
+VECTOR_METHODS = [name for name, rule in adamnb.optim.RULES.items() if rule.element is not None]
 
 
 def quadratic(x, a=1.0):
@@ -35,7 +37,7 @@ def test_returns_scipy_optimize_result_with_every_field():
     assert res.nfev == res.njev == res.nit + 1
 
 
-@pytest.mark.parametrize("method", adamnb.METHODS)
+@pytest.mark.parametrize("method", VECTOR_METHODS)
 def test_every_method_minimizes_a_quadratic(method):
     lr = {"sgd": 0.1, "adadelta": 1.0, "adagrad": 0.5}.get(method, 0.05)
     # ASGD's lambd shrinks x at every step (a fixed point off the minimum): off here.
@@ -69,10 +71,13 @@ def test_method_callable_is_called_as_scipy_calls_custom_methods():
 @pytest.mark.parametrize("method", adamnb.METHODS)
 def test_method_callables_work_inside_scipy_minimize(method):
     callable_method = getattr(adamnb, method)
+    options = {"lr": 0.01, "maxiter": 50}
+    if method == "muon":
+        options["groups"] = [{"params": (0, 2, (1, 2))}]
     ours = adamnb.minimize(quadratic, [0.0, 1.0], method=method, jac=quadratic_grad,
-                           options={"lr": 0.01, "maxiter": 50})
+                           options=options)
     theirs = so.minimize(quadratic, [0.0, 1.0], method=callable_method, jac=quadratic_grad,
-                         options={"lr": 0.01, "maxiter": 50})
+                         options=options)
     assert theirs.x.tobytes() == ours.x.tobytes()
     assert theirs.nit == ours.nit == 50
 
@@ -394,11 +399,12 @@ def test_optimizer_classes_match_minimize():
 
     for method, cls in OPTIMIZERS.items():
         x = np.array([0.5, -1.0, 2.0])
-        opt = cls(lr=0.01)
+        groups = [{"params": (0, 3, (3, 1))}] if method == "muon" else None
+        opt = cls(lr=0.01, groups=groups)
         for _ in range(25):
             opt.step(x, jac(x))
         res = adamnb.minimize(fun, [0.5, -1.0, 2.0], method=method, jac=jac,
-                              options={"lr": 0.01, "maxiter": 25, "gtol": 0})
+                              options={"lr": 0.01, "maxiter": 25, "gtol": 0, "groups": groups})
         assert res.status == 1
         # res.x is the rule's reported point (schedule-free: the average, outputs()["x"]).
         assert res.x.tobytes() == opt.outputs(x).get("x", x).tobytes(), method

@@ -52,19 +52,22 @@ TORCH_CLASS = {
     "radam": "RAdam",
     "rprop": "Rprop",
     "asgd": "ASGD",
+    "adafactor": "Adafactor",
 }
-#: adamnb's split options -> torch's tuple, as betas.
+#: adamnb's split options -> torch's tuple, as betas (Adafactor's eps=(eps1, eps2), Muon's
+#: ns_coefficients=(ns_a, ns_b, ns_c)).
 TUPLES = {"betas": ("beta1", "beta2"), "etas": ("eta_minus", "eta_plus"),
-          "step_sizes": ("step_size_min", "step_size_max")}
+          "step_sizes": ("step_size_min", "step_size_max"), "eps": ("eps1", "eps2"),
+          "ns_coefficients": ("ns_a", "ns_b", "ns_c")}
 
 
 def torch_kwargs(method, options):
     """torch's keyword arguments for adamnb's options (split tuples joined again)."""
     kwargs = dict(options)
-    for joined, (first, second) in TUPLES.items():
-        if first in kwargs or second in kwargs:
+    for joined, parts in TUPLES.items():
+        if any(part in kwargs for part in parts):
             d = DEFAULTS[method]
-            kwargs[joined] = (kwargs.pop(first, d.get(first)), kwargs.pop(second, d.get(second)))
+            kwargs[joined] = tuple(kwargs.pop(part, d.get(part)) for part in parts)
     if method == "amsgrad":
         kwargs["amsgrad"] = True
     return kwargs
@@ -156,6 +159,9 @@ CASES = [
     ("asgd", {}),
     ("asgd", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=10.0)),
     ("asgd", dict(lr=0.02, weight_decay=0.1, t0=3.0, maximize=True)),
+    ("adafactor", {}),
+    ("adafactor", dict(lr=0.05, beta2_decay=-0.5, eps1=1e-3, eps2=1e-2, d=1.2)),
+    ("adafactor", dict(lr=0.03, weight_decay=0.1, maximize=True)),
 ]
 
 
@@ -255,9 +261,9 @@ def test_defaults_match_torch_signatures():
         sig = inspect.signature(getattr(torch.optim, cls_name).__init__)
         torch_defaults = {k: p.default for k, p in sig.parameters.items()
                           if p.default is not inspect.Parameter.empty}
-        for joined, (first, second) in TUPLES.items():
-            if joined in torch_defaults:
-                torch_defaults[first], torch_defaults[second] = torch_defaults.pop(joined)
+        for joined, parts in TUPLES.items():
+            if isinstance(torch_defaults.get(joined), tuple):
+                torch_defaults.update(zip(parts, torch_defaults.pop(joined)))
         for key, value in DEFAULTS[method].items():
             if method == "amsgrad" and key == "amsgrad":
                 assert value is True
@@ -271,13 +277,17 @@ def test_float32_stays_float32_and_inputs_untouched(method):
     x0_64, grad = make_problem()
     x0 = x0_64.astype(np.float32)
     x0_copy = x0.copy()
-    xs = reference_run(method, x0, grad, steps=20, lr=0.01 if method != "adadelta" else 1.0)
+    # Muon updates a matrix: the vector as a 1 x n one (reference-only option).
+    shape = {"shape": (1, x0.size)} if method == "muon" else {}
+    xs = reference_run(method, x0, grad, steps=20, lr=0.01 if method != "adadelta" else 1.0,
+                       **shape)
     assert np.array_equal(x0, x0_copy)
     assert len(xs) == 20
     assert all(x.dtype == np.float32 and x.shape == x0.shape for x in xs)
     assert len({id(x) for x in xs}) == 20
     # float32 run stays close to the float64 run
-    xs64 = reference_run(method, x0.astype(np.float64), grad, steps=20, lr=0.01 if method != "adadelta" else 1.0)
+    xs64 = reference_run(method, x0.astype(np.float64), grad, steps=20,
+                         lr=0.01 if method != "adadelta" else 1.0, **shape)
     np.testing.assert_allclose(xs[-1], xs64[-1], rtol=1e-4, atol=1e-5)
 
 
@@ -317,7 +327,7 @@ def test_api_errors():
 DIRECT_STEPS, DIRECT_RTOL = 60, 1e-10
 #: Every option issue 15 added to a torch rule, and the torch rules it added.
 DIRECT_CASES = [case for case in CASES
-                if case[0] in ("rprop", "asgd") or "maximize" in case[1]
+                if case[0] in ("rprop", "asgd", "adafactor") or "maximize" in case[1]
                 or "decoupled_weight_decay" in case[1]]
 
 

@@ -72,6 +72,14 @@ CASES = [
     ("schedule_free_adamw", {}),
     ("schedule_free_adamw", {"lr": 0.01, "warmup_steps": 10, "beta1": 0.95, "weight_decay": 0.1,
                              "weight_lr_power": 1.0}),
+    ("lamb", {"lr": 0.01}),
+    ("lamb", {"lr": 0.01, "beta1": 0.8, "eps": 1e-8, "eps_root": 1e-6, "weight_decay": 0.1}),
+    ("prodigy", {}),
+    ("prodigy", {"lr": 0.5, "beta3": 0.9, "weight_decay": 0.1, "estim_lr0": 1e-3,
+                 "safeguard_warmup": True}),
+    ("adafactor", {}),
+    ("adafactor", {"lr": 0.05, "beta2_decay": -0.5, "eps1": 1e-3, "eps2": 1e-2, "d": 2.0,
+                   "weight_decay": 0.1, "maximize": True}),
 ]
 CASE_IDS = [f"{m}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for m, o in CASES]
 
@@ -187,14 +195,15 @@ def compiled_bodies(ir):
 @pytest.mark.parametrize("parallel", [False, True])
 def test_float32_kernels_do_no_float64_arithmetic(parallel):
     """Every float32 kernel's LLVM IR is free of double-precision arithmetic and conversions."""
-    for rule in {rule.element: rule for rule in rules.RULES.values()}.values():
+    for rule in {(rule.element, rule.reduce): rule for rule in rules.RULES.values()
+                 if rule.element is not None}.values():
         options = rule.validate({})
         x = np.ones(4, np.float32)
         state = np.zeros((len(rule.slots), 4), np.float32)
         c = rule.stream(options, schedules.as_schedule(1e-3), np.float32).step(1)
         # A fresh, uncached build: numba cannot show the IR of code loaded from its cache.
-        kernel = kernels._build_cpu_kernel(rule.element, parallel, cache=False)
-        kernel(x, x.copy(), state, c)
+        kernel = kernels._build_cpu_kernel(rule, parallel, cache=False)
+        kernel(x, x.copy(), state, rule.carry_vector(options, np.float32), c)
         signature = [s for s in kernel.signatures if s[0].dtype.name == "float32"][0]
         ir = kernel.inspect_llvm(signature)
         ir = compiled_bodies("\n".join(ir.values()) if isinstance(ir, dict) else ir)

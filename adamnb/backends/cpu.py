@@ -2,11 +2,20 @@
 
 Every kernel here is generated from one element function, never written per rule:
 
-* :func:`cpu_kernel` -- ``kernel(x, g, state, c)``: one loop ``x[i] = element(x[i], g[i], state,
-  i, c)``, the optimizer classes' step.
-* :func:`fused_kernel` -- ``kernel(x, g, state, table, column, previous, lower, upper)``: the
-  host driver's step, :func:`adamnb.backends.elements.fused_update` per element (save the
+* :func:`cpu_kernel` -- ``kernel(x, g, state, carry, c)``: one loop ``x[i] = element(x[i], g[i],
+  state, i, c)``, the optimizer classes' step.
+* :func:`fused_kernel` -- ``kernel(x, g, state, carry, table, column, previous, lower, upper)``:
+  the host driver's step, :func:`adamnb.backends.elements.fused_update` per element (save the
   previous iterate, update, project onto the bounds) in one pass.
+* :func:`fused_pass_of` -- the same step for one column of scalars, inlinable in any ``@njit``
+  loop (the compiled drivers call it).
+
+A rule with reductions inside its step (:class:`adamnb.optim.UpdateRule`: LAMB, Prodigy,
+Adafactor) gets the same kernels with a first pass before the element loop (:func:`step_scalars_of`):
+``reduce`` per element, its terms summed in chunks of ``SUM_CHUNK`` elements (each chunk in
+order, then the chunks' sums in order, all in x's dtype), then ``finish`` and ``advance`` on the
+sums. The threaded kernels fold whole chunks per thread, so they give the serial kernels' bits.
+``carry`` is the rule's carried scalars (an array of x's dtype, empty for most rules).
 * :func:`stationarity_norm` -- the convergence measure of every CPU driver: the infinity-norm of
   the (projected) gradient, NaN when any element of ``g`` is not finite.
 
@@ -27,7 +36,8 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 from adamnb.backends.elements import fold_max, fused_update, project, stationarity
 from adamnb.backends.jit import elementwise, jit
 
-__all__ = ["PARALLEL_THRESHOLD", "cpu_kernel", "fused_kernel", "fused_update_of",
+__all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "cpu_kernel", "fused_kernel", "fused_update_of",
+           "fused_pass_of", "step_scalars_of",
            "stationarity_norm", "stationarity_norm_serial", "stationarity_norm_parallel",
            "project_vector",
            "use_parallel", "cast_coefficients"]
@@ -38,39 +48,109 @@ PARALLEL_THRESHOLD = 1 << 16
 #: Elements per chunk of the threaded norm: each thread folds whole chunks, then one thread folds
 #: the chunks' results, so the result does not depend on the number of threads.
 _NORM_CHUNK = 1 << 14
+#: Elements per chunk of the sums a rule takes inside its step (see the module notes).
+SUM_CHUNK = 1 << 14
 
 _kernels = {}
 
 
-def _build_cpu_kernel(element, parallel, cache=True):
+def _build_sums(rule, parallel):
+    reduce_element = rule.reduce
+    terms = len(rule.reductions)
+    loop = numba.prange if parallel else range
+
+    @elementwise
+    def sums_of(x, g, state, carry, c):
+        chunks = (x.size + SUM_CHUNK - 1) // SUM_CHUNK
+        partial = np.zeros((chunks, terms), dtype=x.dtype)
+        for k in loop(chunks):
+            for i in range(k * SUM_CHUNK, min(x.size, (k + 1) * SUM_CHUNK)):
+                values = reduce_element(x[i], g[i], state, i, carry, c)
+                for j in range(terms):
+                    partial[k, j] += values[j]
+        sums = np.zeros(terms, dtype=x.dtype)
+        for k in range(chunks):
+            for j in range(terms):
+                sums[j] += partial[k, j]
+        return sums
+
+    return sums_of
+
+
+def _build_step_scalars(rule, parallel):
+    if not rule.reductions:
+        @elementwise
+        def no_reductions(x, g, state, carry, c):
+            return c
+
+        return no_reductions
+    sums_of, finish, advance = _build_sums(rule, parallel), rule.finish, rule.advance
+    if advance is None:
+        @elementwise
+        def finished(x, g, state, carry, c):
+            sums = sums_of(x, g, state, carry, c)
+            return c + finish(sums, carry, c)
+
+        return finished
+
+    @elementwise
+    def finished_and_advanced(x, g, state, carry, c):
+        sums = sums_of(x, g, state, carry, c)
+        extra = finish(sums, carry, c)
+        carried = advance(sums, carry, c)
+        for j in range(carry.size):
+            carry[j] = carried[j]
+        return c + extra
+
+    return finished_and_advanced
+
+
+def step_scalars_of(rule, parallel=False):
+    """``rule``'s first pass, inlinable in any ``@njit`` function:
+    ``step_scalars(x, g, state, carry, c)`` returns the scalars the element reads, ``c``
+    followed by ``finish``'s (and updates the state and ``carry``); ``c`` itself for a rule
+    without reductions. Threaded (``prange`` over chunks) when ``parallel``."""
+    key = ("scalars", rule.element, rule.reduce, bool(parallel))
+    if key not in _kernels:
+        _kernels[key] = _build_step_scalars(rule, bool(parallel))
+    return _kernels[key]
+
+
+def _build_cpu_kernel(rule, parallel, cache=True):
+    element = rule.element
+    step_scalars = step_scalars_of(rule, parallel)
     loop = numba.prange if parallel else range
 
     @jit(parallel=parallel, cache=cache)
-    def kernel(x, g, state, c):
+    def kernel(x, g, state, carry, c):
+        scalars = step_scalars(x, g, state, carry, c)
         for i in loop(x.size):
-            x[i] = element(x[i], g[i], state, i, c)
+            x[i] = element(x[i], g[i], state, i, scalars)
 
     return kernel
 
 
-def _build_fused_kernel(update, n_coefficients, parallel):
+def _build_fused_kernel(rule, parallel):
+    update, n_coefficients = fused_update_of(rule), rule.n_coefficients
+    step_scalars = step_scalars_of(rule, parallel)
     loop = numba.prange if parallel else range
 
     @jit(parallel=parallel)
-    def kernel(x, g, state, table, column, previous, lower, upper):
+    def kernel(x, g, state, carry, table, column, previous, lower, upper):
         c = to_fixed_tuple(table[:, column], n_coefficients)
+        scalars = step_scalars(x, g, state, carry, c)
         bounded = lower.size > 0
         for i in loop(x.size):
-            x[i] = update(x, g, state, i, c, previous, lower, upper, bounded)
+            x[i] = update(x, g, state, i, scalars, previous, lower, upper, bounded)
 
     return kernel
 
 
 def cpu_kernel(rule, parallel):
-    """The serial or threaded kernel ``kernel(x, g, state, c)`` of ``rule``."""
-    key = ("step", rule.element, bool(parallel))
+    """The serial or threaded kernel ``kernel(x, g, state, carry, c)`` of ``rule``."""
+    key = ("step", rule.element, rule.reduce, bool(parallel))
     if key not in _kernels:
-        _kernels[key] = _build_cpu_kernel(rule.element, bool(parallel))
+        _kernels[key] = _build_cpu_kernel(rule, bool(parallel))
     return _kernels[key]
 
 
@@ -83,18 +163,40 @@ def fused_update_of(rule):
     return _kernels[key]
 
 
+def fused_pass_of(rule):
+    """``rule``'s whole step for the compiled drivers, inlinable in any ``@njit`` loop:
+    ``fused_pass(x, g, state, carry, c, previous, point, lower, upper, bounded)`` with the step's
+    scalars ``c``: the first pass of a rule with reductions, then
+    :func:`adamnb.backends.elements.fused_update` per element, the new value written to ``x``
+    and to ``point`` (the copy the objective gets). Serial."""
+    key = ("pass", rule.element, rule.reduce)
+    if key not in _kernels:
+        update, step_scalars = fused_update_of(rule), step_scalars_of(rule, False)
+
+        @elementwise
+        def fused_pass(x, g, state, carry, c, previous, point, lower, upper, bounded):
+            scalars = step_scalars(x, g, state, carry, c)
+            for i in range(x.size):
+                value = update(x, g, state, i, scalars, previous, lower, upper, bounded)
+                x[i] = value
+                point[i] = value
+
+        _kernels[key] = fused_pass
+    return _kernels[key]
+
+
 def fused_kernel(rule, parallel):
-    """The host driver's step ``kernel(x, g, state, table, column, previous, lower, upper)`` of
-    ``rule``, with the scalars of column ``column`` of ``table`` (a block of
+    """The host driver's step ``kernel(x, g, state, carry, table, column, previous, lower,
+    upper)`` of ``rule``, with the scalars of column ``column`` of ``table`` (a block of
     :meth:`adamnb.optim.CoefficientStream.columns`).
 
-    In one pass: ``previous[:] = x``, the rule's update of every element and, when ``lower`` is
-    not empty, the projection onto ``[lower, upper]``.
+    In one pass (after the first pass of a rule with reductions): ``previous[:] = x``, the
+    rule's update of every element and, when ``lower`` is not empty, the projection onto
+    ``[lower, upper]``.
     """
-    key = ("fused", rule.element, bool(parallel))
+    key = ("fused", rule.element, rule.reduce, bool(parallel))
     if key not in _kernels:
-        _kernels[key] = _build_fused_kernel(fused_update_of(rule), rule.n_coefficients,
-                                            bool(parallel))
+        _kernels[key] = _build_fused_kernel(rule, bool(parallel))
     return _kernels[key]
 
 

@@ -6,6 +6,13 @@ function and called from one grid-stride kernel, the GPU twin of :mod:`adamnb.ba
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         x[i] = element(x[i], g[i], state, i, c)
 
+A rule with reductions inside its step (LAMB, Prodigy, Adafactor) runs as four launches on the
+same stream, nothing coming back to the host: the first pass (``reduce`` per element, each block
+folding its threads' terms in a shared-memory tree into one partial per sum), one block folding
+the partials into the sums, the element pass (every thread computes ``finish`` from the sums, the
+same scalars in every thread), and, for a rule that carries scalars, one thread's ``advance``
+writing the new ``carry`` once every thread has read the old one.
+
 Nothing here restates a formula. The arrays are device arrays (numba's, or any object exporting
 ``__cuda_array_interface__``: CuPy arrays, CUDA torch tensors), viewed without copies; ``c`` is the
 tuple of per-step scalars in x's dtype (:func:`adamnb.backends.cpu.cast_coefficients`), passed by value
@@ -72,7 +79,8 @@ from adamnb.backends.elements import fold_max, fused_update, project, stationari
 
 __all__ = ["numba_cuda", "device_function", "project_vector", "is_available", "require_available", "simulator_enabled", "is_device_array",
            "as_device_array", "check_device_vector", "to_device", "cuda_kernel",
-           "cuda_fused_step", "launch_blocks", "step", "Reduction", "block_tree",
+           "cuda_fused_step", "fused_step", "launch_blocks", "step", "Reduction", "block_tree",
+           "StepScratch",
            "number_of_coefficients",
            "kernel_signature", "compile_ptx_for", "compile_kernel_ptx",
            "compile_reduction_ptx"]
@@ -238,7 +246,7 @@ def _kernel_function(element):
     _cuda()
     device_element = device_function(element)
 
-    def kernel(x, g, state, c):
+    def kernel(x, g, state, carry, c):
         for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
             x[i] = device_element(x[i], g[i], state, i, c)
 
@@ -246,7 +254,8 @@ def _kernel_function(element):
 
 
 def cuda_kernel(rule):
-    """The CUDA kernel ``kernel[blocks, threads](x, g, state, c)`` of ``rule``."""
+    """The CUDA kernel ``kernel[blocks, threads](x, g, state, carry, c)`` of a rule without
+    reductions."""
     if rule.element not in _kernels:
         _kernels[rule.element] = _cuda().jit(_kernel_function(rule.element))
     return _kernels[rule.element]
@@ -257,7 +266,7 @@ def _fused_step_function(element):
     _cuda()
     update = _device_update(element)
 
-    def fused_step(x, g, state, c, previous, point, lower, upper):
+    def fused_step(x, g, state, carry, c, previous, point, lower, upper):
         bounded = lower.size > 0
         for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
             value = update(x, g, state, i, c, previous, lower, upper, bounded)
@@ -268,7 +277,8 @@ def _fused_step_function(element):
 
 
 def cuda_fused_step(rule):
-    """The kernel ``fused[blocks, threads](x, g, state, c, previous, point, lower, upper)``.
+    """The kernel ``fused[blocks, threads](x, g, state, carry, c, previous, point, lower, upper)``
+    of a rule without reductions (:func:`fused_step` launches any rule's).
 
     The device driver's step: :func:`adamnb.backends.elements.fused_update` per element, as the
     CPU drivers' kernels do (``previous[:] = x``, the rule's update, the projection onto
@@ -279,6 +289,164 @@ def cuda_fused_step(rule):
     if key not in _kernels:
         _kernels[key] = _cuda().jit(_fused_step_function(rule.element))
     return _kernels[key]
+
+
+# --- rules with reductions inside the step ---------------------------------------------------------
+
+def _first_pass_function(rule, threads_per_block, dtype):
+    """The Python source of a reduction rule's first pass: ``reduce`` per element (updating the
+    state), each block's sums written to ``out[blockIdx.x, :]``."""
+    from numba import from_dtype
+    _cuda()
+    dtype = np.dtype(dtype)
+    scalar, zero, width = from_dtype(dtype), dtype.type(0), int(threads_per_block)
+    terms = len(rule.reductions)
+    reduce_element = device_function(rule.reduce)
+    tree = block_tree(width, False)
+
+    def first_pass(x, g, state, carry, c, out):
+        buffer = _numba_cuda.shared.array(width, scalar)
+        acc = _numba_cuda.local.array(terms, scalar)
+        tid = _numba_cuda.threadIdx.x
+        for j in range(terms):
+            acc[j] = zero
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            values = reduce_element(x[i], g[i], state, i, carry, c)
+            for j in range(terms):
+                acc[j] += values[j]
+        for j in range(terms):
+            buffer[tid] = acc[j]
+            tree(buffer, tid)
+            if tid == 0:
+                out[_numba_cuda.blockIdx.x, j] = buffer[0]
+
+    return first_pass
+
+
+def _combine_function(terms, threads_per_block, dtype):
+    """The Python source of the one-block fold of the first pass's partials (blocks, terms) into
+    ``sums`` (terms)."""
+    from numba import from_dtype
+    _cuda()
+    dtype = np.dtype(dtype)
+    scalar, zero, width = from_dtype(dtype), dtype.type(0), int(threads_per_block)
+    tree = block_tree(width, False)
+
+    def combine(partials, sums):
+        buffer = _numba_cuda.shared.array(width, scalar)
+        tid = _numba_cuda.threadIdx.x
+        for j in range(terms):
+            acc = zero
+            for block in range(tid, partials.shape[0], width):
+                acc += partials[block, j]
+            buffer[tid] = acc
+            tree(buffer, tid)
+            if tid == 0:
+                sums[j] = buffer[0]
+
+    return combine
+
+
+def _second_pass_function(rule, fused):
+    """The Python source of a reduction rule's element pass: every thread computes the step's
+    scalars, ``c`` and ``finish(sums, carry, c)``, then its elements (fused: as
+    :func:`cuda_fused_step` does)."""
+    _cuda()
+    finish = device_function(rule.finish)
+    if not fused:
+        element = device_function(rule.element)
+
+        def second_pass(x, g, state, carry, c, sums):
+            scalars = c + finish(sums, carry, c)
+            for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+                x[i] = element(x[i], g[i], state, i, scalars)
+
+        return second_pass
+    update = _device_update(rule.element)
+
+    def fused_second_pass(x, g, state, carry, c, sums, previous, point, lower, upper):
+        scalars = c + finish(sums, carry, c)
+        bounded = lower.size > 0
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            value = update(x, g, state, i, scalars, previous, lower, upper, bounded)
+            x[i] = value
+            point[i] = value
+
+    return fused_second_pass
+
+
+def _advance_function(rule):
+    """The Python source of the one-thread kernel writing a rule's new carried scalars."""
+    _cuda()
+    advance = device_function(rule.advance)
+
+    def advance_carry(sums, carry, c):
+        if _numba_cuda.grid(1) == 0:
+            carried = advance(sums, carry, c)
+            for j in range(carry.size):
+                carry[j] = carried[j]
+
+    return advance_carry
+
+
+def _reduction_kernels(rule, threads_per_block, dtype, fused):
+    key = ("reduction", rule.element, rule.reduce, int(threads_per_block), np.dtype(dtype),
+           bool(fused))
+    if key not in _kernels:
+        jit = _cuda().jit
+        _kernels[key] = (
+            jit(_first_pass_function(rule, threads_per_block, dtype)),
+            jit(_combine_function(len(rule.reductions), threads_per_block, dtype)),
+            jit(_second_pass_function(rule, fused)),
+            jit(_advance_function(rule)) if rule.advance is not None else None)
+    return _kernels[key]
+
+
+class StepScratch:
+    """The device buffers of a reduction rule's step (the blocks' partials and the sums),
+    allocated once and reused step after step."""
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, blocks, terms, dtype):
+        key = (blocks, terms, np.dtype(dtype))
+        if key not in self._buffers:
+            cuda = _cuda()
+            self._buffers[key] = (cuda.device_array((blocks, terms), dtype),
+                                  cuda.device_array(terms, dtype))
+        return self._buffers[key]
+
+
+def _launch_reduction_step(rule, x, g, state, carry, c, blocks, threads_per_block, stream,
+                           scratch, fused_arguments=None):
+    first, combine, second, advance = _reduction_kernels(
+        rule, threads_per_block, x.dtype, fused_arguments is not None)
+    partials, sums = (scratch or StepScratch()).get(blocks, len(rule.reductions), x.dtype)
+    first[blocks, threads_per_block, stream](x, g, state, carry, c, partials)
+    combine[1, threads_per_block, stream](partials, sums)
+    arguments = (x, g, state, carry, c, sums) + tuple(fused_arguments or ())
+    second[blocks, threads_per_block, stream](*arguments)
+    if advance is not None:
+        advance[1, 1, stream](sums, carry, c)
+
+
+def fused_step(rule, x, g, state, carry, coefficients, previous, point, lower, upper,
+               threads_per_block=DEFAULT_THREADS_PER_BLOCK, blocks=None, stream=0,
+               scratch=None):
+    """The device driver's step of ``rule`` on device vectors: :func:`cuda_fused_step`'s one
+    pass for a rule without reductions, the launches of the module notes (the element pass
+    fused likewise) for a rule with them. ``scratch`` (a :class:`StepScratch`) keeps the
+    reduction's buffers from step to step. Returns without waiting."""
+    if blocks is None:
+        blocks = launch_blocks(x.size, threads_per_block)
+    c = kernels.cast_coefficients(coefficients, x.dtype)
+    if not rule.reductions:
+        cuda_fused_step(rule)[blocks, threads_per_block, stream](x, g, state, carry, c, previous,
+                                                                 point, lower, upper)
+        return
+    _launch_reduction_step(rule, x, g, state, carry, c, blocks, threads_per_block, stream,
+                           scratch, (previous, point, lower, upper))
 
 
 def _project_function():
@@ -314,8 +482,8 @@ def launch_blocks(n, threads_per_block=DEFAULT_THREADS_PER_BLOCK):
     return max(1, min(math.ceil(n / threads_per_block), BLOCKS_PER_SM * _sm_count()))
 
 
-def step(rule, x, g, state, coefficients, threads_per_block=DEFAULT_THREADS_PER_BLOCK,
-         blocks=None, stream=0):
+def step(rule, x, g, state, carry, coefficients, threads_per_block=DEFAULT_THREADS_PER_BLOCK,
+         blocks=None, stream=0, scratch=None):
     """Apply one update of ``rule`` to the device vector ``x`` in place, on the GPU.
 
     Parameters
@@ -326,6 +494,8 @@ def step(rule, x, g, state, coefficients, threads_per_block=DEFAULT_THREADS_PER_
     state : device array of shape ``(rule.rows(options), x.size)`` and x's dtype, the rule's
         state vectors (shape ``(0, n)`` when the configuration keeps none), updated in place. The
         caller guarantees the row count; the kernel does not check bounds.
+    carry : device array of x's dtype, the rule's carried scalars (length ``rule.n_carried``,
+        possibly 0), updated in place.
     coefficients : the step's scalars (:meth:`adamnb.optim.CoefficientStream.step`); cast to
         x's dtype here.
     threads_per_block : int, default 256
@@ -334,6 +504,8 @@ def step(rule, x, g, state, coefficients, threads_per_block=DEFAULT_THREADS_PER_
         strides over the whole vector); tests use tiny grids to exercise the stride.
     stream : numba stream or 0
         The stream to launch on; 0 is the default stream. The call returns without waiting.
+    scratch : StepScratch, optional
+        Device buffers for a rule with reductions, reused from call to call.
     """
     x = check_device_vector(x, "x")
     g = check_device_vector(g, "g")
@@ -354,7 +526,12 @@ def step(rule, x, g, state, coefficients, threads_per_block=DEFAULT_THREADS_PER_
     elif not (isinstance(blocks, (int, np.integer)) and blocks >= 1):
         raise ValueError(f"Invalid blocks: {blocks!r}; expected a positive integer")
     c = kernels.cast_coefficients(coefficients, x.dtype)
-    cuda_kernel(rule)[int(blocks), int(threads_per_block), stream](x, g, state, c)
+    carry = as_device_array(carry, "carry")
+    if rule.reductions:
+        _launch_reduction_step(rule, x, g, state, carry, c, int(blocks), int(threads_per_block),
+                               stream, scratch)
+        return
+    cuda_kernel(rule)[int(blocks), int(threads_per_block), stream](x, g, state, carry, c)
 
 
 # --- reductions -----------------------------------------------------------------------------------
@@ -565,13 +742,13 @@ def number_of_coefficients(rule):
 
 
 def kernel_signature(rule, dtype):
-    """The kernel's argument types for ``dtype``: (x, g, state, c) as numba types."""
+    """The kernel's argument types for ``dtype``: (x, g, state, carry, c) as numba types."""
     from numba import from_dtype
     from numba import types as nbtypes
     if np.dtype(dtype).type not in _FLOAT_TYPES:
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     scalar = from_dtype(np.dtype(dtype))
-    return (scalar[::1], scalar[::1], scalar[:, ::1],
+    return (scalar[::1], scalar[::1], scalar[:, ::1], scalar[::1],
             nbtypes.UniTuple(scalar, number_of_coefficients(rule)))
 
 
@@ -626,11 +803,21 @@ def compile_ptx_for(rule, dtype, cc=(9, 0), fused=False):
         raise RuntimeError("compile_ptx_for needs the real CUDA target; it does not work with "
                            "NUMBA_ENABLE_CUDASIM=1")
     signature = kernel_signature(rule, dtype)
-    if fused:
-        vector = signature[0]
-        return compile_kernel_ptx(_fused_step_function(rule.element),
-                                  signature + (vector, vector, vector, vector), cc)
-    return compile_kernel_ptx(_kernel_function(rule.element), signature, cc)
+    vector = signature[0]
+    fused_tail = (vector, vector, vector, vector) if fused else ()
+    if not rule.reductions:
+        function = (_fused_step_function if fused else _kernel_function)(rule.element)
+        return compile_kernel_ptx(function, signature + fused_tail, cc)
+    # A rule with reductions: the PTX of each of its launches, one after the other.
+    from numba import from_dtype
+    matrix = from_dtype(np.dtype(dtype))[:, ::1]
+    sources = [(_first_pass_function(rule, DEFAULT_THREADS_PER_BLOCK, dtype), signature + (matrix,)),
+               (_combine_function(len(rule.reductions), DEFAULT_THREADS_PER_BLOCK, dtype),
+                (matrix, vector)),
+               (_second_pass_function(rule, fused), signature + (vector,) + fused_tail)]
+    if rule.advance is not None:
+        sources.append((_advance_function(rule), (vector, vector, signature[-1])))
+    return "\n".join(compile_kernel_ptx(function, types, cc) for function, types in sources)
 
 
 def compile_reduction_ptx(kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLOCK, cc=(9, 0)):

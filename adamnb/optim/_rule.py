@@ -22,6 +22,20 @@ A rule is written once, in one module of :mod:`adamnb.optim.rules`, as:
   names (torch's, ``betas`` split into ``beta1`` and ``beta2``; optax's ``b1``, ``b2``, ``b3``
   become ``beta1``, ``beta2``, ``beta3``), and ``doc``: the update in math with its sources, which
   becomes the docstring of the rule's optimizer class.
+* optionally **reductions inside a step**, for rules whose update needs sums over the whole
+  vector (or over one parameter group, :mod:`adamnb.optim.groups`): LAMB's trust ratio
+  ``||x|| / ||u||``, Prodigy's distance estimate, Adafactor's update clipping. Such a rule
+  declares ``reductions`` (the names of the sums) and splits its step in two passes over the
+  vector. The first, ``reduce(x, g, state, i, carry, c)``, updates the element's state and
+  returns its term of each sum; the sums are taken, then ``finish(sums, carry, c)`` turns them
+  into the further per-step scalars ``finished``, which the second pass, the ``element``, reads
+  after the ``scalars`` (its first statement unpacks both). ``carried`` names scalars a rule
+  carries from step to step that depend on the sums (Prodigy's distance estimate):
+  ``advance(sums, carry, c)`` gives their new values from the old ones (``carry``, an array of
+  x's dtype) once per step, after ``finish`` has read them. Every kernel runs the same two
+  passes: the CPU kernels sum in fixed chunks (:mod:`adamnb.backends.cpu`), so the serial and
+  threaded kernels give the same bits; the CUDA kernels reduce on the device
+  (:mod:`adamnb.backends.cuda`).
 * optionally ``outputs(options, x, state)``: what a run reports beside its iterate, computed on
   the host from the final ``x`` and state (ASGD's average ``ax``; schedule-free AdamW's evaluation
   point, which replaces ``x``). ``minimize`` puts them in its result, the classes give them from
@@ -42,7 +56,7 @@ import numpy as np
 
 from adamnb.optim.schedules import Schedule, checked_rate
 
-__all__ = ["Hyperparameter", "UpdateRule", "CoefficientStream", "power", "lr_option",
+__all__ = ["Hyperparameter", "UpdateRule", "MatrixStep", "CoefficientStream", "power", "lr_option",
            "beta_option", "eps_option", "WEIGHT_DECAY", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY",
            "RESERVED_OPTION_NAMES"]
 
@@ -50,15 +64,19 @@ __all__ = ["Hyperparameter", "UpdateRule", "CoefficientStream", "power", "lr_opt
 #: :data:`adamnb.optimize.DRIVER_OPTIONS`), never to a rule: a rule whose hyperparameter took one
 #: of them would have that option silently taken by the driver. Checked for every rule.
 RESERVED_OPTION_NAMES = frozenset({"maxiter", "gtol", "tol", "disp", "return_all", "parallel",
-                                   "finite_diff_rel_step", "callback", "bounds", "args", "jac"})
+                                   "finite_diff_rel_step", "callback", "bounds", "args", "jac",
+                                   "groups"})
 
 
 @dataclass(frozen=True)
 class Hyperparameter:
     """One option of an update rule: its default, its type and its allowed range.
 
-    ``kind`` is "float", "int" (a whole number, e.g. a count of steps), "bool" or "lr" (a float or
-    a schedule). ``low``/``high`` bound a number; ``low_open``/``high_open`` make a bound strict.
+    ``kind`` is "float", "int" (a whole number, e.g. a count of steps), "bool", "lr" (a float or
+    a schedule) or "choice" (one of ``choices``, e.g. Muon's ``adjust_lr_fn``). ``low``/``high``
+    bound a number; ``low_open``/``high_open`` make a bound strict. ``none_ok`` lets a number be
+    None too (torch's ``eps=(None, 1e-3)`` of Adafactor, optax's ``beta3=None`` of Prodigy: the
+    rule then derives the value).
     """
 
     name: str
@@ -69,11 +87,20 @@ class Hyperparameter:
     high: float = math.inf
     low_open: bool = False
     high_open: bool = False
+    none_ok: bool = False
+    choices: tuple = ()
 
     def range_text(self):
         """The allowed values in words, e.g. ``0 <= beta1 < 1``."""
         if self.kind == "bool":
             return "True or False"
+        if self.kind == "choice":
+            return f"{self.name} one of {', '.join(map(repr, self.choices))}"
+        if self.none_ok:
+            return f"None or {self._number_range()}"
+        return self._number_range()
+
+    def _number_range(self):
         if math.isinf(self.low) and math.isinf(self.high):
             return f"{self.name} any real number"
         left = f"{self.low:g} {'<' if self.low_open else '<='} {self.name}"
@@ -98,6 +125,13 @@ class Hyperparameter:
                     isinstance(value, (int, np.integer)) and value in (0, 1)):
                 return bool(value)
             raise ValueError(f"Invalid {self.name}: {value!r}; expected True or False")
+        if self.kind == "choice":
+            for choice in self.choices:
+                if value is choice or (isinstance(value, str) and value == choice):
+                    return choice
+            raise ValueError(f"Invalid {self.name}: {value!r}; expected {self.range_text()}")
+        if self.none_ok and value is None:
+            return None
         if self.kind == "lr" and callable(value) and not hasattr(value, "__float__"):
             return value  # a schedule, checked at every step (adamnb.optim.schedules)
         number = _real_scalar(value)
@@ -185,6 +219,32 @@ def _unpacked_names(element):
 
 
 @dataclass(frozen=True)
+class MatrixStep:
+    """How a rule updates one piece of a parameter group that has a 2-D shape, as a matrix.
+
+    The element math cannot: the update mixes the elements of a row, a column or the whole
+    matrix (Adafactor's row and column means, Muon's Newton-Schulz orthogonalisation). Runs on
+    the host, in NumPy (matrix products with BLAS), one call per piece and step.
+
+    Parameters
+    ----------
+    slots : tuple of str
+        The piece's state arrays, with torch's state names (``row_var``, ``col_var``;
+        ``momentum_buffer``).
+    shapes : callable
+        ``shapes(options, shape)``: the shape of each slot for a piece of 2-D ``shape``.
+    step : callable
+        ``step(X, G, state, values, options)``: update the matrix view ``X`` in place given its
+        gradient ``G`` (same shape), the piece's state (a tuple of arrays in slot order, updated
+        in place) and ``values``, the step's scalars by name (the rule's ``scalars``, x's dtype).
+    """
+
+    slots: tuple
+    shapes: Callable
+    step: Callable
+
+
+@dataclass(frozen=True)
 class UpdateRule:
     """One update rule written once: options, state layout, per-step scalars and element math.
 
@@ -202,11 +262,26 @@ class UpdateRule:
     math and sources, ``source`` the paper and library the formulas follow, ``defined_by`` the
     library function the rule reproduces (default ``torch.optim.<class_name>``).
 
+    A rule may also update a parameter group's 2-D pieces as matrices (:class:`MatrixStep`,
+    :mod:`adamnb.optim.groups`): Adafactor's factored second moments, Muon's orthogonalised
+    momentum. A rule that is only a matrix step (Muon: ``element`` None) names the rule that
+    updates the pieces without a 2-D shape, ``vector_fallback`` (torch recommends AdamW).
+    ``whole_vector`` marks a rule whose sums span every parameter (optax's Prodigy sums over the
+    whole parameter tree): it runs without groups.
+
+    A rule with reductions inside its step (module notes) sets ``reductions``, ``reduce``,
+    ``finish`` and ``finished``, and, if it carries scalars that depend on the sums, ``carried``,
+    ``initial_carry(options)`` (their values before step 1, a dict) and ``advance``.
+    ``dtype_options(options, dtype)`` fills in options whose value depends on x's dtype (torch's
+    ``eps1=None`` of Adafactor is the dtype's machine epsilon) before the scalars are computed.
+
     Raises
     ------
     ValueError
-        At construction: the element's unpacking of ``c`` does not match ``scalars``, or an option
-        takes a name reserved for the drivers (:data:`RESERVED_OPTION_NAMES`).
+        At construction: the element's unpacking of ``c`` does not match ``scalars`` (followed
+        by ``finished``), nor the first pass's, ``finish``'s or ``advance``'s ``scalars``; a
+        reduction rule lacks one of its parts; an option takes a name reserved for the drivers
+        (:data:`RESERVED_OPTION_NAMES`).
     """
 
     name: str
@@ -227,14 +302,37 @@ class UpdateRule:
     scalar_series: Callable = None
     outputs: Callable = None
     defined_by: str = None
+    reductions: tuple = ()
+    reduce: Callable = None
+    finish: Callable = None
+    finished: tuple = ()
+    carried: tuple = ()
+    initial_carry: Callable = None
+    advance: Callable = None
+    dtype_options: Callable = None
+    matrix: "MatrixStep" = None
+    vector_fallback: str = None
+    whole_vector: bool = False
 
     def __post_init__(self):
-        unpacked = _unpacked_names(self.element)
-        if unpacked != tuple(self.scalars):
-            raise ValueError(
-                f"rule {self.name!r}: the element {self.element.__name__} must begin by "
-                f"unpacking its coefficients into the declared scalars, "
-                f"`{', '.join(self.scalars)} = c`; it unpacks {unpacked}")
+        if self.element is None:
+            if self.matrix is None or self.vector_fallback is None:
+                raise ValueError(f"rule {self.name!r}: a rule without an element needs a matrix "
+                                 "step and a vector_fallback rule")
+        else:
+            self._check_unpacking(self.element, tuple(self.scalars) + tuple(self.finished))
+        if self.reductions or self.reduce or self.finish or self.finished:
+            if not (self.reductions and self.reduce and self.finish):
+                raise ValueError(f"rule {self.name!r}: a rule with reductions needs reductions, "
+                                 "reduce and finish")
+            self._check_unpacking(self.reduce, tuple(self.scalars))
+            self._check_unpacking(self.finish, tuple(self.scalars))
+        if bool(self.carried) != bool(self.advance) or (self.carried and not self.reduce) \
+                or bool(self.carried) != bool(self.initial_carry):
+            raise ValueError(f"rule {self.name!r}: carried scalars need reductions, "
+                             "initial_carry and advance")
+        if self.advance is not None:
+            self._check_unpacking(self.advance, tuple(self.scalars))
         names = [hp.name for hp in self.hyperparameters]
         clash = sorted(RESERVED_OPTION_NAMES.intersection(names) | set(self.fixed)
                        .intersection(RESERVED_OPTION_NAMES))
@@ -243,6 +341,37 @@ class UpdateRule:
                              "(maxiter, gtol, ...); give the hyperparameter another name")
         if len(set(names)) != len(names):
             raise ValueError(f"rule {self.name!r}: an option is declared twice in {names}")
+
+    def _check_unpacking(self, function, names):
+        unpacked = _unpacked_names(function)
+        if unpacked != names:
+            raise ValueError(
+                f"rule {self.name!r}: {function.__name__} must begin by unpacking its "
+                f"coefficients into the declared scalars, `{', '.join(names)} = c`; it unpacks "
+                f"{unpacked}")
+
+    @property
+    def n_carried(self):
+        """How many scalars the rule carries from step to step (the length of ``carry``)."""
+        return len(self.carried)
+
+    def carry_vector(self, options, dtype, starts=None):
+        """The carried scalars before step 1, as an array of ``dtype`` of length
+        :attr:`n_carried` (shape (starts, n_carried) for ``starts`` independent runs)."""
+        shape = (self.n_carried,) if starts is None else (starts, self.n_carried)
+        carry = np.zeros(shape, dtype=dtype)
+        if self.carried:
+            values = self.initial_carry(options)
+            for k, name in enumerate(self.carried):
+                carry[..., k] = values[name]
+        return carry
+
+    def options_for(self, options, dtype):
+        """``options`` with the values that depend on x's dtype filled in (see
+        ``dtype_options``); the options themselves otherwise."""
+        if self.dtype_options is None:
+            return options
+        return self.dtype_options(dict(options), np.dtype(dtype))
 
     @property
     def library(self):
@@ -351,8 +480,8 @@ class CoefficientStream:
     """
 
     def __init__(self, rule, options, schedule, dtype, maxiter=None, scalars=None, step=0):
-        self.rule, self.options, self.schedule = rule, options, schedule
         self.dtype = np.dtype(dtype)
+        self.rule, self.options, self.schedule = rule, rule.options_for(options, dtype), schedule
         self.maxiter = maxiter
         self.scalars = dict(rule.scalar_state if scalars is None else scalars)
         self.next = step + 1  # the first step not computed yet

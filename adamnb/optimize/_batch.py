@@ -24,7 +24,8 @@ _batched_loops = {}
 
 def _build_batched_loop(loop):
     @jit(parallel=True, cache=False)
-    def batched_loop(args, X, F, G, norms, states, table, lower, upper, gtol, status, counts):
+    def batched_loop(args, X, F, G, norms, states, carries, table, lower, upper, gtol, status,
+                     counts):
         empty_history = np.empty(0)
         for j in numba.prange(X.shape[0]):
             if status[j] != _RUNNING:
@@ -33,8 +34,8 @@ def _build_batched_loop(loop):
             point = np.empty_like(X[j])
             spare = np.empty_like(G[j])
             outcome, f, norm = loop(args, X[j], F[j], G[j], spare, point, norms[j], states[j],
-                                    table, previous, lower, upper, gtol, empty_history,
-                                    X[j:j, :], counts[j])
+                                    carries[j], table, previous, lower, upper, gtol,
+                                    empty_history, X[j:j, :], counts[j])
             F[j] = f
             norms[j] = norm
             if outcome == CONVERGED:
@@ -126,6 +127,9 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
         raise ValueError("minimize_batch needs numba-jitted fun and jac (or fun returning (f, g) "
                          "with jac=True); for Python objectives call adamnb.minimize per start")
     run = prepare(rule, args, options)
+    if run.groups is not None:
+        raise ValueError("minimize_batch runs without groups; give each start's groups to "
+                         "adamnb.minimize")
     if run.record:
         raise ValueError("minimize_batch does not support return_all")
     if run.stochastic:
@@ -140,6 +144,7 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     if not np.isfinite(X).all():
         raise ValueError("x0 must be finite")
     k, n = X.shape
+    run.bind(n)
     bound_arrays = as_bounds(bounds, n, X.dtype)
     lower, upper = bound_arrays if bound_arrays is not None else (X[0, :0], X[0, :0])
     if bound_arrays is not None:
@@ -147,6 +152,7 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
             cpu.project_vector(row, lower, upper)
 
     states = rule.state_vectors(run.options, n, X.dtype, starts=k)
+    carries = rule.carry_vector(run.options, X.dtype, starts=k)
     F, norms = np.empty(k), np.empty(k, dtype=X.dtype)
     G = np.empty_like(X)
     shape_ok = np.zeros(k, dtype=np.bool_)
@@ -165,7 +171,8 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     t = 1
     while t <= run.maxiter and (status == _RUNNING).any():
         table = stream.columns(t, block_length(t, run.gtol, record=False))
-        loop(run.args, X, F, G, norms, states, table, lower, upper, run.gtol, status, counts)
+        loop(run.args, X, F, G, norms, states, carries, table, lower, upper, run.gtol, status,
+             counts)
         t += table.shape[1]
     running = status == _RUNNING
     converged = running & (norms <= run.gtol) if run.gtol > 0 else np.zeros(k, bool)
@@ -174,6 +181,6 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     usable = np.flatnonzero(status != 3)
     best = int(usable[np.argmin(F[usable])]) if usable.size else -1
     result = build_result(run, X, F, G, counts[:, 0].copy(), counts[:, 1].copy(),
-                          counts[:, 2].copy(), status, state=states)
+                          counts[:, 2].copy(), status, state=[(states, carries)])
     result.best = best
     return result

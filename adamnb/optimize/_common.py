@@ -41,6 +41,7 @@ import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 from adamnb.optim._rule import RESERVED_OPTION_NAMES
+from adamnb.optim.groups import Layout, check_specs, parse_groups
 from adamnb.optim.schedules import as_schedule, fresh_copy
 
 __all__ = ["DRIVER_OPTIONS", "STATUS_MESSAGES", "Run", "prepare", "as_x0", "as_bounds",
@@ -60,6 +61,9 @@ DRIVER_OPTIONS = {
     "finite_diff_rel_step": (None, "relative step of jac '2-point'/'3-point' (scipy's option): "
                                    "h = rel_step * sign(x) * |x|, by default sqrt (2-point) or "
                                    "cbrt (3-point) of x's machine epsilon times max(1, |x|)"),
+    "groups": (None, "parameter groups over x, as torch's param groups: a list of dicts "
+                     "{'params': views of x, option: value, ...}, each group's options these "
+                     "options updated with its own (adamnb.optim.groups); run in the host loop"),
 }
 assert set(DRIVER_OPTIONS) <= RESERVED_OPTION_NAMES  # no rule may take a driver's option name
 
@@ -91,9 +95,25 @@ class Run:
     finite_diff_rel_step: object
     args: object
     stochastic: bool
+    groups: object = None
+    layout: object = None
+
+    def bind(self, n):
+        """Resolve the groups for a vector of ``n`` elements: the run's
+        :class:`adamnb.optim.groups.Layout` (one group and one piece without groups).
+
+        Raises
+        ------
+        ValueError
+            The groups do not fit the vector (see :class:`adamnb.optim.groups.Layout`).
+        """
+        self.layout = Layout(self.rule, self.options, self.groups, n, self.schedule,
+                             copy_schedules=True)
+        return self.layout
 
     def stream(self, dtype, fed=False):
-        """The run's :class:`adamnb.optim.CoefficientStream`, in ``dtype``.
+        """The per-step scalars of every group (:meth:`adamnb.optim.groups.Layout.stream`), in
+        ``dtype``; call :meth:`bind` first.
 
         ``fed`` says the caller gives the objective to a schedule that follows it
         (:func:`iterate` does, through :func:`objective_feed`).
@@ -101,13 +121,15 @@ class Run:
         Raises
         ------
         ValueError
-            The schedule follows the objective (ReduceLROnPlateau) and ``fed`` is False: a
+            A schedule follows the objective (ReduceLROnPlateau) and ``fed`` is False: a
             driver with many objectives (``minimize_batch``) has no single one to give it.
         """
-        if getattr(self.schedule, "needs_objective", False) and not fed:
-            raise ValueError(f"{type(self.schedule).__name__} follows the objective of one run; "
-                             "this driver runs many at once and cannot feed it (use minimize)")
-        return self.rule.stream(self.options, self.schedule, dtype, maxiter=self.maxiter)
+        for schedule in self.layout.schedules():
+            if getattr(schedule, "needs_objective", False) and not fed:
+                raise ValueError(f"{type(schedule).__name__} follows the objective of one run; "
+                                 "this driver runs many at once and cannot feed it (use "
+                                 "minimize)")
+        return self.layout.stream(dtype, maxiter=self.maxiter)
 
     def next_args(self):
         """The extra arguments of the next evaluation: the fixed tuple, or the next element of
@@ -159,6 +181,8 @@ def prepare(rule, args, options):
         elif stochastic:
             driver["gtol"] = 0.0
     validated = rule.validate(hyperparameters)
+    groups = None if driver["groups"] is None else parse_groups(driver["groups"])
+    check_specs(rule, validated, groups)
     # A stateful schedule runs on a copy: the same call gives the same run twice.
     return Run(rule=rule, options=validated, schedule=fresh_copy(as_schedule(validated["lr"])),
                maxiter=_check_maxiter(driver["maxiter"]),
@@ -166,7 +190,7 @@ def prepare(rule, args, options):
                disp=bool(driver["disp"]), record=bool(driver["return_all"]),
                parallel=_check_parallel(driver["parallel"]),
                finite_diff_rel_step=_check_rel_step(driver["finite_diff_rel_step"]),
-               args=args, stochastic=stochastic)
+               args=args, stochastic=stochastic, groups=groups)
 
 
 def _is_stream(value):
@@ -381,35 +405,44 @@ def objective_feed(run, f0):
     from ``f0`` on, and passes their mean once the epoch's last minibatch has been drawn, as a
     training loop calls torch's ``scheduler.step(loss)`` once per epoch.
     """
-    schedule = run.schedule
-    if not getattr(schedule, "needs_objective", False):
+    followers = [schedule for schedule in run.layout.schedules()
+                 if getattr(schedule, "needs_objective", False)]
+    if not followers:
         return None
+
+    def step(f):
+        for schedule in followers:
+            schedule.step(f)
+
     stream = run.args
     if not (run.stochastic and hasattr(stream, "batches_per_epoch") and hasattr(stream, "epoch")):
-        return schedule.step
+        return step
     values, seen = [f0], [stream.epoch]
 
     def feed(f):
         values.append(f)
         if stream.epoch != seen[0]:
-            schedule.step(math.fsum(values) / len(values))
+            step(math.fsum(values) / len(values))
             values.clear()
             seen[0] = stream.epoch
 
     return feed
 
 
-def rule_outputs(run, x, state):
-    """The rule's extra results from the final ``x`` and ``state`` (host or device arrays; see
-    :attr:`adamnb.optim.UpdateRule.outputs`), as arrays of the same kind: ``{}`` for most rules.
+def rule_outputs(run, x, states):
+    """The rules' extra results from the final ``x`` and ``states`` (each piece's ``(state,
+    carry)``, host or device arrays; see :attr:`adamnb.optim.UpdateRule.outputs` and
+    :meth:`adamnb.optim.groups.Layout.outputs`), as arrays of the same kind: ``{}`` for most
+    rules.
     """
-    if run.rule.outputs is None or state is None:
+    if states is None or all(group.rule.outputs is None for group in run.layout.groups):
         return {}
     if isinstance(x, np.ndarray):
-        return run.rule.outputs(run.options, x, state)
+        return run.layout.outputs(x, states)
     from adamnb.backends import cuda as cuda_backend  # only device runs get here
 
-    outputs = run.rule.outputs(run.options, x.copy_to_host(), state.copy_to_host())
+    host = [(state.copy_to_host(), carry.copy_to_host()) for state, carry in states]
+    outputs = run.layout.outputs(x.copy_to_host(), host)
     return {name: cuda_backend.to_device(np.ascontiguousarray(value))
             for name, value in outputs.items()}
 
@@ -419,8 +452,8 @@ def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_histor
     """The ``scipy.optimize.OptimizeResult`` of a run, and scipy's summary when ``disp``.
 
     For a batch of starts, ``status`` and the counts are arrays over the starts; ``success`` is
-    then an array and ``message`` a list. With ``state``, the rule's extra outputs
-    (:func:`rule_outputs`) join the result; an output named ``x`` replaces the iterate (``fun``
+    then an array and ``message`` a list. With ``state`` (each piece's ``(state, carry)``), the
+    rule's extra outputs (:func:`rule_outputs`) join the result; an output named ``x`` replaces the iterate (``fun``
     and ``jac`` stay those of the iterate, where the last gradient was taken).
     """
     if np.ndim(status) == 0:

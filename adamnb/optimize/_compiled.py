@@ -115,12 +115,12 @@ def _record(history, vectors, step, f, x):
         vectors[step, i] = x[i]
 
 
-def _build_compiled_loop(update, n_coefficients, evaluate, fun, jac, bounded):
+def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded):
     # The objective, its protocol and the bounds flag are closure constants (see the module
     # notes); recording is a call to a function of its own, taken only when asked for.
     @jit(cache=False)
-    def compiled_loop(args, x, f, g, spare, point, norm, state, table, previous, lower, upper,
-                      gtol, history, vectors, counts):
+    def compiled_loop(args, x, f, g, spare, point, norm, state, carry, table, previous, lower,
+                      upper, gtol, history, vectors, counts):
         """Run up to table.shape[1] steps from (x, f, g) with convergence measure ``norm``.
 
         counts = [nit, nfev, njev] is updated. ``g`` holds the gradient at x on entry and on
@@ -137,10 +137,7 @@ def _build_compiled_loop(update, n_coefficients, evaluate, fun, jac, bounded):
                 outcome = CONVERGED
                 break
             c = to_fixed_tuple(table[:, step], n_coefficients)
-            for i in range(x.size):
-                value = update(x, current, state, i, c, previous, lower, upper, bounded)
-                x[i] = value
-                point[i] = value
+            fused_pass(x, current, state, carry, c, previous, point, lower, upper, bounded)
             f_new = evaluate(fun, jac, args, point, other)
             evaluations += 1
             norm_new = stationarity_norm_serial(x, other, lower, upper)
@@ -167,14 +164,14 @@ def compiled_loop(rule, fun, jac, bounded):
     """The whole-loop driver of ``rule`` for the jitted objective ``fun`` with ``jac`` (True or a
     jitted gradient), called as :func:`gradient_protocol` says; see the module docstring.
 
-    ``compiled_loop(args, x, f, g, spare, point, norm, state, table, previous, lower, upper, gtol,
-    history, vectors, counts) -> (outcome, f, norm)``; ``bounded`` says whether ``lower`` and
+    ``compiled_loop(args, x, f, g, spare, point, norm, state, carry, table, previous, lower,
+    upper, gtol, history, vectors, counts) -> (outcome, f, norm)``; ``bounded`` says whether ``lower`` and
     ``upper`` are given (a loop is compiled for each case).
     """
     protocol, fun, jac = gradient_protocol(fun, jac)
-    key = (rule.element, protocol, fun, jac, bool(bounded))
+    key = (rule.element, rule.reduce, protocol, fun, jac, bool(bounded))
     if key not in _compiled_loops:
-        _compiled_loops[key] = _build_compiled_loop(cpu.fused_update_of(rule),
+        _compiled_loops[key] = _build_compiled_loop(cpu.fused_pass_of(rule),
                                                     rule.n_coefficients, _EVALUATE[protocol],
                                                     fun, jac, bool(bounded))
     return _compiled_loops[key]
@@ -201,14 +198,16 @@ def block_length(t, gtol, record):
 
 def can_compile(run, fun, jac, notify, objective):
     """Whether the run can take the compiled loop: jitted ``fun`` and gradient (no finite
-    differences), no callback, fixed ``args`` and a schedule of the step alone."""
+    differences), no callback, fixed ``args``, a schedule of the step alone and no groups (a
+    run with groups takes the host loop, one kernel call per group view, with the same bits)."""
     pure = getattr(run.schedule, "pure", False)
     return (notify is None and not run.stochastic and objective.fd_scheme is None and pure
+            and run.groups is None
             and is_jitted(fun) and (jac is True or is_jitted(jac)))
 
 
-def iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, lower, upper, counts, allvecs,
-                     fun_history):
+def iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, carry, lower, upper, counts,
+                     allvecs, fun_history):
     """The iteration of :func:`adamnb.optimize._common.iterate` in compiled blocks.
 
     ``counts`` is ``[nit, nfev, njev]`` (an int64 array) and is updated. Returns
@@ -229,8 +228,8 @@ def iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, lower, upper, c
         steps = table.shape[1] if record else 0
         history = np.empty(steps)
         vectors = np.empty((steps, x.size), dtype=x.dtype)
-        outcome, f, norm = loop(args, x, f, g, spare, point, norm, state, table, previous, lower,
-                                upper, run.gtol, history, vectors, counts)
+        outcome, f, norm = loop(args, x, f, g, spare, point, norm, state, carry, table, previous,
+                                lower, upper, run.gtol, history, vectors, counts)
         if record:
             done = int(counts[0]) - (t - 1) - (outcome == NOT_FINITE)
             allvecs.extend(vectors[:done].copy())

@@ -102,24 +102,43 @@ class _DeviceObjective:
 
 
 class DeviceSteps:
-    """The device driver's step machinery for :func:`adamnb.optimize._common.iterate`."""
+    """The device driver's step machinery for :func:`adamnb.optimize._common.iterate`: one
+    :func:`adamnb.backends.cuda.fused_step` per piece of the run's layout (the whole vector
+    without groups), with its group's scalars."""
 
-    def __init__(self, rule, objective, x, lower, upper):
+    def __init__(self, layout, objective, x, lower, upper):
         cuda = cuda_backend.numba_cuda()
+        if any(piece.matrix for piece in layout.pieces):
+            raise NotImplementedError(
+                "the groups' matrix steps (Muon, Adafactor's factored moments) run on the host; "
+                "minimize them with NumPy arrays")
+        self.layout = layout
         self.objective = objective
         self.lower, self.upper = lower, upper
         self.previous = cuda.device_array_like(x)
         self.point = cuda.device_array_like(x)
         self.point.copy_to_device(x)
-        self.fused = cuda_backend.cuda_fused_step(rule)
         self.norm = cuda_backend.Reduction("max_abs", x.dtype, THREADS_PER_BLOCK)
-        self.blocks = cuda_backend.launch_blocks(x.size, THREADS_PER_BLOCK)
+        self.blocks = [cuda_backend.launch_blocks(piece.size, THREADS_PER_BLOCK)
+                       for piece in layout.pieces]
+        self.rows = [layout.rows(index) for index in range(len(layout.pieces))]
         self.scalar = np.dtype(x.dtype).type
+        self.scratch = cuda_backend.StepScratch()
+        # The views of the driver's own vectors, made once (x is always this same array).
+        self.views = [tuple(layout.view(array, index) if array.size else array
+                            for array in (x, self.previous, self.point, lower, upper))
+                      for index in range(len(layout.pieces))]
 
-    def update(self, x, g, state, table, column):
-        c = tuple(self.scalar(value) for value in table[:, column])
-        self.fused[self.blocks, THREADS_PER_BLOCK](x, g, state, c, self.previous, self.point,
-                                                   self.lower, self.upper)
+    def update(self, x, g, states, table, column):
+        layout = self.layout
+        for index, piece in enumerate(layout.pieces):
+            group = layout.groups[piece.group]
+            c = tuple(self.scalar(value) for value in table[self.rows[index], column])
+            state, carry = states[index]
+            xv, previous, point, lower, upper = self.views[index]
+            cuda_backend.fused_step(group.rule, xv, layout.view(g, index), state, carry, c,
+                                    previous, point, lower, upper, THREADS_PER_BLOCK,
+                                    self.blocks[index], scratch=self.scratch)
 
     def evaluate(self, x, args, out):
         f, g = self.objective(self.point, args)
@@ -237,15 +256,17 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
     else:
         lower, upper = (cuda_backend.to_device(b) for b in bound_arrays)
         cuda_backend.project_vector(x, lower, upper, THREADS_PER_BLOCK)
-    state = cuda_backend.to_device(rule.state_vectors(run.options, x.size, dtype))
-    steps = DeviceSteps(rule, objective, x, lower, upper)
+    layout = run.bind(x.size)
+    states = [(cuda_backend.to_device(state), cuda_backend.to_device(carry))
+              for state, carry in layout.new_states(dtype)]
+    steps = DeviceSteps(layout, objective, x, lower, upper)
     g, spare = cuda.device_array_like(x), cuda.device_array_like(x)
     f, norm = steps.evaluate(x, run.next_args(), g)
     allvecs, fun_history = ([x.copy_to_host()], [f]) if run.record else (None, None)
     if not (math.isfinite(f) and math.isfinite(norm)):
         status, nit = 3, 0
     else:
-        status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, state, notify, allvecs,
+        status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, states, notify, allvecs,
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
-                        fun_history, state=state)
+                        fun_history, state=states)

@@ -196,18 +196,47 @@ def _adjust_to_bounds(x0, h, num_steps, scheme, lower, upper):
 
 
 class HostSteps:
-    """The host driver's step machinery for :func:`adamnb.optimize._common.iterate`."""
+    """The host driver's step machinery for :func:`adamnb.optimize._common.iterate`.
 
-    def __init__(self, rule, objective, x, lower, upper, parallel):
-        threaded = cpu.use_parallel(parallel, x.size)
-        self.kernel = cpu.fused_kernel(rule, threaded)
+    One call per piece of the run's :class:`adamnb.optim.groups.Layout` (the whole vector
+    without groups): its rule's fused kernel with its group's scalars, or, for a piece updated
+    as a matrix, the rule's matrix step between the same saving of the previous iterate and
+    projection onto the bounds.
+    """
+
+    def __init__(self, layout, objective, x, lower, upper, parallel):
+        self.layout = layout
         self.objective = objective
         self.lower, self.upper = lower, upper
         self.previous = np.empty_like(x)
-        self.threaded = threaded
+        self.threaded = cpu.use_parallel(parallel, x.size)
+        self.kernels = [None if piece.matrix else
+                        cpu.fused_kernel(layout.groups[piece.group].rule,
+                                         cpu.use_parallel(parallel, piece.size))
+                        for piece in layout.pieces]
+        # One group: its scalars are the whole table (no slicing per step).
+        self.rows = [None if len(layout.groups) == 1 else layout.rows(index)
+                     for index in range(len(layout.pieces))]
 
-    def update(self, x, g, state, table, column):
-        self.kernel(x, g, state, table, column, self.previous, self.lower, self.upper)
+    def update(self, x, g, states, table, column):
+        layout, lower, upper, previous = self.layout, self.lower, self.upper, self.previous
+        for index, kernel in enumerate(self.kernels):
+            state, carry = states[index]
+            rows = table if self.rows[index] is None else table[self.rows[index]]
+            xv, gv, saved = layout.view(x, index), layout.view(g, index), \
+                layout.view(previous, index)
+            bounds = lower if lower.size == 0 else layout.view(lower, index)
+            top = upper if upper.size == 0 else layout.view(upper, index)
+            if kernel is not None:
+                kernel(xv, gv, state, carry, rows, column, saved, bounds, top)
+                continue
+            saved[:] = xv
+            group = layout.groups[layout.pieces[index].group]
+            c = rows[:, column].astype(x.dtype)
+            group.rule.matrix.step(layout.matrix(x, index), layout.matrix(g, index), state,
+                                   dict(zip(group.rule.scalars, c)), group.options)
+            if bounds.size:
+                cpu.project_vector(xv, bounds, top)
 
     def evaluate(self, x, args, out):
         f = self.objective(x, args, out)

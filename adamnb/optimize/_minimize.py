@@ -37,14 +37,15 @@ def minimize_with_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
     warn_unused(rule, hess, hessp, constraints)
     run = prepare(rule, args, options)
     x = as_x0(x0)
+    layout = run.bind(x.size)
     bound_arrays = as_bounds(bounds, x.size, x.dtype)
     lower, upper = bound_arrays if bound_arrays is not None else (x[:0], x[:0])
     if bound_arrays is not None:
         cpu.project_vector(x, lower, upper)
     objective = Objective(fun, jac, x, bound_arrays, run.finite_diff_rel_step)
     notify = wrap_callback(callback)
-    state = rule.state_vectors(run.options, x.size, x.dtype)
-    steps = HostSteps(rule, objective, x, lower, upper, run.parallel)
+    states = layout.new_states(x.dtype)
+    steps = HostSteps(layout, objective, x, lower, upper, run.parallel)
     g, spare = np.empty_like(x), np.empty_like(x)
     f, norm = steps.evaluate(x, run.next_args(), g)
     allvecs, fun_history = ([x.copy()], [f]) if run.record else (None, None)
@@ -52,14 +53,15 @@ def minimize_with_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         status, nit = 3, 0
     elif can_compile(run, fun, jac, notify, objective):
         counts = np.array([0, objective.nfev, objective.njev], dtype=np.int64)
-        status, nit, f, g = iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, lower,
-                                             upper, counts, allvecs, fun_history)
+        state, carry = states[0]
+        status, nit, f, g = iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, carry,
+                                             lower, upper, counts, allvecs, fun_history)
         objective.nfev, objective.njev = int(counts[1]), int(counts[2])
     else:
-        status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, state, notify, allvecs,
+        status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, states, notify, allvecs,
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
-                        fun_history, state=state)
+                        fun_history, state=states)
 
 
 def _method_callable(rule):

@@ -1,0 +1,157 @@
+"""Adafactor (Shazeer & Stern, 2018), as torch.optim.Adafactor: on a vector (torch's 1-D tensor)
+a second moment with a step-dependent decay and the update clipped by its RMS (sums over the
+vector, or over each group view, inside the step); on a group view with a 2-D shape, torch's
+factored second moments (row and column means)."""
+
+import math
+
+import numpy as np
+
+from adamnb.backends.jit import elementwise
+from adamnb.optim._rule import MAXIMIZE, Hyperparameter, MatrixStep, UpdateRule, lr_option
+
+_SCALARS = ("maximize", "weight", "one_minus_weight", "weight_small", "eps1", "eps1_square",
+            "eps2", "rho", "clip", "decay_factor", "one")
+
+
+@elementwise
+def _lerp(start, end, weight, one_minus_weight, weight_small):
+    # torch's lerp: two forms, chosen by the weight, each exact at its end
+    if weight_small != 0:
+        return start + weight * (end - start)
+    return end - (end - start) * one_minus_weight
+
+
+@elementwise
+def adafactor_reduce(x, g, state, i, carry, c):
+    (maximize, weight, one_minus_weight, weight_small, eps1, eps1_square, eps2, rho, clip,
+     decay_factor, one) = c
+    if maximize != 0:
+        g = -g
+    variance = _lerp(state[0, i], g * g, weight, one_minus_weight, weight_small)
+    state[0, i] = variance
+    u = (one / math.sqrt(max(variance, eps1_square))) * g
+    return (x * x, u * u, one)
+
+
+@elementwise
+def adafactor_finish(sums, carry, c):
+    (maximize, weight, one_minus_weight, weight_small, eps1, eps1_square, eps2, rho, clip,
+     decay_factor, one) = c
+    root_size = math.sqrt(sums[2])
+    alpha = max(eps2, math.sqrt(sums[0]) / root_size) * rho
+    denominator = max(one, math.sqrt(sums[1]) / (root_size * clip))
+    return (alpha / denominator,)
+
+
+@elementwise
+def adafactor_element(x, g, state, i, c):
+    (maximize, weight, one_minus_weight, weight_small, eps1, eps1_square, eps2, rho, clip,
+     decay_factor, one, step) = c
+    if maximize != 0:
+        g = -g
+    u = (one / math.sqrt(max(state[0, i], eps1_square))) * g
+    return x * decay_factor - step * u
+
+
+def _lerp_arrays(start, end, v):
+    """torch's ``start.lerp_(end, weight)`` in place, ``v`` the step's scalars."""
+    if v["weight_small"]:
+        start += v["weight"] * (end - start)
+    else:
+        start[...] = end - (end - start) * v["one_minus_weight"]
+
+
+def factored_step(X, G, state, v, options):
+    """torch's Adafactor on a 2-D tensor (``_single_tensor_adafactor``, ``grad.dim() > 1``), on
+    the matrix view ``X`` of a group view; ``state`` is (row_var, col_var)."""
+    row_var, col_var = state
+    if v["maximize"]:
+        G = -G
+    rows, cols = X.shape
+    root_size = math.sqrt(X.size)
+    alpha = max(float(v["eps2"]), float(np.linalg.norm(X)) / root_size) * float(v["rho"])
+    X *= v["decay_factor"]
+    square = G * G
+    _lerp_arrays(row_var, np.sqrt(square.sum(axis=1)) ** 2 / X.dtype.type(cols), v)
+    _lerp_arrays(col_var, np.sqrt(square.sum(axis=0)) ** 2 / X.dtype.type(rows), v)
+    estimate = np.outer(row_var, col_var) / max(row_var.mean(), v["eps1"])
+    update = (v["one"] / np.sqrt(np.maximum(estimate, v["eps1_square"]))) * G
+    denominator = max(1.0, float(np.linalg.norm(update)) / (root_size * float(v["clip"])))
+    X += X.dtype.type(-alpha / denominator) * update
+
+
+def _coefficients(o, t, lr):
+    weight = np.asarray(t, dtype=float) ** o["beta2_decay"]
+    eps1 = o["eps1"]
+    return {"maximize": float(o["maximize"]), "weight": weight, "one_minus_weight": 1.0 - weight,
+            "weight_small": (np.abs(weight) < 0.5).astype(float), "eps1": eps1,
+            "eps1_square": eps1 * eps1, "eps2": o["eps2"],
+            "rho": np.minimum(lr, 1.0 / np.asarray(t, dtype=float) ** 0.5), "clip": o["d"],
+            "decay_factor": 1.0 - lr * o["weight_decay"], "one": 1.0}
+
+
+def _dtype_options(o, dtype):
+    if o["eps1"] is None:  # torch: torch.finfo(param.dtype).eps
+        o["eps1"] = float(np.finfo(dtype).eps)
+    return o
+
+
+ADAFACTOR = UpdateRule(
+    name="adafactor",
+    class_name="Adafactor",
+    hyperparameters=(
+        lr_option(1e-2),
+        Hyperparameter("beta2_decay", -0.8, "the second moment's decay: its weight at step t is "
+                       "t ** beta2_decay", low=-math.inf, high=0.0),
+        Hyperparameter("eps1", None, "floor of the second moment (squared) and of the factored "
+                       "row means; None: x's machine epsilon (torch's eps[0])", none_ok=True),
+        Hyperparameter("eps2", 1e-3, "floor of the parameters' RMS in the step size (torch's "
+                       "eps[1])"),
+        Hyperparameter("d", 1.0, "clipping threshold: the update is divided by max(1, RMS / d)",
+                       low=1.0),
+        Hyperparameter("weight_decay", 0.0, "decoupled weight decay: x is scaled by "
+                       "1 - lr weight_decay"),
+        MAXIMIZE,
+    ),
+    slots=("variance",),
+    rows=lambda o: 1,
+    scalars=_SCALARS,
+    coefficients=_coefficients,
+    dtype_options=_dtype_options,
+    reductions=("parameter_square", "update_square", "size"),
+    reduce=adafactor_reduce,
+    finish=adafactor_finish,
+    finished=("step",),
+    element=adafactor_element,
+    matrix=MatrixStep(slots=("row_var", "col_var"),
+                      shapes=lambda o, shape: ((shape[0],), (shape[1],)),
+                      step=factored_step),
+    summary="second moments with a step-dependent decay, factored for matrices, and updates "
+            "clipped by their RMS (Shazeer & Stern, 2018)",
+    source="Shazeer & Stern (2018), 'Adafactor: Adaptive Learning Rates with Sublinear Memory "
+           "Cost', ICML, arXiv:1804.04235, Algorithms 4 and 5; torch.optim.Adafactor",
+    doc=r"""torch's Adafactor, whose ``eps=(eps1, eps2)`` is split as ``betas`` is. At step
+    :math:`t`, with :math:`\hat\beta_t = t^{\text{beta2\_decay}}` (the weight of the new square),
+    :math:`\rho_t = \min(\eta_t, 1/\sqrt t)`, :math:`n` the number of elements and RMS the root
+    mean square over them, on a vector (torch's 1-D tensor):
+
+    .. math::
+
+        \alpha_t &= \max(\epsilon_2, \mathrm{RMS}(x_{t-1}))\, \rho_t, \qquad
+        x \leftarrow (1 - \eta_t \lambda)\, x_{t-1} \\
+        v_t &= v_{t-1} + \hat\beta_t (g_t^2 - v_{t-1}), \qquad
+        u_t = g_t / \sqrt{\max(v_t, \epsilon_1^2)} \\
+        x_t &= x - \frac{\alpha_t}{\max(1, \mathrm{RMS}(u_t) / d)}\, u_t
+
+    The two RMS are sums over the vector (or over each view of each parameter group) inside the
+    step. On a group view with a 2-D shape (:mod:`adamnb.optim.groups`) the second moment is
+    factored as torch factors it for a matrix :math:`G` of :math:`R \times C`: row and column
+    means :math:`r_t = \mathrm{lerp}(r_{t-1}, \mathrm{mean}_j G_{ij}^2, \hat\beta_t)`,
+    :math:`c_t = \mathrm{lerp}(c_{t-1}, \mathrm{mean}_i G_{ij}^2, \hat\beta_t)` and
+    :math:`v_t = r_t c_t^\top / \max(\mathrm{mean}(r_t), \epsilon_1)` (state ``row_var``,
+    ``col_var``: :math:`R + C` numbers), computed on the host with NumPy. ``eps1=None`` is x's
+    machine epsilon, as torch's ``torch.finfo(param.dtype).eps``.""",
+)
+
+RULES = (ADAFACTOR,)
