@@ -137,8 +137,7 @@ def test_dropout_keeps_units_with_probability_one_minus_p():
     W1[...] = 0
     b1[...] = 1  # every hidden unit is 1 before dropout
     X, y = problem(model.sizes, rows=64, dtype=np.float32)
-    model._forward(model.layers(params), X, y, training=True, gradient=False)
-    hidden = model._workspace(64)[0][0]
+    hidden = model.activations(params, X, call=0)[0]
     kept = hidden > 0
     assert abs(kept.mean() - 0.7) < 0.01  # 128,000 units: the standard error is 0.0013
     np.testing.assert_allclose(hidden[kept], np.float32(1 / 0.7), rtol=1e-7)

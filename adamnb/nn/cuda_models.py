@@ -617,7 +617,7 @@ def _to_device_data(model, X, y, name):
             raise TypeError(f"{name}: give both inputs and labels on the device, or both on the "
                             "host")
         return cuda_backend.as_device_array(X, "X"), cuda_backend.as_device_array(y, "y")
-    X, y = model._check_data(X, y)  # the CPU model's checks: shape, dtype, label range
+    X, y = model.check_data(X, y)  # the CPU model's checks: shape, dtype, label range
     return (cuda_backend.to_device(X),
             cuda_backend.to_device(np.ascontiguousarray(y, dtype=np.int64)))
 

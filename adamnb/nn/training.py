@@ -83,12 +83,12 @@ class History:
 
 
 def _check_run(model, params, X, y, X_test, y_test, epochs, batch_size):
-    model._check_params(params)
-    X, y = model._check_data(X, y)
+    model.check_params(params)
+    X, y = model.check_data(X, y)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
     if X_test is not None:
-        X_test, y_test = model._check_data(X_test, y_test)
+        X_test, y_test = model.check_data(X_test, y_test)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"Invalid epochs: {epochs!r}; expected a positive integer")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \

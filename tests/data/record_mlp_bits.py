@@ -34,19 +34,17 @@ def blas_fingerprint():
     """What the recorded bits depend on beyond the code: BLAS build and CPU."""
     config = np.show_config(mode="dicts")
     blas = config["Build Dependencies"]["blas"]
-    cpu = "unknown"
+    cpu = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") or line.startswith("cpu family") \
-                    or line.startswith("model\t"):
-                cpu = cpu + "|" + line.split(":", 1)[1].strip() if cpu != "unknown" else \
-                    line.split(":", 1)[1].strip()
-            if line.strip() == "":
-                break
+            if not line.strip():
+                break  # the first processor is enough
+            if line.startswith(("model name", "cpu family", "model\t")):
+                cpu.append(line.split(":", 1)[1].strip())
     except OSError:
         pass
     return json.dumps({"blas": blas.get("name"), "blas_version": blas.get("version"),
-                       "machine": platform.machine(), "cpu": cpu, "numpy": np.__version__})
+                       "machine": platform.machine(), "cpu": "|".join(cpu) or "unknown", "numpy": np.__version__})
 
 
 def record():
