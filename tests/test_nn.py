@@ -6,6 +6,7 @@ from scipy.special import logsumexp
 
 from adamnb.backends.random import stream_key, uniform_at
 from adamnb.nn import MLP, SoftmaxRegression
+from tests.test_cnn import MODELS as CNN_MODELS
 
 
 def problem(sizes, rows=7, dtype=np.float64, seed=0):
@@ -93,16 +94,20 @@ def test_objective_matches_numpy_reference(options):
     assert f == pytest.approx(reference_objective(model, params, X, y, masks), rel=1e-12)
 
 
-def test_float32_gradient_agrees_with_float64():
-    m64 = MLP((20, 16, 5), dropout=0.3, dtype=np.float64, seed=2)
-    m32 = MLP((20, 16, 5), dropout=0.3, dtype=np.float32, seed=2)
+@pytest.mark.parametrize("make, rtol", [
+    (lambda dtype: MLP((20, 16, 5), dropout=0.3, dtype=dtype, seed=2), 1e-3),
+    (lambda dtype: CNN_MODELS["conv-pool-dropout-dense"](dtype=dtype, seed=2), 2e-3),
+], ids=["mlp", "cnn"])
+def test_float32_gradient_agrees_with_float64(make, rtol):
+    m64, m32 = make(np.float64), make(np.float32)
     params = random_params(m64)
-    X, y = problem(m64.sizes, rows=32)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((32, *m64.input_shape)), rng.integers(0, m64.n_classes, 32)
     f64, g64 = m64.loss_and_grad(params, X, y)
     f32, g32 = m32.loss_and_grad(params.astype(np.float32), X.astype(np.float32), y)
     assert g32.dtype == np.float32
     assert f32 == pytest.approx(f64, rel=1e-5)
-    np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(g32, g64, rtol=rtol, atol=1e-5)
 
 
 def test_layers_are_views_in_layout_order():

@@ -12,16 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from adamnb.nn import (
-    MLP,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    MaxPool2D,
-    Sequential,
-    SoftmaxRegression,
-)
+from adamnb.nn import MLP, Sequential, SoftmaxRegression
+from adamnb.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
 
 THREADS = 4
 ROUNDS = 3

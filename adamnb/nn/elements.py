@@ -33,7 +33,8 @@ Math (notation of :mod:`adamnb.nn.models`)
       the ReLU), with the inverted-dropout mask :math:`D_{rj} = [u_{rj} \ge p] / (1 - p)`;
     * :func:`relu_dropout_backward`: :math:`\delta \leftarrow \delta / (1-p)` where the unit was
       active and kept (:math:`a > 0`), else 0;
-    * :func:`dropout_backward`: :math:`\delta \leftarrow \delta\, D` (the mask recomputed);
+    * :func:`dropout`: :math:`a = x \odot D`, and in place on a gradient its backward
+      :math:`\delta \leftarrow \delta \odot D` (the mask recomputed);
     * :func:`softmax_cross_entropy_row`: :math:`\ell_r = \log\sum_c e^{z_{rc}} - z_{r y_r}` and,
       for the gradient, :math:`z_{rc} \leftarrow (\operatorname{softmax}(z_r)_c - [c = y_r]) / B`;
     * :func:`column_sum`: :math:`\sum_r \delta_{rj}`, rows in order (the bias gradient).
@@ -46,7 +47,7 @@ import numpy as np
 from adamnb.backends.jit import elementwise, jit
 from adamnb.backends.random import uniform_at
 
-__all__ = ["bias_activation_dropout", "dropout", "relu_dropout_backward", "dropout_backward",
+__all__ = ["bias_activation_dropout", "dropout", "relu_dropout_backward",
            "softmax_cross_entropy_row", "column_sum", "add_scaled", "gather_rows",
            "gather_labels", "cpu_loop", "ELEMENTS"]
 
@@ -70,7 +71,9 @@ def bias_activation_dropout(r, j, z, b, c):
 
 @elementwise
 def dropout(r, j, x, out, c):
-    """``out[r, j] <- x[r, j] * scale`` if kept, else 0; ``c = (key, drop, scale)``."""
+    """``out[r, j] <- x[r, j] * scale`` if kept, else 0; ``c = (key, drop, scale)``.
+
+    With ``out`` = ``x`` = the gradient it is also dropout's backward (the mask recomputed)."""
     key, drop, scale = c
     if uniform_at(key, r * x.shape[1] + j) < drop:
         out[r, j] = out.dtype.type(0)
@@ -86,17 +89,6 @@ def relu_dropout_backward(r, j, delta, a, c):
         delta[r, j] = delta[r, j] * scale
     else:
         delta[r, j] = delta.dtype.type(0)
-
-
-@elementwise
-def dropout_backward(r, j, delta, c):
-    """``delta[r, j] <- delta[r, j] * scale`` where the unit was kept, else 0 (mask recomputed);
-    ``c = (key, drop, scale)``."""
-    key, drop, scale = c
-    if uniform_at(key, r * delta.shape[1] + j) < drop:
-        delta[r, j] = delta.dtype.type(0)
-    else:
-        delta[r, j] = delta[r, j] * scale
 
 
 @elementwise
@@ -173,7 +165,6 @@ ELEMENTS = {
     "bias_activation_dropout": (bias_activation_dropout, 2, 3),
     "dropout": (dropout, 2, 3),
     "relu_dropout_backward": (relu_dropout_backward, 2, 3),
-    "dropout_backward": (dropout_backward, 2, 2),
     "softmax_cross_entropy_row": (softmax_cross_entropy_row, 1, 6),
     "column_sum": (column_sum, 1, 2),
     "add_scaled": (add_scaled, 1, 3),
@@ -185,15 +176,6 @@ ELEMENTS = {
 # --- the CPU loops ------------------------------------------------------------------------------------
 # One serial loop per (dimensions, arity). Serial: the BLAS threads own the cores (see
 # adamnb.nn.training). Closures over the element, cached on disk like adamnb.backends.cpu's.
-
-def _rows_cols_2(element):
-    @jit
-    def loop(rows, cols, a0, a1):
-        for r in range(rows):
-            for j in range(cols):
-                element(r, j, a0, a1)
-    return loop
-
 
 def _rows_cols_3(element):
     @jit
@@ -228,8 +210,7 @@ def _items_6(element):
     return loop
 
 
-_LOOP_BUILDERS = {(2, 2): _rows_cols_2, (2, 3): _rows_cols_3, (1, 2): _items_2, (1, 3): _items_3,
-                  (1, 6): _items_6}
+_LOOP_BUILDERS = {(2, 3): _rows_cols_3, (1, 2): _items_2, (1, 3): _items_3, (1, 6): _items_6}
 _cpu_loops = {}
 
 

@@ -59,9 +59,9 @@ import numpy as np
 
 from adamnb.backends.jit import jit
 from adamnb.backends.random import uniform_at
-from adamnb.nn.elements import cpu_loop
+from adamnb.nn.elements import cpu_loop, ordered_sum, sum_of_squares
 
-__all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "Dropout", "Flatten"]
+__all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "Dropout", "Flatten", "CpuOps", "CPU_OPS"]
 
 _ACTIVATIONS = ("relu", None)
 
@@ -221,7 +221,95 @@ class Flatten(Layer):
 
 # --- blocks: the passes -----------------------------------------------------------------------------
 # A block gets its parameters and its gradient as flat slices of the model's vectors (kernel, then
-# bias) and a workspace dict of its buffers for the batch (see Sequential).
+# bias), a dict of its buffers for the batch, and the ops that run the passes on the arrays' device:
+# CPU (CPU_OPS, below) or GPU (adamnb.nn.cuda_ops.CudaOps), the same interface and the same
+# element functions (adamnb.nn.elements).
+
+class CpuOps:
+    """The passes' primitives on NumPy arrays: BLAS products and the compiled element loops.
+
+    The interface every ops object offers to :class:`adamnb.nn.Sequential` (the GPU's is
+    :class:`adamnb.nn.cuda_ops.CudaOps`): array checks and allocation, ``matmul``, ``loop`` (an
+    element of :mod:`adamnb.nn.elements` over a grid), and the few reductions.
+    """
+
+    name = "cpu"
+
+    @staticmethod
+    def check_params(model, params):
+        return model.check_params(params)
+
+    @staticmethod
+    def check_data(model, X, y):
+        return model.check_data(X, y)
+
+    @staticmethod
+    def check_out(model, params, out):
+        """``out``, checked to be a separate contiguous array like ``params``, or a new one."""
+        if out is None:
+            return np.empty_like(params)
+        if not isinstance(out, np.ndarray) or out.shape != params.shape \
+                or out.dtype != params.dtype or not out.flags.c_contiguous:
+            raise ValueError("out must be a contiguous array like params")
+        if np.shares_memory(out, params):
+            raise ValueError("out shares memory with params; the backward pass reads the weights "
+                             "after writing gradients, so give a separate buffer")
+        return out
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.empty(shape, dtype)
+
+    @staticmethod
+    def matmul(A, B, C, trans_a=False, trans_b=False):
+        """``C = op(A) @ op(B)``, written into ``C``."""
+        np.matmul(A.T if trans_a else A, B.T if trans_b else B, out=C)
+
+    @staticmethod
+    def loop(name, extents, *args):
+        """Run element ``name`` of :mod:`adamnb.nn.elements` over ``extents`` (rows, cols) or (n,)."""
+        cpu_loop(name)(*extents, *args)
+
+    @staticmethod
+    def loss_dtype(dtype):
+        """The per-row losses' dtype: float64 (the softmax accumulates in it)."""
+        return np.dtype(np.float64)
+
+    @staticmethod
+    def reductions(dtype):
+        """Scratch of the reductions (none on the CPU)."""
+        return None
+
+    @staticmethod
+    def total(losses, reductions):
+        """Sum of the per-row losses, in row order."""
+        return float(ordered_sum(losses))
+
+    @staticmethod
+    def count(correct, reductions):
+        return int(correct.sum())
+
+    @staticmethod
+    def sum_of_squares(w, reductions):
+        return sum_of_squares(w.reshape(-1))
+
+    @staticmethod
+    def add_scaled(g, w, alpha):
+        """``g += alpha * w`` (NumPy: the product rounded, then the sum)."""
+        g += alpha * w
+
+    @staticmethod
+    def to_host(a):
+        return np.array(a)
+
+    @staticmethod
+    def explain_nan(y, classes):
+        """Nothing to explain: the CPU checks the labels before the passes."""
+
+
+#: The CPU's primitives.
+CPU_OPS = CpuOps()
+
 
 def _dropout_scalars(rate, training, dtype):
     """(drop, scale) of a pass: the rate and 1/(1-rate) in training, else (0, 1)."""
@@ -231,17 +319,19 @@ def _dropout_scalars(rate, training, dtype):
     return T(0.0), T(1.0)
 
 
-def _gate(delta, out, relu, rate, key, dtype):
+def _rows(a, features):
+    """The (rows, features) view of a batch's array (NumPy or device)."""
+    return a.reshape(a.shape[0], features)
+
+
+def _gate(ops, delta, out, relu, rate, key, dtype, features):
     """The backward of activation and dropout, in place on the (rows, features) view of delta."""
-    delta2 = delta.reshape(len(delta), -1)
+    delta2 = _rows(delta, features)
     drop, scale = _dropout_scalars(rate, True, dtype)
     if relu:  # out > 0 exactly when the unit was active and kept
-        out2 = out.reshape(len(out), -1)
-        cpu_loop("relu_dropout_backward")(delta2.shape[0], delta2.shape[1], delta2, out2,
-                                          (scale,))
-    elif rate > 0:  # no activation: recompute the mask
-        cpu_loop("dropout_backward")(delta2.shape[0], delta2.shape[1], delta2,
-                                     (key, drop, scale))
+        ops.loop("relu_dropout_backward", delta2.shape, delta2, _rows(out, features), (scale,))
+    elif rate > 0:  # no activation: dropout's backward is the same mask, recomputed
+        ops.loop("dropout", delta2.shape, delta2, delta2, (key, drop, scale))
 
 
 class InputDropoutBlock:
@@ -253,18 +343,19 @@ class InputDropoutBlock:
     def __init__(self, rate, input_shape, dtype):
         self.rate, self.dtype = rate, dtype
         self.input_shape = self.output_shape = tuple(input_shape)
+        self.features = int(np.prod(input_shape))
         self.stream = 0
 
-    def buffers(self, rows, gradient):
-        return {"out": np.empty((rows, *self.output_shape), self.dtype)}
+    def buffers(self, ops, rows, gradient):
+        return {"out": ops.empty((rows, *self.output_shape), self.dtype)}
 
-    def forward(self, params, x, work, training, key):
+    def forward(self, ops, params, x, work, training, key):
         drop, scale = _dropout_scalars(self.rate, training, self.dtype)
         if drop == 0:
             return x
         out = work["out"]
-        x2, out2 = x.reshape(len(x), -1), out.reshape(len(out), -1)
-        cpu_loop("dropout")(x2.shape[0], x2.shape[1], x2, out2, (key, drop, scale))
+        x2 = _rows(x, self.features)
+        ops.loop("dropout", x2.shape, x2, _rows(out, self.features), (key, drop, scale))
         return out
 
 
@@ -274,6 +365,7 @@ class _WeightBlock:
     def __init__(self, layer, rate, stream, input_shape, dtype):
         self.layer, self.rate, self.stream, self.dtype = layer, rate, stream, dtype
         self.input_shape = tuple(input_shape)
+        self.features_in = int(np.prod(self.input_shape))
         self.kernel_shape, self.bias_shape = layer.weight_shapes(self.input_shape)
         self.n_kernel = int(np.prod(self.kernel_shape))
         self.n_params = self.n_kernel + int(np.prod(self.bias_shape))
@@ -292,35 +384,37 @@ class DenseBlock(_WeightBlock):
         self.output_shape = (layer.units,)
         self.last = last
 
-    def buffers(self, rows, gradient):
-        return {"out": np.empty((rows, self.layer.units), self.dtype)}
+    def buffers(self, ops, rows, gradient):
+        return {"out": ops.empty((rows, self.layer.units), self.dtype)}
 
-    def forward(self, params, x, work, training, key):
+    def forward(self, ops, params, x, work, training, key):
         W, b = self.split(params)
         z = work["out"]
-        np.matmul(x.reshape(len(x), -1), W, out=z)
+        ops.matmul(_rows(x, self.features_in), W, z)
         if self.last:
             return z  # the bias is added by the softmax, which writes the delta in place
         drop, scale = _dropout_scalars(self.rate, training, self.dtype)
-        cpu_loop("bias_activation_dropout")(z.shape[0], z.shape[1], z, b,
-                                            (key, drop, scale, self.relu))
+        ops.loop("bias_activation_dropout", z.shape, z, b, (key, drop, scale, self.relu))
         return z
 
-    def backward(self, params, grad, x, work, d_out, d_in, key):
+    def backward(self, ops, params, grad, x, work, d_out, d_in, key):
         """``d_out``: the gradient with respect to this block's output (for the last block the
         logits' delta), gated in place; then the kernel, bias and (into ``d_in``) input gradients."""
         W, _ = self.split(params)
         gW, gb = self.split(grad)
         if not self.last:
-            _gate(d_out, work["out"], self.relu, self.rate, key, self.dtype)
-        np.matmul(x.reshape(len(x), -1).T, d_out, out=gW)
-        cpu_loop("column_sum")(gb.size, d_out, gb)
+            _gate(ops, d_out, work["out"], self.relu, self.rate, key, self.dtype,
+                  self.layer.units)
+        ops.matmul(_rows(x, self.features_in), d_out, gW, trans_a=True)
+        ops.loop("column_sum", (gb.shape[0],), d_out, gb)
         if d_in is not None:
-            np.matmul(d_out, W.T, out=d_in.reshape(len(d_in), -1))
+            ops.matmul(d_out, W, _rows(d_in, self.features_in), trans_b=True)
 
 
 class ConvBlock(_WeightBlock):
-    """A Conv2D layer with the MaxPool2D and the Dropout after it (module notes)."""
+    """A Conv2D layer with the MaxPool2D and the Dropout after it (module notes). CPU only."""
+
+    has_gpu_path = False
 
     def __init__(self, layer, pool, rate, stream, input_shape, dtype):
         super().__init__(layer, rate, stream, input_shape, dtype)
@@ -331,9 +425,9 @@ class ConvBlock(_WeightBlock):
         self.taps = kh * kw * self.input_shape[2]
         self.shape_key = (kh, kw, self.input_shape[2], layer.filters, pool)
 
-    def buffers(self, rows, gradient):
+    def buffers(self, ops, rows, gradient):
         """Output and window maxima; with ``gradient`` also the backward's planes and patches
-        (4x the pooled output: not allocated for evaluation)."""
+        (4x the pooled output: not allocated for evaluation). CPU only."""
         oh, ow, filters = self.output_shape
         work = {"out": np.empty((rows, *self.output_shape), self.dtype),
                 "argmax": np.empty((rows, *self.output_shape), np.uint8)}
@@ -343,27 +437,28 @@ class ConvBlock(_WeightBlock):
             work["patches"] = np.empty((positions, self.taps + 1), self.dtype)
         return work
 
-    def forward(self, params, x, work, training, key):
+    def forward(self, ops, params, x, work, training, key):
         W, b = self.split(params)
         drop, scale = _dropout_scalars(self.rate, training, self.dtype)
         _conv_forward(*self.shape_key)(x, W.reshape(self.taps, -1), b, work["out"],
                                        work["argmax"], self.relu, key, drop, scale)
         return work["out"]
 
-    def backward(self, params, grad, x, work, d_out, d_in, key):
+    def backward(self, ops, params, grad, x, work, d_out, d_in, key):
         W, _ = self.split(params)
         kh, kw, channels, filters, pool = self.shape_key
         oh, ow, _ = self.output_shape
         planes, patches = work["planes"], work["patches"]
-        _gate(d_out, work["out"], self.relu, self.rate, key, self.dtype)
+        _gate(ops, d_out, work["out"], self.relu, self.rate, key, self.dtype,
+              oh * ow * filters)
         _route(pool)(d_out.reshape(-1), work["argmax"].reshape(-1), planes.reshape(-1))
-        _im2col(kh, kw, channels, pool)(x, oh, ow, patches)
+        _patches(kh, kw, channels, pool)(x, patches, oh, ow, True)
         # Kernel and bias are adjacent in the flat gradient: one (taps + 1, filters) matrix.
         np.matmul(patches.T, planes, out=grad.reshape(self.taps + 1, filters))
         if d_in is not None:
             columns = patches[:, :self.taps]  # reused: the patches are no longer needed
             np.matmul(planes, W.reshape(self.taps, filters).T, out=columns)
-            _col2im(kh, kw, channels, pool)(columns, oh, ow, d_in)
+            _patches(kh, kw, channels, pool)(d_in, columns, oh, ow, False)
 
 
 # --- convolution kernels (compiled per layer shape; constants let LLVM vectorise) --------------------
@@ -443,20 +538,23 @@ def _build_route(pool):
     return route
 
 
-def _im2col(kh, kw, channels, pool):
-    return _compiled("im2col", _build_im2col, kh, kw, channels, pool)
+def _patches(kh, kw, channels, pool):
+    return _compiled("patches", _build_patches, kh, kw, channels, pool)
 
 
-def _build_im2col(kh, kw, channels, pool):
+def _build_patches(kh, kw, channels, pool):
     window = pool * pool
     taps = kh * kw * channels
 
     @jit
-    def im2col(x, oh, ow, patches):
-        """Row (q, n, pi, pj) of ``patches``: the patch under window position q of pooled cell
-        (n, pi, pj), then a 1 (for the bias gradient)."""
-        rows = x.shape[0]
-        one = patches.dtype.type(1)
+    def patches(images, columns, oh, ow, to_columns):
+        """Row (q, n, pi, pj) of ``columns`` is the patch under window position q of pooled cell
+        (n, pi, pj). ``to_columns``: copy the patches out of ``images`` and a 1 after each (for
+        the bias gradient), im2col; else add the columns back into ``images`` (zeroed first),
+        col2im."""
+        rows = images.shape[0]
+        if not to_columns:
+            images[...] = 0
         p = 0
         for q in range(window):
             for n in range(rows):
@@ -468,42 +566,16 @@ def _build_im2col(kh, kw, channels, pool):
                         for u in range(kh):
                             for v in range(kw):
                                 for c in range(channels):
-                                    patches[p, t] = x[n, i + u, j + v, c]
+                                    if to_columns:
+                                        columns[p, t] = images[n, i + u, j + v, c]
+                                    else:
+                                        images[n, i + u, j + v, c] += columns[p, t]
                                     t += 1
-                        patches[p, taps] = one
+                        if to_columns:
+                            columns[p, taps] = columns.dtype.type(1)
                         p += 1
 
-    return im2col
-
-
-def _col2im(kh, kw, channels, pool):
-    return _compiled("col2im", _build_col2im, kh, kw, channels, pool)
-
-
-def _build_col2im(kh, kw, channels, pool):
-    window = pool * pool
-
-    @jit
-    def col2im(columns, oh, ow, d_in):
-        """d_in[n, i+u, j+v, c] = sum of the column gradients of every patch covering it."""
-        d_in[...] = 0
-        rows = d_in.shape[0]
-        p = 0
-        for q in range(window):
-            for n in range(rows):
-                for pi in range(oh):
-                    for pj in range(ow):
-                        i = pi * pool + q // pool
-                        j = pj * pool + q % pool
-                        t = 0
-                        for u in range(kh):
-                            for v in range(kw):
-                                for c in range(channels):
-                                    d_in[n, i + u, j + v, c] += columns[p, t]
-                                    t += 1
-                        p += 1
-
-    return col2im
+    return patches
 
 
 def glorot_limit(fan_in, fan_out):

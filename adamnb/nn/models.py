@@ -86,8 +86,8 @@ import threading
 import numpy as np
 
 from adamnb.backends.random import stream_key
-from adamnb.nn.elements import cpu_loop, ordered_sum, sum_of_squares
 from adamnb.nn.layers import (
+    CPU_OPS,
     Conv2D,
     ConvBlock,
     Dense,
@@ -228,8 +228,7 @@ class Sequential:
             Dense kernels ``(fan_in, units)``, Conv2D kernels ``(kh, kw, in_channels,
             filters)``, and the biases.
         """
-        params = self.check_params(params)
-        return [(params[w].reshape(shape), params[b]) for w, shape, b in self.layout]
+        return self._views(self.check_params(params))
 
     def init(self, seed=None):
         """A new parameter vector: Glorot-uniform kernels, zero biases (Keras's defaults).
@@ -294,16 +293,33 @@ class Sequential:
         return X, y
 
     # -- forward and backward -------------------------------------------------------------------
+    # Written once for both devices: the blocks run through `ops`, CPU_OPS for NumPy arrays or a
+    # CudaOps (adamnb.nn.cuda_ops) for device arrays; see _resolve_ops.
+
+    def _resolve_ops(self, params, ops):
+        if ops is not None:
+            return ops
+        if isinstance(params, np.ndarray):
+            return CPU_OPS
+        from adamnb.backends.cuda import is_device_array
+        if not is_device_array(params):
+            return CPU_OPS  # whose checks explain what params should be
+        from adamnb.nn.cuda_ops import CudaOps  # imports numba.cuda: only for device arrays
+        return CudaOps()
 
     def _new_workspace(self, key):
-        rows, gradient = key
-        work = [block.buffers(rows, gradient) for block in self.blocks]
+        ops, rows, gradient = key
+        work = [block.buffers(ops, rows, gradient) for block in self.blocks]
         for block, buffers, needs in zip(self.blocks, work, self._needs_d_in):
             if gradient and needs:
-                buffers["d_in"] = np.empty((rows, *block.input_shape), self.dtype)
-        # Per-row losses in float64 on the CPU: the softmax accumulates in their dtype.
-        softmax = {"losses": np.empty(rows, np.float64), "correct": np.empty(rows, np.int32)}
+                buffers["d_in"] = ops.empty((rows, *block.input_shape), self.dtype)
+        softmax = {"losses": ops.empty(rows, ops.loss_dtype(self.dtype)),
+                   "correct": ops.empty(rows, np.int32),
+                   "reductions": ops.reductions(self.dtype)}
         return work, softmax
+
+    def _workspace(self, ops, rows, gradient):
+        return self._pool.take((ops, rows, gradient))
 
     def _reserve_call(self):
         """The number of this training call (its dropout masks); thread-safe."""
@@ -317,47 +333,59 @@ class Sequential:
                 if training and getattr(block, "rate", 0) > 0 else _NO_KEY
                 for block in self.blocks]
 
-    def _run(self, params, X, workspace, keys, training):
+    def _run(self, ops, params, X, workspace, keys, training):
         """The blocks' forward passes; returns each block's input and the last block's output
         (the logits before their bias)."""
         work, _ = workspace
         inputs, a = [], X
         for block, buffers, where, key in zip(self.blocks, work, self._slices, keys):
             inputs.append(a)
-            a = block.forward(None if where is None else params[where], a, buffers, training,
-                              key)
+            a = block.forward(ops, None if where is None else params[where], a, buffers,
+                              training, key)
         return inputs, a
 
-    def _softmax(self, params, logits, y, workspace, gradient):
+    def _softmax(self, ops, params, logits, y, workspace, gradient):
         """Bias, per-row loss and correctness; returns (summed loss, number correct)."""
         _, softmax = workspace
         rows = logits.shape[0]
         losses, correct = softmax["losses"], softmax["correct"]
         bias = params[self.layout[-1][2]]
         inverse_rows = self.dtype.type(1.0) / self.dtype.type(rows)
-        cpu_loop("softmax_cross_entropy_row")(rows, logits, bias, y, losses, correct,
-                                              (inverse_rows, bool(gradient)))
-        return ordered_sum(losses), int(correct.sum())
+        ops.loop("softmax_cross_entropy_row", (rows,), logits, bias, y, losses, correct,
+                 (inverse_rows, bool(gradient)))
+        total = ops.total(losses, softmax["reductions"])
+        if math.isnan(total):
+            ops.explain_nan(y, self.n_classes)
+        return total, softmax
 
-    def _penalty(self, params):
-        return 0.5 * self.l2 * sum(sum_of_squares(W.reshape(-1)) for W, _ in self.layers(params))
+    def _penalty(self, ops, params, reductions):
+        return 0.5 * self.l2 * sum(ops.sum_of_squares(W, reductions)
+                                   for W, _ in self._views(params))
 
-    def loss_and_grad(self, params, X, y, out=None):
+    def _views(self, params):
+        return [(params[w].reshape(shape), params[b]) for w, shape, b in self.layout]
+
+    def loss_and_grad(self, params, X, y, out=None, *, ops=None):
         """Training objective and its gradient on the batch ``(X, y)``, with fresh dropout masks.
 
         Parameters
         ----------
-        params : ndarray, shape (n_params,), the model's dtype
+        params : ndarray or CUDA device array, shape (n_params,), the model's dtype
         X : array_like, shape (batch, *input_shape)
+            On the device (a contiguous array of the model's dtype) when ``params`` is.
         y : array_like of int, shape (batch,)
-        out : ndarray, shape (n_params,), optional
+        out : array like ``params``, optional
             Where to write the gradient (no allocation); a new array otherwise.
+        ops : optional
+            The primitives that run the passes; by default those of ``params``' device: the CPU's
+            for NumPy arrays, :class:`adamnb.nn.cuda_ops.CudaOps` for device arrays (Dense and
+            Dropout layers only).
 
         Returns
         -------
         f : float
             Mean cross-entropy of the batch plus the L2 penalty.
-        g : ndarray
+        g : ndarray or device array
             The gradient, laid out like ``params`` (``out`` when given).
 
         Raises
@@ -365,23 +393,19 @@ class Sequential:
         ValueError
             Bad shapes, dtypes or labels, an empty batch, or ``out`` not a separate contiguous
             array like ``params``.
+        TypeError
+            Host and device arrays mixed.
         """
-        self.check_params(params)
-        X, y = self.check_data(X, y)
+        ops = self._resolve_ops(params, ops)
+        params = ops.check_params(self, params)
+        X, y = ops.check_data(self, X, y)
         if X.shape[0] == 0:
             raise ValueError("the batch is empty")
-        if out is None:
-            out = np.empty_like(params)
-        elif out.shape != params.shape or out.dtype != params.dtype \
-                or not out.flags.c_contiguous:
-            raise ValueError("out must be a contiguous array like params")
-        elif np.shares_memory(out, params):
-            raise ValueError("out shares memory with params; the backward pass reads the weights "
-                             "after writing gradients, so give a separate buffer")
+        out = ops.check_out(self, params, out)
         keys = self._keys(True, self._reserve_call())
-        with self._pool.take((X.shape[0], True)) as workspace:
-            inputs, logits = self._run(params, X, workspace, keys, training=True)
-            total, _ = self._softmax(params, logits, y, workspace, gradient=True)
+        with self._workspace(ops, X.shape[0], True) as workspace:
+            inputs, logits = self._run(ops, params, X, workspace, keys, training=True)
+            total, softmax = self._softmax(ops, params, logits, y, workspace, gradient=True)
             work, _ = workspace
             delta = logits  # (softmax - onehot) / B, written by the softmax
             for k in range(len(self.blocks) - 1, -1, -1):
@@ -389,49 +413,52 @@ class Sequential:
                 if where is None:
                     break  # the input dropout: nothing to learn below
                 d_in = work[k].get("d_in")
-                self.blocks[k].backward(params[where], out[where], inputs[k], work[k], delta,
-                                        d_in, keys[k])
+                self.blocks[k].backward(ops, params[where], out[where], inputs[k], work[k],
+                                        delta, d_in, keys[k])
                 if d_in is None:
                     break
                 delta = d_in
-        f = total / X.shape[0]
-        if self.l2 > 0:
-            for (W, _), (gW, _) in zip(self.layers(params), self.layers(out)):
-                f += 0.5 * self.l2 * sum_of_squares(W.reshape(-1))
-                gW += self.dtype.type(self.l2) * W
+            f = total / X.shape[0]
+            if self.l2 > 0:
+                for (W, _), (gW, _) in zip(self._views(params), self._views(out)):
+                    f += 0.5 * self.l2 * ops.sum_of_squares(W, softmax["reductions"])
+                    ops.add_scaled(gW, W, self.dtype.type(self.l2))
         return float(f), out
 
-    def loss(self, params, X, y, training=False):
+    def loss(self, params, X, y, training=False, *, ops=None):
         """The objective on ``(X, y)``: mean cross-entropy plus the L2 penalty.
 
         Without dropout by default (``training=False``); ``training=True`` draws the next dropout
-        masks (and counts as a training call), as :meth:`loss_and_grad` does.
+        masks (and counts as a training call), as :meth:`loss_and_grad` does. Arrays and ``ops``
+        as in :meth:`loss_and_grad`.
 
         Returns
         -------
         float
         """
-        self.check_params(params)
-        X, y = self.check_data(X, y)
+        ops = self._resolve_ops(params, ops)
+        params = ops.check_params(self, params)
+        X, y = ops.check_data(self, X, y)
         if X.shape[0] == 0:
             raise ValueError("the batch is empty")
         if training:
             keys = self._keys(True, self._reserve_call())
-            with self._pool.take((X.shape[0], False)) as workspace:
-                _, logits = self._run(params, X, workspace, keys, training=True)
-                total, _ = self._softmax(params, logits, y, workspace, gradient=False)
+            with self._workspace(ops, X.shape[0], False) as workspace:
+                _, logits = self._run(ops, params, X, workspace, keys, training=True)
+                total, _ = self._softmax(ops, params, logits, y, workspace, gradient=False)
             f = total / X.shape[0]
         else:
-            f = self.evaluate(params, X, y)[0]
+            f = self.evaluate(params, X, y, ops=ops)[0]
         if self.l2 > 0:
-            f += self._penalty(params)
+            with self._workspace(ops, 1, False) as (_, softmax):
+                f += self._penalty(ops, params, softmax["reductions"])
         return float(f)
 
-    def evaluate(self, params, X, y):
+    def evaluate(self, params, X, y, *, ops=None):
         """Mean cross-entropy (without the L2 penalty) and accuracy on ``(X, y)``, no dropout.
 
         Rows are processed :data:`EVALUATION_CHUNK` at a time. A row whose logits are all NaN is
-        never counted as correct.
+        never counted as correct. Arrays and ``ops`` as in :meth:`loss_and_grad`.
 
         Returns
         -------
@@ -439,33 +466,39 @@ class Sequential:
         accuracy : float
             Fraction of rows whose largest logit is the label.
         """
-        self.check_params(params)
-        X, y = self.check_data(X, y)
-        if X.shape[0] == 0:
+        ops = self._resolve_ops(params, ops)
+        params = ops.check_params(self, params)
+        X, y = ops.check_data(self, X, y)
+        n = X.shape[0]
+        if n == 0:
             raise ValueError("cannot evaluate on an empty dataset")
         total, correct = 0.0, 0
         keys = self._keys(False, 0)
-        for start in range(0, X.shape[0], EVALUATION_CHUNK):
-            rows = slice(start, start + EVALUATION_CHUNK)
-            Xc, yc = X[rows], y[rows]
-            with self._pool.take((Xc.shape[0], False)) as workspace:
-                _, logits = self._run(params, Xc, workspace, keys, training=False)
-                chunk_total, chunk_correct = self._softmax(params, logits, yc, workspace,
-                                                           gradient=False)
+        for start in range(0, n, EVALUATION_CHUNK):
+            stop = min(start + EVALUATION_CHUNK, n)
+            Xc, yc = X[start:stop], y[start:stop]
+            with self._workspace(ops, stop - start, False) as workspace:
+                _, logits = self._run(ops, params, Xc, workspace, keys, training=False)
+                chunk_total, softmax = self._softmax(ops, params, logits, yc, workspace,
+                                                     gradient=False)
+                chunk_correct = ops.count(softmax["correct"], softmax["reductions"])
             total += chunk_total
             correct += chunk_correct
-        return total / X.shape[0], correct / X.shape[0]
+        return total / n, correct / n
 
-    def activations(self, params, X, call=None):
-        """The output of every block (layer with its activation, pooling and dropout), as copies.
+    def activations(self, params, X, call=None, *, ops=None):
+        """The output of every block (layer with its activation, pooling and dropout), as host
+        copies.
 
         Parameters
         ----------
-        params : ndarray, shape (n_params,)
+        params : ndarray or device array, shape (n_params,)
         X : array_like, shape (n, *input_shape)
         call : int, optional
             With the dropout masks of training call ``call`` (the model's counter is not
             changed); without dropout when None.
+        ops : optional
+            As in :meth:`loss_and_grad`.
 
         Returns
         -------
@@ -473,19 +506,19 @@ class Sequential:
             One per block: the dropped inputs (when the first layer is a Dropout), then each
             weight layer's output; the last is the logits.
         """
-        self.check_params(params)
-        X, _ = self.check_data(X, None)
+        ops = self._resolve_ops(params, ops)
+        params = ops.check_params(self, params)
+        X, _ = ops.check_data(self, X, None)
         training = call is not None
         keys = self._keys(training, call if training else 0)
-        outputs = []
-        with self._pool.take((X.shape[0], False)) as workspace:
-            inputs, logits = self._run(params, X, workspace, keys, training)
-            outputs = [a.copy() for a in inputs[1:]]
-            outputs.append(logits + params[self.layout[-1][2]])
+        with self._workspace(ops, X.shape[0], False) as workspace:
+            inputs, logits = self._run(ops, params, X, workspace, keys, training)
+            outputs = [ops.to_host(a) for a in inputs[1:]]
+            outputs.append(ops.to_host(logits) + ops.to_host(params[self.layout[-1][2]]))
         return outputs
 
     def logits(self, params, X):
-        """The last layer's pre-softmax values, no dropout; shape (n, n_classes)."""
+        """The last layer's pre-softmax values, no dropout; shape (n, n_classes). CPU arrays."""
         self.check_params(params)
         X, _ = self.check_data(X, None)
         result = np.empty((X.shape[0], self.n_classes), self.dtype)
@@ -494,13 +527,13 @@ class Sequential:
         for start in range(0, X.shape[0], EVALUATION_CHUNK):
             rows = slice(start, start + EVALUATION_CHUNK)
             Xc = X[rows]
-            with self._pool.take((Xc.shape[0], False)) as workspace:
-                _, z = self._run(params, Xc, workspace, keys, training=False)
+            with self._workspace(CPU_OPS, Xc.shape[0], False) as workspace:
+                _, z = self._run(CPU_OPS, params, Xc, workspace, keys, training=False)
                 np.add(z, bias, out=result[rows])
         return result
 
     def predict(self, params, X):
-        """The most probable class of each row of ``X``."""
+        """The most probable class of each row of ``X`` (CPU arrays)."""
         return np.argmax(self.logits(params, X), axis=1)
 
 
