@@ -25,33 +25,18 @@ The subpackages load on first use (PEP 562), so ``import adamnb`` stays light an
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from adamnb.optim.optimizers import (
-    SGD,
-    Adadelta,
-    Adagrad,
-    Adam,
-    Adamax,
-    AdamW,
-    NAdam,
-    Optimizer,
-    RAdam,
-    RMSprop,
-)
-from adamnb.optimize import (
-    METHOD_CALLABLES,
-    METHODS,
-    minibatches,
-    minimize,
-    minimize_batch,
-    show_options,
-)
+from adamnb.optim import OPTIMIZERS, Optimizer
+from adamnb.optimize import (METHOD_CALLABLES, METHODS, minibatches, minimize, minimize_batch,
+                             show_options)
 
 try:
     __version__ = version("adamnb")
 except PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
 
-# One module attribute per method, the scipy custom methods: adamnb.adam, adamnb.sgd, ...
+# From the rule registry: one optimizer class per rule (adamnb.Adam, ...) and one scipy custom
+# method per method name (adamnb.adam, ...).
+globals().update({cls.__name__: cls for cls in OPTIMIZERS.values()})
 globals().update(METHOD_CALLABLES)
 
 #: Public submodules loaded on first attribute access, and the short names kept for them.
@@ -77,5 +62,4 @@ def __dir__():
 
 
 __all__ = ["minimize", "minimize_batch", "show_options", "METHODS", "minibatches", "Optimizer",
-           "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
-           *METHODS, *_LAZY]
+           *(cls.__name__ for cls in OPTIMIZERS.values()), *METHODS, *_LAZY]

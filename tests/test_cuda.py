@@ -29,6 +29,7 @@ from adamnb.backends import cpu as kernels
 from adamnb.backends import cuda as cuda_backend
 from adamnb.backends.jit import elementwise
 from adamnb.optim import rules
+from adamnb.optim.schedules import as_schedule
 from tests.test_rules import CASE_IDS, CASES, optimizer_for
 
 SIMULATOR = cuda_backend.simulator_enabled()
@@ -111,12 +112,12 @@ def test_kernel_matches_cpu_kernel_step_for_step(method, options, dtype):
     x = rng.normal(size=N).astype(dtype)
     state = rule.state_vectors(validated, x.size, x.dtype)
     d_x, d_state = cuda.to_device(x), cuda.to_device(state)
-    scalars = dict(rule.scalar_state)
+    stream = rule.stream(validated, as_schedule(validated["lr"]), dtype)
     cpu = kernels.cpu_kernel(rule, False)
     for t in range(1, STEPS + 1):
         g = _gradient(rng, x)
-        coefficients, scalars = rule.step_coefficients(validated, t, validated["lr"], scalars)
-        cpu(x, g, state, kernels.cast_coefficients(coefficients, dtype))
+        coefficients = stream.step(t)
+        cpu(x, g, state, coefficients)
         cuda_backend.step(rule, d_x, cuda.to_device(g), d_state, coefficients,
                           threads_per_block=THREADS, blocks=BLOCKS)
         _assert_same(d_x.copy_to_host(), x, f"x at step {t}", rule.name)
@@ -127,7 +128,7 @@ def test_kernel_matches_cpu_kernel_step_for_step(method, options, dtype):
 @needs_cuda
 def test_default_launch_covers_vectors_longer_than_the_grid():
     cuda = _cuda()
-    rule = rules.ADAM
+    rule = rules.RULES["adam"]
     options = rule.validate({"lr": 0.1})
     n = 10_007
     blocks = cuda_backend.launch_blocks(n, 64)
@@ -135,8 +136,8 @@ def test_default_launch_covers_vectors_longer_than_the_grid():
     x = np.linspace(-1, 1, n).astype(np.float32)
     g, state = x.copy(), np.zeros((2, n), np.float32)
     d_x, d_g, d_state = cuda.to_device(x), cuda.to_device(g), cuda.to_device(state)
-    coefficients, _ = rule.step_coefficients(options, 1, 0.1, {})
-    kernels.cpu_kernel(rule, False)(x, g, state, kernels.cast_coefficients(coefficients, x.dtype))
+    coefficients = rule.stream(options, as_schedule(0.1), x.dtype).step(1)
+    kernels.cpu_kernel(rule, False)(x, g, state, coefficients)
     cuda_backend.step(rule, d_x, d_g, d_state, coefficients, threads_per_block=64)
     _assert_same(d_x.copy_to_host(), x, "x")
 
@@ -144,8 +145,8 @@ def test_default_launch_covers_vectors_longer_than_the_grid():
 @needs_cuda
 def test_step_rejects_mismatched_device_arrays():
     cuda = _cuda()
-    rule = rules.ADAM
-    coefficients, _ = rule.step_coefficients(rule.validate({}), 1, 1e-3, {})
+    rule = rules.RULES["adam"]
+    coefficients = rule.stream(rule.validate({}), as_schedule(1e-3), np.float32).step(1)
     x = cuda.to_device(np.zeros(8, np.float32))
     with pytest.raises(ValueError, match="gradient must match"):
         cuda_backend.step(rule, x, cuda.to_device(np.zeros(8)), cuda.to_device(
@@ -178,22 +179,24 @@ def test_fused_step_is_the_kernel_plus_projection_and_saves_the_previous_iterate
     lower = np.full(n, -0.6, dtype) if bounded else np.zeros(0, dtype)
     upper = np.linspace(0.1, 0.8, n).astype(dtype) if bounded else np.zeros(0, dtype)
     d_x, d_state, d_previous = cuda.to_device(x), cuda.to_device(state), cuda.device_array(n, dtype)
+    d_point = cuda.device_array(n, dtype)
     d_lower, d_upper = cuda.to_device(lower), cuda.to_device(upper)
     fused = cuda_backend.cuda_fused_step(rule)
-    scalars = dict(rule.scalar_state)
+    stream = rule.stream(validated, as_schedule(validated["lr"]), dtype)
     cpu = kernels.cpu_kernel(rule, False)
     for t in range(1, 4):
         g = _gradient(rng, x)
-        coefficients, scalars = rule.step_coefficients(validated, t, validated["lr"], scalars)
-        c = kernels.cast_coefficients(coefficients, dtype)
+        c = stream.step(t)
         before = x.copy()
         cpu(x, g, state, c)
         if bounded:
             x = np.minimum(np.maximum(x, lower), upper)
-        fused[BLOCKS, THREADS](d_x, cuda.to_device(g), d_state, c, d_previous, d_lower, d_upper)
+        fused[BLOCKS, THREADS](d_x, cuda.to_device(g), d_state, c, d_previous, d_point, d_lower,
+                               d_upper)
         _assert_same(d_x.copy_to_host(), x, f"x at step {t}", rule.name)
         _assert_same(d_state.copy_to_host(), state, f"state at step {t}", rule.name)
         assert d_previous.copy_to_host().tobytes() == before.tobytes()
+        assert d_point.copy_to_host().tobytes() == d_x.copy_to_host().tobytes()
     if bounded:
         assert np.all(x >= lower) and np.all(x <= upper) and np.any(x == upper)
 
@@ -441,6 +444,7 @@ def test_reductions_compile_to_ptx_for_sm90_without_float64_in_float32(kind):
 
 @elementwise
 def _promoting_element(x, g, state, i, c):
+    weight_decay, momentum_now, one_minus_dampening_now, lr, use_momentum, nesterov, momentum = c
     return x - 0.1 * g  # a Python float literal is a float64 constant: float32 work is promoted
 
 
@@ -448,6 +452,6 @@ def test_ptx_check_catches_a_float64_literal():
     reason = _ptx_toolchain_missing()
     if reason:
         pytest.skip(reason)
-    promoting = dataclasses.replace(rules.SGD, element=_promoting_element)
+    promoting = dataclasses.replace(rules.RULES["sgd"], element=_promoting_element)
     ptx32 = cuda_backend.compile_ptx_for(promoting, np.float32, cc=(9, 0))
     assert "cvt.f64.f32" in ptx32 and ".f64" in ptx32

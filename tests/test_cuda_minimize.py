@@ -134,7 +134,7 @@ def test_separate_jac_bounds_and_return_all_follow_the_host_run():
 
     options = {"lr": 0.05, "maxiter": 6, "return_all": True}
     host = adamnb.minimize(fun, x0, method="adam", jac=jac, bounds=bounds, options=options)
-    device = minimize_on_device(rules.ADAM, device_fun, cuda.to_device(x0), jac=device_jac,
+    device = minimize_on_device(rules.RULES["adam"], device_fun, cuda.to_device(x0), jac=device_jac,
                                 bounds=bounds, **options)
     x = device.x.copy_to_host()
     assert _same_bits(x, host.x)
@@ -161,12 +161,12 @@ def test_stochastic_args_draw_one_batch_per_step_as_on_the_host():
 
     host = adamnb.minimize(host_fun, x0, args=iter([(s,) for s in scales]), method="rmsprop",
                            jac=True, options={"lr": 0.01, "maxiter": 6})
-    device = minimize_on_device(rules.RMSPROP, device_fun, cuda.to_device(x0),
+    device = minimize_on_device(rules.RULES["rmsprop"], device_fun, cuda.to_device(x0),
                                 args=iter([(s,) for s in scales]), jac=True, lr=0.01, maxiter=6)
     assert _same_bits(device.x.copy_to_host(), host.x)
     assert device.fun == host.fun and device.status == host.status == 1
     with pytest.raises(ValueError, match="exhausted"):
-        minimize_on_device(rules.RMSPROP, device_fun, cuda.to_device(x0),
+        minimize_on_device(rules.RULES["rmsprop"], device_fun, cuda.to_device(x0),
                            args=iter([(1.0,)] * 3), jac=True, maxiter=6)
 
 
@@ -177,12 +177,12 @@ def test_gtol_stops_with_status_0():
     cuda = _cuda()
     # SGD with lr = 1 on f = |x|^2 / 2 jumps to 0 in one step: the second gradient is 0.
     x0 = cuda.to_device(_x0(np.float64))
-    res = minimize_on_device(rules.SGD, HostGradient(flat=True), x0, jac=True, lr=1.0,
+    res = minimize_on_device(rules.RULES["sgd"], HostGradient(flat=True), x0, jac=True, lr=1.0,
                              maxiter=50, gtol=1e-3)
     assert (res.status, res.success, res.nit, res.nfev) == (0, True, 1, 2)
     assert not np.any(res.x.copy_to_host()) and not np.any(res.jac.copy_to_host())
     assert res.message.startswith("Optimization terminated successfully")
-    res = minimize_on_device(rules.SGD, HostGradient(), x0, jac=True, maxiter=0)
+    res = minimize_on_device(rules.RULES["sgd"], HostGradient(), x0, jac=True, maxiter=0)
     assert (res.status, res.nit, res.nfev) == (1, 0, 1)
 
 
@@ -322,10 +322,13 @@ def test_the_bounds_projection_compiles_to_ptx_for_sm90():
         pytest.skip(reason)
     from numba import float32
     vector = float32[::1]
-    ptx = cuda_backend.compile_kernel_ptx(_device_minimize._clip_function(),
+    ptx = cuda_backend.compile_kernel_ptx(cuda_backend._project_function(),
                                           (vector, vector, vector), cc=(9, 0))
     assert ".target sm_90" in ptx and ".entry" in ptx and ".f64" not in ptx
     assert "setp.gt.f32" in ptx or "setp.lt.f32" in ptx or "max.f32" in ptx
+    for dtype in (np.float32, np.float64):  # the convergence measure's reduction
+        ptx = cuda_backend.compile_reduction_ptx("stationarity", dtype)
+        assert ".entry" in ptx and (dtype == np.float64 or ".f64" not in ptx)
 
 
 @needs_cuda

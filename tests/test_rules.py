@@ -164,10 +164,10 @@ def test_float32_kernels_do_no_float64_arithmetic(parallel):
         options = rule.validate({})
         x = np.ones(4, np.float32)
         state = np.zeros((len(rule.slots), 4), np.float32)
-        coefficients, _ = rule.step_coefficients(options, 1, 1e-3, dict(rule.scalar_state))
+        c = rule.stream(options, schedules.as_schedule(1e-3), np.float32).step(1)
         # A fresh, uncached build: numba cannot show the IR of code loaded from its cache.
         kernel = kernels._build_cpu_kernel(rule.element, parallel, cache=False)
-        kernel(x, x.copy(), state, kernels.cast_coefficients(coefficients, np.float32))
+        kernel(x, x.copy(), state, c)
         signature = [s for s in kernel.signatures if s[0].dtype.name == "float32"][0]
         ir = kernel.inspect_llvm(signature)
         ir = compiled_bodies("\n".join(ir.values()) if isinstance(ir, dict) else ir)
@@ -240,33 +240,34 @@ def test_kernel_runs_inside_a_users_njit_function():
     """The element math is ordinary numba code: a user's own @njit loop can call it."""
     import numba
 
-    element = rules.ADAM.element
+    element = rules.RULES["adam"].element
 
     @numba.njit
     def user_loop(x, g, state, c):
         for i in range(x.size):
             x[i] = element(x[i], g[i], state, i, c)
 
-    options = rules.ADAM.validate({"lr": 0.1})
-    coefficients, _ = rules.ADAM.step_coefficients(options, 1, 0.1, {})
+    options = rules.RULES["adam"].validate({"lr": 0.1})
+    c = rules.RULES["adam"].stream(options, schedules.as_schedule(0.1), np.float64).step(1)
     x, xk = np.array([1.0, -1.0]), np.array([1.0, -1.0])
-    c = kernels.cast_coefficients(coefficients, np.float64)
     user_loop(x, np.array([0.5, 0.5]), np.zeros((2, 2)), c)
     adamnb.Adam(lr=0.1).step(xk, np.array([0.5, 0.5]))
     assert x.tobytes() == xk.tobytes()
 
 
 @pytest.mark.parametrize("method, options", CASES, ids=CASE_IDS)
-def test_coefficient_columns_are_the_table_transposed_and_rounded_once(method, options):
-    """minimize's drivers read coefficient_columns; the classes read coefficient_table."""
+def test_a_block_of_steps_gives_the_bits_of_one_step_at_a_time(method, options):
+    """The drivers read the scalars in blocks of steps, the classes one step at a time: the
+    same bits, each rounded once to x's dtype, with the host scalars (NAdam's product) carried
+    over from block to block."""
     rule = rules.get_rule(method)
     validated = rule.validate(options)
-    t = np.arange(3, 1500)
-    lr = schedules.schedule_values(schedules.as_schedule(validated["lr"]), t)
-    scalars = {name: 0.5 * value for name, value in rule.scalar_state.items()}
-    table, after_table = rule.coefficient_table(validated, t, lr, dict(scalars))
+    schedule = schedules.as_schedule(validated["lr"])
     for dtype in (np.float64, np.float32):
-        columns, after_columns = rule.coefficient_columns(validated, t, lr, dict(scalars), dtype)
-        assert columns.dtype == dtype and columns.flags.c_contiguous
-        assert columns.tobytes() == np.ascontiguousarray(table.T.astype(dtype)).tobytes()
-        assert after_columns == after_table
+        blocks = rule.stream(validated, schedule, dtype, step=2)
+        columns = np.concatenate([blocks.columns(t, 500) for t in (3, 503, 1003)], axis=1)
+        assert columns.dtype == dtype and columns.shape == (rule.n_coefficients, 1500)
+        single = rule.stream(validated, schedule, dtype, step=2)
+        steps = np.array([single.step(t) for t in range(3, 1503)], dtype=dtype).T
+        assert columns.tobytes() == steps.tobytes()
+        assert blocks.scalars == single.scalars

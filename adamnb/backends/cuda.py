@@ -40,8 +40,9 @@ Launch configuration
 For the device drivers
     :func:`cuda_fused_step` is the same element in the per-step kernel of
     :func:`adamnb.optimize._device.minimize_on_device`: it also saves the previous iterate and
-    projects onto bounds, in the same pass, as the CPU driver's fused step does. :class:`Reduction`
-    brings one scalar (the gradient's infinity-norm, a loss, a count) back from a device array:
+    projects onto bounds, in the same pass, with the CPU drivers' per-element code
+    (:mod:`adamnb.backends.elements`). :class:`Reduction` brings one scalar (the convergence
+    measure, a loss, a count) back from a device array:
     a shared-memory tree per block, then one block over the partials. Two plain launches rather
     than atomics: numba has no float atomic that propagates NaN (the finiteness test needs that),
     and a fixed tree makes sums reproducible run to run.
@@ -67,8 +68,9 @@ import types
 import numpy as np
 
 from adamnb.backends import cpu as kernels
+from adamnb.backends.elements import fold_max, fused_update, project, stationarity
 
-__all__ = ["is_available", "require_available", "simulator_enabled", "is_device_array",
+__all__ = ["numba_cuda", "device_function", "project_vector", "is_available", "require_available", "simulator_enabled", "is_device_array",
            "as_device_array", "check_device_vector", "to_device", "device_empty", "synchronize",
            "cuda_kernel", "cuda_fused_step", "launch_blocks", "step", "Reduction", "number_of_coefficients",
            "kernel_signature", "compile_ptx_for", "compile_kernel_ptx",
@@ -93,6 +95,12 @@ def _cuda():
         from numba import cuda
         _numba_cuda = cuda
     return _numba_cuda
+
+
+def numba_cuda():
+    """The ``numba.cuda`` module, imported on first use (the one accessor every CUDA module uses:
+    the simulator swaps the module, so kernels must reach it at run time, not import time)."""
+    return _cuda()
 
 
 def simulator_enabled():
@@ -198,6 +206,43 @@ def _builtin_target_needs_minmax():
     return getattr(_cuda(), "implementation", None) == "Built-in" and not simulator_enabled()
 
 
+_device_functions = {}
+
+
+def device_function(function, **names):
+    """``function`` (a plain Python function, e.g. a rule's element or one of
+    :mod:`adamnb.backends.elements`) compiled as a CUDA device function.
+
+    ``names`` rebinds global names the function calls to their device versions (an element of
+    :mod:`adamnb.backends.elements` calling another). For numba's built-in CUDA target, ``max``
+    and ``min`` are rebound to two-argument device functions with Python's semantics (see the
+    module notes). Compiled once per function.
+    """
+    key = (function, tuple(sorted(names)))
+    if key not in _device_functions:
+        cuda = _cuda()
+        replacements = dict(names)
+        if _builtin_target_needs_minmax():
+            replacements.update(max=cuda.jit(device=True)(_maximum),
+                                min=cuda.jit(device=True)(_minimum))
+        if replacements:
+            function = types.FunctionType(function.__code__,
+                                          {**function.__globals__, **replacements},
+                                          function.__name__, function.__defaults__,
+                                          function.__closure__)
+        _device_functions[key] = cuda.jit(device=True)(function)
+    return _device_functions[key]
+
+
+def _device_update(element):
+    """:func:`adamnb.backends.elements.fused_update` of ``element``, as a device function."""
+    key = ("update", element)
+    if key not in _device_functions:
+        _device_functions[key] = _cuda().jit(device=True)(
+            fused_update(device_function(element), device_function(project)))
+    return _device_functions[key]
+
+
 def _quiet(element):
     """``element`` with NumPy's overflow warnings off: the simulator runs elements on NumPy
     scalars, whose wrapping uint64 multiplications (intended: the counter-based random numbers
@@ -208,22 +253,10 @@ def _quiet(element):
     return quiet
 
 
-def _device_element(element):
-    """The rule's element compiled as a CUDA device function (see the module notes)."""
-    cuda = _cuda()
-    if simulator_enabled():
-        return cuda.jit(device=True)(_quiet(element))
-    if _builtin_target_needs_minmax():
-        names = {"max": cuda.jit(device=True)(_maximum), "min": cuda.jit(device=True)(_minimum)}
-        element = types.FunctionType(element.__code__, {**element.__globals__, **names},
-                                     element.__name__, element.__defaults__, element.__closure__)
-    return cuda.jit(device=True)(element)
-
-
 def _kernel_function(element):
     """The Python source of the grid-stride kernel around ``element``, not yet compiled."""
     _cuda()
-    device_element = _device_element(element)
+    device_element = device_function(element)
 
     def kernel(x, g, state, c):
         for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
@@ -242,36 +275,49 @@ def cuda_kernel(rule):
 def _fused_step_function(element):
     """The Python source of the fused step around ``element`` (see :func:`cuda_fused_step`)."""
     _cuda()
-    device_element = _device_element(element)
+    update = _device_update(element)
 
-    def fused_step(x, g, state, c, previous, lower, upper):
+    def fused_step(x, g, state, c, previous, point, lower, upper):
         bounded = lower.size > 0
         for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
-            value = x[i]
-            previous[i] = value
-            value = device_element(value, g[i], state, i, c)
-            if bounded:  # min(max(value, lower), upper), as the CPU drivers project
-                if lower[i] > value:
-                    value = lower[i]
-                if upper[i] < value:
-                    value = upper[i]
+            value = update(x, g, state, i, c, previous, lower, upper, bounded)
             x[i] = value
+            point[i] = value
 
     return fused_step
 
 
 def cuda_fused_step(rule):
-    """The kernel ``fused[blocks, threads](x, g, state, c, previous, lower, upper)`` of ``rule``.
+    """The kernel ``fused[blocks, threads](x, g, state, c, previous, point, lower, upper)``.
 
-    The device twin of :func:`adamnb.optimize._compiled.fused_step` without the norm (a reduction, see
-    :class:`Reduction`): in one pass it saves ``x`` into ``previous`` (the last finite iterate a
-    run returns on status 3), applies the rule's element and, when ``lower`` is not empty,
-    projects onto ``[lower, upper]`` with the CPU drivers' ``min(max(x, lower), upper)``.
+    The device driver's step: :func:`adamnb.backends.elements.fused_update` per element, as the
+    CPU drivers' kernels do (``previous[:] = x``, the rule's update, the projection onto
+    ``[lower, upper]`` when ``lower`` is not empty), and the new iterate written to ``point``
+    too, the copy the objective is evaluated at.
     """
     key = ("fused", rule.element)
     if key not in _kernels:
         _kernels[key] = _cuda().jit(_fused_step_function(rule.element))
     return _kernels[key]
+
+
+def _project_function():
+    _cuda()
+    device_project = device_function(project)
+
+    def project_kernel(x, lower, upper):
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            x[i] = device_project(x[i], lower[i], upper[i])
+
+    return project_kernel
+
+
+def project_vector(x, lower, upper, threads_per_block=DEFAULT_THREADS_PER_BLOCK):
+    """Project the device vector ``x`` onto ``[lower, upper]`` in place (on the GPU)."""
+    if "project" not in _kernels:
+        _kernels["project"] = _cuda().jit(_project_function())
+    blocks = launch_blocks(x.size, threads_per_block)
+    _kernels["project"][blocks, threads_per_block](x, lower, upper)
 
 
 def _sm_count():
@@ -300,7 +346,8 @@ def step(rule, x, g, state, coefficients, threads_per_block=DEFAULT_THREADS_PER_
     state : device array of shape ``(rule.rows(options), x.size)`` and x's dtype, the rule's
         state vectors (shape ``(0, n)`` when the configuration keeps none), updated in place. The
         caller guarantees the row count; the kernel does not check bounds.
-    coefficients : the step's scalars, ``rule.step_coefficients(...)[0]``; cast to x's dtype here.
+    coefficients : the step's scalars (:meth:`adamnb.optim.CoefficientStream.step`); cast to
+        x's dtype here.
     threads_per_block : int, default 256
     blocks : int, optional
         Grid size; by default :func:`launch_blocks`. Any positive value is correct (the kernel
@@ -337,15 +384,34 @@ REDUCTIONS = ("max_abs", "sum", "sum_squares")
 _reductions = {}
 
 
+def _block_tree(width, maximum):
+    """A device function folding a block's ``buffer[0:width]`` into ``buffer[0]`` (a shared-memory
+    tree, halving ``width``, a power of two): NaN-propagating max (:func:`fold_max`) or sum."""
+    fold = device_function(fold_max)
+
+    def tree(buffer, tid):
+        _numba_cuda.syncthreads()
+        half = width // 2
+        while half > 0:
+            if tid < half:
+                if maximum:
+                    buffer[tid] = fold(buffer[tid], buffer[tid + half])
+                else:
+                    buffer[tid] += buffer[tid + half]
+            _numba_cuda.syncthreads()
+            half //= 2
+
+    return _cuda().jit(device=True)(tree)
+
+
 def _reduction_function(kind, threads_per_block, dtype):
     """The Python source of one pass of a block reduction, not yet compiled.
 
     Each block folds its grid-stride share of ``x`` into one value per thread, then halves the
-    block in shared memory (``threads_per_block`` is a power of two) and writes one value per
-    block to ``out[blockIdx.x]``. The second pass is the same kernel on those partials with one
-    block. ``max_abs`` is NaN-propagating: a NaN anywhere makes the result NaN, as
-    :func:`adamnb.optimize._compiled._infinity_norm` does, so one test ``isfinite(norm)`` catches every
-    non-finite entry.
+    block in shared memory (:func:`_block_tree`) and writes one value per block to
+    ``out[blockIdx.x]``. The second pass is the same kernel on those partials with one block.
+    ``max_abs`` is NaN-propagating (:func:`adamnb.backends.elements.fold_max`): a NaN anywhere
+    makes the result NaN, so one test ``isfinite(norm)`` catches every non-finite entry.
     """
     from numba import from_dtype
     _cuda()
@@ -355,6 +421,8 @@ def _reduction_function(kind, threads_per_block, dtype):
     maximum = kind == "max_abs"
     squares = kind == "sum_squares"
     width = int(threads_per_block)
+    fold = device_function(fold_max)
+    tree = _block_tree(width, maximum)
 
     def reduce_pass(x, out):
         buffer = _numba_cuda.shared.array(width, scalar)
@@ -363,36 +431,58 @@ def _reduction_function(kind, threads_per_block, dtype):
         for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
             v = x[i]
             if maximum:
-                v = abs(v)
-                if v > acc or v != v:  # NaN wins, and stays: `v > NaN` is false
-                    acc = v
+                acc = fold(acc, abs(v))
             elif squares:
                 acc += v * v
             else:
                 acc += v
         buffer[tid] = acc
-        _numba_cuda.syncthreads()
-        half = width // 2
-        while half > 0:
-            if tid < half:
-                other = buffer[tid + half]
-                if maximum:
-                    if other > buffer[tid] or other != other:
-                        buffer[tid] = other
-                else:
-                    buffer[tid] += other
-            _numba_cuda.syncthreads()
-            half //= 2
+        tree(buffer, tid)
         if tid == 0:
             out[_numba_cuda.blockIdx.x] = buffer[0]
 
     return reduce_pass
 
 
+def _stationarity_function(threads_per_block, dtype):
+    """The Python source of the first pass of :meth:`Reduction.stationarity`: each thread copies
+    its share of ``g`` into ``copy`` and folds :func:`adamnb.backends.elements.stationarity`."""
+    from numba import from_dtype
+    _cuda()
+    dtype = np.dtype(dtype)
+    scalar = from_dtype(dtype)
+    zero = dtype.type(0)
+    width = int(threads_per_block)
+    fold = device_function(fold_max)
+    measure = device_function(stationarity, project=device_function(project))
+    tree = _block_tree(width, True)
+
+    def stationarity_pass(x, g, lower, upper, copy, out):
+        buffer = _numba_cuda.shared.array(width, scalar)
+        tid = _numba_cuda.threadIdx.x
+        bounded = lower.size > 0
+        acc = zero
+        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+            gi = g[i]
+            copy[i] = gi
+            if bounded:
+                acc = fold(acc, measure(x[i], gi, lower[i], upper[i], True))
+            else:
+                acc = fold(acc, measure(x[i], gi, gi, gi, False))
+        buffer[tid] = acc
+        tree(buffer, tid)
+        if tid == 0:
+            out[_numba_cuda.blockIdx.x] = buffer[0]
+
+    return stationarity_pass
+
+
 def _reduction_kernel(kind, threads_per_block, dtype):
     key = (kind, int(threads_per_block), np.dtype(dtype))
     if key not in _reductions:
-        _reductions[key] = _cuda().jit(_reduction_function(*key))
+        build = _stationarity_function if kind == "stationarity" else \
+            lambda tpb, dt: _reduction_function(kind, tpb, dt)
+        _reductions[key] = _cuda().jit(build(int(threads_per_block), np.dtype(dtype)))
     return _reductions[key]
 
 
@@ -401,11 +491,12 @@ class Reduction:
 
     ``Reduction("max_abs", np.float32)(g)`` is the infinity-norm of ``g`` (NaN if ``g`` holds a
     NaN, inf if it holds an inf), ``"sum"`` the sum and ``"sum_squares"`` the sum of squares, in
-    the array's dtype (integers too, for counts). Two launches: ``min(ceil(n / threads), 32 * SM
-    count)`` blocks write one partial each, then one block reduces the partials (one launch when
-    a single block covers the array). The summation order is fixed by the launch configuration,
-    so a result is reproducible. The partial and result buffers are allocated once per object;
-    reading the result back synchronises with the stream.
+    the array's dtype (integers too, for counts); :meth:`stationarity` is the drivers'
+    convergence measure. Two launches: ``min(ceil(n / threads), 32 * SM count)`` blocks write one
+    partial each, then one block reduces the partials (one launch when a single block covers the
+    array). The summation order is fixed by the launch configuration, so a result is
+    reproducible. The partial and result buffers are allocated once per object; reading the
+    result back synchronises with the stream.
 
     Parameters
     ----------
@@ -413,6 +504,11 @@ class Reduction:
     dtype : numpy dtype of the arrays to reduce
     threads_per_block : int, default 256
         A power of two (the shared-memory tree halves it).
+
+    Raises
+    ------
+    ValueError
+        An unknown kind, or threads_per_block not a power of two in 1..1024.
     """
 
     def __init__(self, kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLOCK):
@@ -425,8 +521,37 @@ class Reduction:
         self.kind, self.dtype, self.threads_per_block = kind, np.dtype(dtype), int(tpb)
         self._partials = self._result = None
 
+    def _launch(self, first_kind, size, arguments, stream):
+        """The first pass of ``first_kind`` over ``size`` elements, then the partials' pass."""
+        cuda = _cuda()
+        tpb = self.threads_per_block
+        if self._partials is None:
+            self._partials = cuda.device_array(BLOCKS_PER_SM * _sm_count(), self.dtype)
+            self._result = cuda.device_array(1, self.dtype)
+        blocks = min(launch_blocks(size, tpb), self._partials.size)
+        first = _reduction_kernel(first_kind, tpb, self.dtype)
+        if blocks == 1:  # one block already gives the result
+            first[1, tpb, stream](*arguments, self._result)
+        else:
+            partials = self._partials[:blocks]
+            first[blocks, tpb, stream](*arguments, partials)
+            final = "sum" if self.kind in ("sum", "sum_squares") else "max_abs"
+            _reduction_kernel(final, tpb, self.dtype)[1, tpb, stream](partials, self._result)
+        value = self._result.copy_to_host(stream=stream)
+        if stream:
+            stream.synchronize()
+        return value[0].item()
+
     def __call__(self, x, stream=0):
-        """The reduction of the contiguous device array ``x`` (any shape), as a Python scalar."""
+        """The reduction of the contiguous device array ``x`` (any shape), as a Python scalar.
+
+        Raises
+        ------
+        TypeError
+            ``x`` is not a device array.
+        ValueError
+            ``x`` is not contiguous or not of this reduction's dtype.
+        """
         x = as_device_array(x, "array to reduce")
         if x.dtype != self.dtype:
             raise ValueError(f"this Reduction is for {self.dtype} arrays, got {x.dtype}")
@@ -434,32 +559,24 @@ class Reduction:
             raise ValueError("the array to reduce must be contiguous")
         if x.size == 0:
             return self.dtype.type(0).item()
-        x = x.reshape(x.size)
-        cuda = _cuda()
-        tpb = self.threads_per_block
-        if self._partials is None:
-            self._partials = cuda.device_array(BLOCKS_PER_SM * _sm_count(), self.dtype)
-            self._result = cuda.device_array(1, self.dtype)
-        blocks = min(launch_blocks(x.size, tpb), self._partials.size)
-        if blocks == 1:  # one block already gives the result
-            _reduction_kernel(self.kind, tpb, self.dtype)[1, tpb, stream](x, self._result)
-        else:
-            partials = self._partials[:blocks]
-            _reduction_kernel(self.kind, tpb, self.dtype)[blocks, tpb, stream](x, partials)
-            final = "max_abs" if self.kind == "max_abs" else "sum"
-            _reduction_kernel(final, tpb, self.dtype)[1, tpb, stream](partials, self._result)
-        value = self._result.copy_to_host(stream=stream)
-        if stream:
-            stream.synchronize()
-        return value[0].item()
+        return self._launch(self.kind, x.size, (x.reshape(x.size),), stream)
+
+    def stationarity(self, x, g, lower, upper, copy, stream=0):
+        """The drivers' convergence measure at the device vector ``x`` with gradient ``g``, as a
+        Python float: ``max_i |g_i|``, or with bounds (``lower`` not empty) the projected
+        gradient's ``max_i |P(x_i - g_i) - x_i|``; NaN when any ``g_i`` is not finite. In the
+        same pass ``g`` is copied into ``copy`` (the driver's own gradient buffer). Needs a
+        ``"max_abs"`` Reduction of x's dtype."""
+        if self.kind != "max_abs":
+            raise ValueError("stationarity needs a 'max_abs' Reduction")
+        return self._launch("stationarity", x.size, (x, g, lower, upper, copy), stream)
 
 
 # --- ahead-of-time compilation (no GPU needed) ----------------------------------------------------
 
 def number_of_coefficients(rule):
     """How many per-step scalars the rule's element takes (the length of ``c``)."""
-    coefficients, _ = rule.step_coefficients(rule.validate({}), 1, 1e-3, dict(rule.scalar_state))
-    return len(coefficients)
+    return rule.n_coefficients
 
 
 def kernel_signature(rule, dtype):
@@ -527,14 +644,18 @@ def compile_ptx_for(rule, dtype, cc=(9, 0), fused=False):
     if fused:
         vector = signature[0]
         return compile_kernel_ptx(_fused_step_function(rule.element),
-                                  signature + (vector, vector, vector), cc)
+                                  signature + (vector, vector, vector, vector), cc)
     return compile_kernel_ptx(_kernel_function(rule.element), signature, cc)
 
 
 def compile_reduction_ptx(kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLOCK, cc=(9, 0)):
-    """The PTX of one :class:`Reduction` pass for ``dtype`` (no GPU needed)."""
+    """The PTX of one :class:`Reduction` pass (``kind`` one of :data:`REDUCTIONS` or
+    ``"stationarity"``) for ``dtype`` (no GPU needed)."""
     from numba import from_dtype
     vector = from_dtype(np.dtype(dtype))[::1]
+    if kind == "stationarity":
+        return compile_kernel_ptx(_stationarity_function(threads_per_block, dtype), (vector,) * 6,
+                                  cc)
     return compile_kernel_ptx(_reduction_function(kind, threads_per_block, dtype),
                               (vector, vector), cc)
 
@@ -566,9 +687,10 @@ def elementwise_function(element, dimensions, arity):
     """
     _cuda()
     names = ", ".join(f"a{k}" for k in range(arity))
+    device_element = device_function(_quiet(element) if simulator_enabled() else element)
     namespace = {}
     exec(_ELEMENT_LOOPS[dimensions].format(args=names),  # noqa: S102 (a fixed template)
-         {**globals(), "device_element": _device_element(element)}, namespace)
+         {**globals(), "device_element": device_element}, namespace)
     return namespace["kernel"]
 
 
@@ -615,12 +737,12 @@ def gemm_function(trans_a, trans_b, tile, dtype):
     order, without a dependency (large layers would call cuBLAS, e.g. through CuPy, instead).
     """
     from numba import from_dtype
-    cuda = _cuda()
+    _cuda()
     scalar = from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
     T = int(tile)
     padded = (T, T + 1)
-    load = cuda.jit(device=True)(_load_tile)
+    load = device_function(_load_tile)
 
     def gemm(A, B, C):
         As = _numba_cuda.shared.array(padded, scalar)  # As[i, p] = op(A)[row0 + i, p0 + p]

@@ -20,16 +20,18 @@ True
 """
 
 import inspect
+import json
+import math
+import textwrap
 
 import numpy as np
 
 from adamnb.backends import cpu as kernels
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
-from adamnb.optim.schedules import as_schedule
+from adamnb._io import atomic_write
+from adamnb.optim.schedules import Schedule, as_schedule
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax",
-           "NAdam", "RAdam"]
 
 _FLOAT_TYPES = (np.float32, np.float64)
 _BACKENDS = (None, "cpu", "parallel", "cuda")
@@ -123,6 +125,7 @@ class Optimizer:
         self.t = 0
         self.state = None
         self.scalars = dict(self.rule.scalar_state)
+        self._stream = None
 
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.items()
@@ -135,12 +138,27 @@ class Optimizer:
     def step(self, x, g):
         """Apply one update to ``x`` in place, given the gradient ``g`` at ``x``.
 
-        ``x`` is a contiguous 1-D float32 or float64 array (a flat view of the model's
-        parameters); ``g`` has the same shape and dtype. Both are NumPy arrays for the CPU
-        backends and device arrays for the CUDA one (no copies are made). The first call creates
-        the state, typed like ``x`` and where ``x`` lives; later calls must pass arrays of the
-        same length and dtype. A state loaded with :meth:`load_state_dict` moves to the device on
-        the first step with device arrays; a state on the device never moves back silently.
+        Parameters
+        ----------
+        x : ndarray or device array, shape (n,), float32 or float64
+            A contiguous flat view of the model's parameters, updated in place. NumPy arrays for
+            the CPU backends, device arrays for the CUDA one (no copies are made).
+        g : same type, shape and dtype as ``x``
+            The gradient at ``x``.
+
+        The first call creates the state, typed like ``x`` and where ``x`` lives; later calls
+        must pass arrays of the same length and dtype. A state loaded with
+        :meth:`load_state_dict` moves to the device on the first step with device arrays; a
+        state on the device never moves back silently. A callable ``lr`` is called once, with
+        this step's number, during this call.
+
+        Raises
+        ------
+        TypeError
+            ``x`` or ``g`` is not an array of the backend's kind, or not float32/float64.
+        ValueError
+            Shapes or dtypes differ, ``x`` is not flat, contiguous or writeable, or the state
+            belongs to another vector.
         """
         on_device = self.backend == "cuda" or (
             self.backend is None and cuda_backend.is_device_array(x))
@@ -166,24 +184,31 @@ class Optimizer:
                                  "arrays; pass device arrays, or move the state with "
                                  "load_state_dict(state_dict()) into a CPU optimizer")
             self.state = cuda_backend.to_device(self.state)
+        if self._stream is None or self._stream.dtype != x.dtype:
+            self._stream = self.rule.stream(self.options, self.schedule, x.dtype,
+                                            scalars=self.scalars, step=self.t)
         t = self.t + 1
-        coefficients, scalars = self.rule.step_coefficients(self.options, t, self.schedule(t),
-                                                            self.scalars)
-        c = kernels.cast_coefficients(coefficients, x.dtype)
+        c = self._stream.step(t)
         if on_device:
             cuda_backend.step(self.rule, x, g, self.state, c)
         else:
             kernel = kernels.cpu_kernel(self.rule, kernels.use_parallel(self.parallel, x.size))
             kernel(x, g, self.state, c)
-        self.t, self.scalars = t, scalars
+        self.t, self.scalars = t, dict(self._stream.scalars)
 
     def state_dict(self):
-        """A snapshot of the optimizer: options, step count and copies of the state vectors.
+        """A snapshot of the optimizer: method, options, step count, state vectors, host scalars.
 
         Loading it into a new optimizer with :meth:`load_state_dict` resumes the run with exactly
-        the same bits as an uninterrupted one. Everything in it is plain Python or NumPy (an
-        ``lr`` schedule is kept as the object itself), so ``pickle`` or ``np.savez`` can store it;
-        a state on the CUDA device is copied to host arrays.
+        the same bits as an uninterrupted one. It holds plain Python values and NumPy arrays (an
+        ``lr`` schedule is kept as the object itself; a state on the CUDA device is copied to
+        host arrays). :func:`save_state_dict` stores it without pickle.
+
+        Returns
+        -------
+        dict
+            ``{"method": str, "options": dict, "step": int, "state": {slot: ndarray},
+            "scalars": {name: float}}``; ``state`` names torch's slots (``exp_avg``, ...).
         """
         state = self.state.copy_to_host() if self._state_on_device() else self.state
         rows = 0 if state is None else state.shape[0]
@@ -197,274 +222,190 @@ class Optimizer:
         }
 
     def load_state_dict(self, state_dict):
-        """Restore a snapshot from :meth:`state_dict` (options, step count and state).
+        """Restore a snapshot from :meth:`state_dict` (options, step count, state and scalars).
 
-        The state goes to the CUDA device for ``backend="cuda"`` or when this optimizer's state
-        is there already; otherwise it stays on the host until a step with device arrays.
+        Everything is checked before anything changes, so a rejected snapshot leaves this
+        optimizer as it was. The state goes to the CUDA device for ``backend="cuda"`` or when this
+        optimizer's state is there already; otherwise it stays on the host until a step with
+        device arrays.
+
+        Raises
+        ------
+        ValueError
+            A key is missing or unknown; the method differs; an option is unknown or invalid;
+            ``step`` is not an integer >= 0; the state vectors are not the rule's slots for these
+            options, differ in length or dtype, are not flat float32/float64 or hold NaN/inf; the
+            host scalars are not exactly the rule's, or not finite.
         """
-        method = state_dict.get("method")
-        if method != self.rule.name:
-            raise ValueError(f"state_dict is for method {method!r}, not {self.rule.name!r}")
-        options = self.rule.validate({k: v for k, v in state_dict["options"].items()
-                                      if k not in self.rule.fixed})
-        step = state_dict["step"]
-        if not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"Invalid step in state_dict: {step!r}")
-        saved = state_dict["state"]
-        expected = self.rule.slots[:self.rule.rows(options)]
-        if step > 0 and set(saved) != set(expected):
-            raise ValueError(f"state_dict holds state {sorted(saved)}, expected {list(expected)}")
-        vectors = [np.asarray(saved[slot]) for slot in expected] if step > 0 else []
-        for slot, vector in zip(expected, vectors):
-            check_vector(vector, f"state[{slot!r}]")
-            if vector.shape != vectors[0].shape or vector.dtype != vectors[0].dtype:
-                raise ValueError("state_dict's state vectors differ in length or dtype")
+        options, step, vectors, scalars = _checked_state_dict(self.rule, state_dict)
         to_device = self.backend == "cuda" or self._state_on_device()
         self.options = options
         self.schedule = as_schedule(options["lr"])
-        self.t = int(step)
-        self.scalars = dict(state_dict.get("scalars", self.rule.scalar_state))
-        if step == 0:
-            self.state = None
-        elif vectors:
+        self.t = step
+        self.scalars = scalars
+        self._stream = None
+        if vectors:
             self.state = np.stack(vectors)
             if to_device:
                 self.state = cuda_backend.to_device(self.state)
-        else:  # a rule configuration without state vectors (plain SGD)
+        else:  # step 0, or a configuration without state vectors (plain SGD)
             self.state = None
 
 
-class SGD(Optimizer):
-    r"""Stochastic gradient descent with optional momentum and Nesterov momentum.
-
-    As torch.optim.SGD. With weight decay :math:`\lambda`, momentum :math:`\mu`, dampening
-    :math:`\tau`:
-
-    .. math::
-
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
-        b_t &= \begin{cases} g_t & t = 1 \\ \mu b_{t-1} + (1-\tau) g_t & t > 1 \end{cases} \\
-        g_t &\leftarrow g_t + \mu b_t \ \text{(nesterov)} \quad\text{or}\quad g_t \leftarrow b_t \\
-        x_t &= x_{t-1} - \eta_t g_t
-
-    The momentum steps apply only when :math:`\mu \ne 0`. Nesterov requires :math:`\mu > 0` and
-    :math:`\tau = 0`.
-
-    Parameters
-    ----------
-    lr : float or schedule, default 1e-3
-    momentum : float, default 0
-    dampening : float in [0, 1], default 0
-    weight_decay : float, default 0
-    nesterov : bool, default False
-    """
-
-    rule = rules.SGD
+_STATE_DICT_KEYS = ("method", "options", "step", "state", "scalars")
 
 
-class Adagrad(Optimizer):
-    r"""Adagrad (Duchi, Hazan & Singer, 2011), as torch.optim.Adagrad.
+def _checked_state_dict(rule, state_dict):
+    """(options, step, state vectors, scalars) from a state_dict, all checked; see
+    :meth:`Optimizer.load_state_dict`."""
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+    missing = [key for key in _STATE_DICT_KEYS if key not in state_dict]
+    unknown = sorted(set(state_dict) - set(_STATE_DICT_KEYS))
+    if missing or unknown:
+        raise ValueError(f"state_dict has keys {sorted(state_dict)}: missing {missing}, "
+                         f"unknown {unknown}; expected {list(_STATE_DICT_KEYS)}")
+    if state_dict["method"] != rule.name:
+        raise ValueError(f"state_dict is for method {state_dict['method']!r}, not {rule.name!r}")
+    saved_options = state_dict["options"]
+    names = {hp.name for hp in rule.hyperparameters} | set(rule.fixed)
+    if not isinstance(saved_options, dict) or set(saved_options) - names:
+        raise ValueError(f"state_dict's options {sorted(saved_options)} are not all options of "
+                         f"{rule.name!r} ({', '.join(sorted(names))})")
+    options = rule.validate(saved_options)
+    step = state_dict["step"]
+    if np.ndim(step) == 0 and isinstance(getattr(step, "item", lambda: step)(), int) \
+            and not isinstance(step, (bool, np.bool_)):
+        step = int(step)  # a 0-d integer array (np.load) is a step count too
+    if not isinstance(step, int) or step < 0:
+        raise ValueError(f"Invalid step in state_dict: {state_dict['step']!r}; expected an "
+                         "integer >= 0")
+    saved = state_dict["state"]
+    expected = rule.slots[:rule.rows(options)] if step > 0 else ()
+    if not isinstance(saved, dict) or set(saved) != set(expected):
+        raise ValueError(f"state_dict holds state {sorted(saved)}, expected {list(expected)} "
+                         f"for {rule.name!r} with these options at step {step}")
+    vectors = [np.asarray(saved[slot]) for slot in expected]
+    for slot, vector in zip(expected, vectors):
+        check_vector(vector, f"state[{slot!r}]")
+        if vector.shape != vectors[0].shape or vector.dtype != vectors[0].dtype:
+            raise ValueError("state_dict's state vectors differ in length or dtype")
+        if not np.isfinite(vector).all():
+            raise ValueError(f"state[{slot!r}] holds NaN or inf; a run that diverged cannot be "
+                             "resumed")
+    scalars = state_dict["scalars"]
+    if not isinstance(scalars, dict) or set(scalars) != set(rule.scalar_state):
+        raise ValueError(f"state_dict's scalars are {scalars!r}; {rule.name!r} keeps exactly "
+                         f"{sorted(rule.scalar_state) or 'none'}")
+    checked = {}
+    for name, value in scalars.items():
+        number = float(value) if np.ndim(value) == 0 and np.isrealobj(value) else math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"state_dict's scalar {name}={value!r} is not a finite number")
+        checked[name] = number
+    return options, step, vectors, checked
 
-    .. math::
 
-        g_t &\leftarrow g_t + \lambda x_{t-1}, \qquad
-        \tilde\eta_t = \eta_t / (1 + (t-1)\,\mathrm{lr\_decay}) \\
-        s_t &= s_{t-1} + g_t^2 \qquad (s_0 = \mathrm{initial\_accumulator\_value}) \\
-        x_t &= x_{t-1} - \tilde\eta_t\, g_t / (\sqrt{s_t} + \epsilon)
+def save_state_dict(state_dict, file):
+    """Write an optimizer's :meth:`~Optimizer.state_dict` to ``file`` without pickle.
 
-    Parameters
-    ----------
-    lr : float or schedule, default 1e-2
-    lr_decay : float, default 0
-    weight_decay : float, default 0
-    initial_accumulator_value : float, default 0
-    eps : float, default 1e-10
-    """
-
-    rule = rules.ADAGRAD
-
-
-class RMSprop(Optimizer):
-    r"""RMSprop (Hinton, 2012), as torch.optim.RMSprop.
-
-    .. math::
-
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
-        v_t &= \alpha v_{t-1} + (1-\alpha) g_t^2 \\
-        \bar g_t &= \alpha \bar g_{t-1} + (1-\alpha) g_t, \quad
-        d_t = \sqrt{v_t - \bar g_t^2} + \epsilon \ \text{(centered)}
-        \quad\text{else}\quad d_t = \sqrt{v_t} + \epsilon \\
-        b_t &= \mu b_{t-1} + g_t / d_t, \quad x_t = x_{t-1} - \eta_t b_t \ (\mu > 0)
-        \quad\text{else}\quad x_t = x_{t-1} - \eta_t g_t / d_t
+    One ``.npz`` file: the state vectors as arrays, and the method, options (built-in schedules
+    included), step and host scalars as JSON. Written atomically: an interrupted save leaves the
+    previous file intact. :func:`load_state_dict` reads it back, bit for bit.
 
     Parameters
     ----------
-    lr : float or schedule, default 1e-2
-    alpha : float in [0, 1], default 0.99
-    eps : float, default 1e-8
-    weight_decay : float, default 0
-    momentum : float, default 0
-    centered : bool, default False
+    state_dict : dict
+        From :meth:`Optimizer.state_dict`.
+    file : str or path-like
+        Where to write (conventionally ``*.npz``).
+
+    Raises
+    ------
+    TypeError
+        An option cannot be stored without pickle: a user's callable ``lr`` (store its
+        parameters yourself and pass the callable again), or another object.
     """
+    meta = {"format": "adamnb.optimizer_state", "version": 1,
+            "method": state_dict["method"], "step": int(state_dict["step"]),
+            "options": {name: _option_to_json(name, value)
+                        for name, value in state_dict["options"].items()},
+            "scalars": {name: float(value) for name, value in state_dict["scalars"].items()}}
+    arrays = {f"state/{slot}": np.asarray(vector) for slot, vector in state_dict["state"].items()}
+    with atomic_write(file, "wb") as stream:
+        np.savez(stream, meta=np.array(json.dumps(meta)), **arrays)
 
-    rule = rules.RMSPROP
 
+def load_state_dict(file):
+    """Read a state_dict written by :func:`save_state_dict` (no pickle involved).
 
-class Adadelta(Optimizer):
-    r"""Adadelta (Zeiler, 2012), as torch.optim.Adadelta (note torch's extra ``lr``, default 1).
+    Returns
+    -------
+    dict
+        The state_dict, ready for :meth:`Optimizer.load_state_dict` (which checks it).
 
-    .. math::
-
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
-        v_t &= \rho v_{t-1} + (1-\rho) g_t^2 \\
-        \Delta x_t &= \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t \\
-        u_t &= \rho u_{t-1} + (1-\rho) \Delta x_t^2 \\
-        x_t &= x_{t-1} - \eta_t \Delta x_t
-
-    Parameters
-    ----------
-    lr : float or schedule, default 1.0
-    rho : float in [0, 1], default 0.9
-    eps : float, default 1e-6
-    weight_decay : float, default 0
+    Raises
+    ------
+    ValueError
+        The file is not an adamnb optimizer state.
     """
-
-    rule = rules.ADADELTA
-
-
-_ADAM_MATH = r"""
-    .. math::
-
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
-        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
-        v_t &= \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
-        \hat v_t &= \max(\hat v_{t-1}, v_t) \ \text{(amsgrad)} \quad\text{else}\quad
-        \hat v_t = v_t \\
-        x_t &= x_{t-1} - \frac{\eta_t}{1-\beta_1^t}\,
-               \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1-\beta_2^t} + \epsilon}
-"""
+    with np.load(file, allow_pickle=False) as archive:
+        if "meta" not in archive.files:
+            raise ValueError(f"{file} is not an adamnb optimizer state (no 'meta' entry)")
+        meta = json.loads(str(archive["meta"]))
+        state = {name.split("/", 1)[1]: archive[name] for name in archive.files
+                 if name.startswith("state/")}
+    if meta.get("format") != "adamnb.optimizer_state":
+        raise ValueError(f"{file} is not an adamnb optimizer state")
+    return {"method": meta["method"],
+            "options": {name: _option_from_json(value) for name, value in meta["options"].items()},
+            "step": meta["step"], "state": state, "scalars": meta["scalars"]}
 
 
-class Adam(Optimizer):
-    __doc__ = r"""Adam (Kingma & Ba, 2014), as torch.optim.Adam, with optional AMSGrad.
-    """ + _ADAM_MATH + r"""
-    Kingma & Ba's Algorithm 1 adds :math:`\epsilon` to the square root of the *bias-corrected*
-    second moment, :math:`x_t = x_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)` with
-    :math:`\hat m_t = m_t/(1-\beta_1^t)`, :math:`\hat v_t = v_t/(1-\beta_2^t)`, which is the
-    formula above. Their "more efficient" ordering (section 2) instead uses
-    :math:`\eta_t = \eta \sqrt{1-\beta_2^t}/(1-\beta_1^t)` and
-    :math:`x_t = x_{t-1} - \eta_t m_t/(\sqrt{v_t} + \hat\epsilon)`, i.e.
-    :math:`\hat\epsilon = \epsilon \sqrt{1-\beta_2^t}`; the two differ only in how :math:`\epsilon`
-    enters. AMSGrad (Reddi, Kale & Kumar, 2018) keeps the maximum of the raw :math:`v_t`, as torch
-    does.
-
-    Parameters
-    ----------
-    lr : float or schedule, default 1e-3
-    beta1, beta2 : float in [0, 1), default 0.9, 0.999
-    eps : float, default 1e-8
-    weight_decay : float, default 0 (L2 penalty added to the gradient)
-    amsgrad : bool, default False
-    """
-
-    rule = rules.ADAM
+def _option_to_json(name, value):
+    if isinstance(value, Schedule):
+        return {"schedule": value.to_dict()}
+    if isinstance(value, (bool, int, float)):
+        return value
+    raise TypeError(f"option {name}={value!r} cannot be saved without pickle: only numbers, "
+                    "booleans and the schedules of adamnb.optim.schedules can")
 
 
-class AdamW(Optimizer):
-    __doc__ = r"""AdamW (Loshchilov & Hutter, 2019), as torch.optim.AdamW.
-
-    The weight decay is decoupled from the gradient: first
-    :math:`x_{t-1} \leftarrow (1 - \eta_t \lambda)\, x_{t-1}`, then Adam's step with no L2 term:
-    """ + _ADAM_MATH.replace(r"g_t &\leftarrow g_t + \lambda x_{t-1} \\", "") + r"""
-    Parameters
-    ----------
-    lr : float or schedule, default 1e-3
-    beta1, beta2 : float in [0, 1), default 0.9, 0.999
-    eps : float, default 1e-8
-    weight_decay : float, default 1e-2 (decoupled)
-    amsgrad : bool, default False
-    """
-
-    rule = rules.ADAMW
+def _option_from_json(value):
+    if isinstance(value, dict) and "schedule" in value:
+        return Schedule.from_dict(value["schedule"])
+    return value
 
 
-class Adamax(Optimizer):
-    r"""AdaMax, Adam with the infinity norm (Kingma & Ba, 2014, Algorithm 2), as torch.optim.Adamax.
-
-    .. math::
-
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
-        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
-        u_t &= \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
-        x_t &= x_{t-1} - \frac{\eta_t}{1-\beta_1^t} \frac{m_t}{u_t}
-
-    The paper's Algorithm 2 has no :math:`\epsilon`: :math:`u_t = \max(\beta_2 u_{t-1}, |g_t|)`;
-    torch (and this class) add it inside the max so that :math:`u_t > 0`.
-
-    Parameters
-    ----------
-    lr : float or schedule, default 2e-3
-    beta1, beta2 : float in [0, 1), default 0.9, 0.999
-    eps : float, default 1e-8
-    weight_decay : float, default 0
-    """
-
-    rule = rules.ADAMAX
+def _class_doc(rule):
+    lines = [f"{rule.summary[0].upper()}{rule.summary[1:]}, as {_torch_name(rule)}.", ""]
+    if rule.doc:
+        lines += [textwrap.dedent("    " + rule.doc.strip("\n")).rstrip(), ""]
+    lines += ["Parameters", "----------"]
+    for hp in rule.hyperparameters:
+        kind = {"lr": "float or schedule", "bool": "bool"}.get(hp.kind, "float")
+        lines += [f"{hp.name} : {kind}, default {hp.default!r}",
+                  f"    {hp.doc[0].upper()}{hp.doc[1:]}; {hp.range_text()}."]
+    lines += ["parallel, backend : keyword-only", "    Where the update runs; see :class:`Optimizer`.",
+              "", "Raises", "------", "ValueError",
+              "    An option out of its range (the message names it and the range).", "TypeError",
+              "    An unknown option (the message lists the valid ones).", "", "Notes", "-----",
+              f"Source: {rule.source}."]
+    return "\n".join(lines) + "\n"
 
 
-class NAdam(Optimizer):
-    r"""NAdam, Adam with Nesterov momentum (Dozat, 2016), as torch.optim.NAdam.
-
-    With :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\psi})`, :math:`\psi` = ``momentum_decay``:
-
-    .. math::
-
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
-        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
-        d_t &= \sqrt{v_t / (1-\beta_2^t)} + \epsilon \\
-        x_t &= x_{t-1} - \eta_t \frac{1-\mu_t}{1-\prod_{i\le t}\mu_i} \frac{g_t}{d_t}
-                       - \eta_t \frac{\mu_{t+1}}{1-\prod_{i\le t+1}\mu_i} \frac{m_t}{d_t}
-
-    Parameters
-    ----------
-    lr : float or schedule, default 2e-3
-    beta1, beta2 : float in [0, 1), default 0.9, 0.999
-    eps : float, default 1e-8
-    weight_decay : float, default 0
-    momentum_decay : float, default 4e-3
-    """
-
-    rule = rules.NADAM
+def _torch_name(rule):
+    return f"torch.optim.{rule.class_name}" if rule.class_name else "torch.optim"
 
 
-class RAdam(Optimizer):
-    r"""RAdam, rectified Adam (Liu et al., 2020), as torch.optim.RAdam.
+#: The optimizer class of each method name that has one ("amsgrad" is Adam(amsgrad=True)).
+OPTIMIZERS = {}
+for _rule in rules.RULES.values():
+    if _rule.class_name is not None:
+        OPTIMIZERS[_rule.name] = type(_rule.class_name, (Optimizer,),
+                                      {"rule": _rule, "__doc__": _class_doc(_rule),
+                                       "__module__": __name__, "__qualname__": _rule.class_name})
+        globals()[_rule.class_name] = OPTIMIZERS[_rule.name]
+del _rule
 
-    With :math:`\rho_\infty = 2/(1-\beta_2) - 1` and
-    :math:`\rho_t = \rho_\infty - 2 t \beta_2^t / (1-\beta_2^t)`:
-
-    .. math::
-
-        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad \hat m_t = m_t / (1-\beta_1^t) \\
-        x_t &= x_{t-1} - \eta_t \hat m_t\, r_t \frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t} + \epsilon}
-        \ \text{if } \rho_t > 5, \quad\text{else}\quad x_t = x_{t-1} - \eta_t \hat m_t \\
-        r_t &= \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
-
-    (after :math:`g_t \leftarrow g_t + \lambda x_{t-1}`).
-
-    Parameters
-    ----------
-    lr : float or schedule, default 1e-3
-    beta1, beta2 : float in [0, 1), default 0.9, 0.999
-    eps : float, default 1e-8
-    weight_decay : float, default 0
-    """
-
-    rule = rules.RADAM
-
-
-#: The optimizer class of each method name; "amsgrad" is Adam with amsgrad=True.
-OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adadelta": Adadelta,
-              "adam": Adam, "adamw": AdamW, "adamax": Adamax, "nadam": NAdam, "radam": RAdam}
+__all__ = ["Optimizer", "OPTIMIZERS", "check_vector", "save_state_dict", "load_state_dict", *(cls.__name__ for cls in OPTIMIZERS.values())]

@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-__all__ = ["Constant", "InverseSqrt", "Exponential", "Step", "Cosine", "Warmup", "as_schedule",
-           "schedule_values"]
+__all__ = ["Schedule", "Constant", "InverseSqrt", "Exponential", "Step", "Cosine", "Warmup",
+           "as_schedule", "schedule_values", "checked_rate"]
 
 
 def _positive(name, value, allow_zero=True):
@@ -47,7 +47,13 @@ class Schedule:
 
     Subclasses define ``values(t)`` over an integer array of steps; the scalar call uses the same
     NumPy arithmetic, so a rate is the same bits whichever way a driver asks for it.
+
+    ``pure`` says the rates depend on ``t`` alone, so the drivers may compute them for a block of
+    steps ahead; a schedule built on a user's callable (``Warmup(my_function, 10)``) is not pure,
+    and is then called once per step, at that step.
     """
+
+    pure = True
 
     def values(self, t):
         raise NotImplementedError
@@ -61,6 +67,38 @@ class Schedule:
 
     def __eq__(self, other):
         return type(self) is type(other) and vars(self) == vars(other)
+
+    def to_dict(self):
+        """The schedule as plain JSON-ready data: ``{"type": name, <constructor arguments>}``.
+
+        A built-in schedule's attributes are its constructor's arguments, so
+        :meth:`from_dict` rebuilds an equal schedule (the same rates, bit for bit).
+
+        Raises
+        ------
+        TypeError
+            An argument is not a number, string, None, list or built-in schedule (a user's
+            callable inside ``Warmup``, say).
+        """
+        return {"type": type(self).__name__,
+                **{name: _to_data(name, value) for name, value in vars(self).items()}}
+
+    @staticmethod
+    def from_dict(data):
+        """The schedule :meth:`to_dict` described.
+
+        Raises
+        ------
+        ValueError
+            ``data`` names no built-in schedule.
+        """
+        data = dict(data)
+        name = data.pop("type", None)
+        classes = {cls.__name__: cls for cls in _subclasses(Schedule)}
+        if name not in classes:
+            raise ValueError(f"unknown schedule type {name!r}; expected one of "
+                             f"{', '.join(sorted(classes))}")
+        return classes[name](**{key: _from_data(value) for key, value in data.items()})
 
 
 class Constant(Schedule):
@@ -126,45 +164,70 @@ class Warmup(Schedule):
         self.base = base if callable(base) else Constant(base)
         self.warmup_steps = _count("warmup_steps", warmup_steps)
 
+    @property
+    def pure(self):
+        return isinstance(self.base, Schedule) and self.base.pure
+
     def values(self, t):
         return schedule_values(self.base, t) * np.minimum(1.0, np.asarray(t) / self.warmup_steps)
 
 
-class _Checked:
-    """A user's callable schedule whose values are checked at every step."""
+def _subclasses(cls):
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from _subclasses(subclass)
 
-    def __init__(self, function):
-        self.function = function
 
-    def __call__(self, t):
-        value = self.function(t)
-        try:
-            rate = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"lr schedule returned {value!r} at step {t}; expected a real number") \
-                from None
-        if not math.isfinite(rate) or rate < 0:
-            raise ValueError(f"lr schedule returned {value!r} at step {t}; expected a finite "
-                             "number >= 0")
-        return rate
+def _to_data(name, value):
+    if isinstance(value, Schedule):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_to_data(name, item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"schedule argument {name}={value!r} cannot be stored as plain data")
 
-    def __repr__(self):
-        return repr(self.function)
+
+def _from_data(value):
+    if isinstance(value, dict) and "type" in value:
+        return Schedule.from_dict(value)
+    if isinstance(value, list):
+        return [_from_data(item) for item in value]
+    return value
+
+
+def checked_rate(schedule, t):
+    """``schedule(t)`` as a float, checked: a finite number >= 0.
+
+    Raises
+    ------
+    ValueError
+        The schedule returned something else; the message names the step.
+    """
+    value = schedule(t)
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"lr schedule returned {value!r} at step {t}; expected a real number") \
+            from None
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"lr schedule returned {value!r} at step {t}; expected a finite "
+                         "number >= 0")
+    return rate
 
 
 def schedule_values(schedule, t):
     """Rates of the steps ``t`` (an integer array): vectorised for the built-in schedules, one
-    call per step for any other callable (whose values are checked)."""
+    checked call per step for any other callable."""
     if isinstance(schedule, Schedule):
         return np.asarray(schedule.values(t), dtype=np.float64)
-    checked = schedule if isinstance(schedule, _Checked) else _Checked(schedule)
-    return np.array([checked(int(step)) for step in np.asarray(t)], dtype=np.float64)
+    return np.array([checked_rate(schedule, int(step)) for step in np.asarray(t)],
+                    dtype=np.float64)
 
 
 def as_schedule(lr):
-    """A schedule from a learning rate: a number becomes Constant, a callable is checked per step."""
-    if isinstance(lr, (Schedule, _Checked)):
+    """A schedule from a learning rate: a number becomes :class:`Constant`; a callable is kept as
+    it is (its values are checked at every step, :func:`checked_rate`)."""
+    if callable(lr) and not hasattr(lr, "__float__"):
         return lr
-    if callable(lr):
-        return _Checked(lr)
     return Constant(lr)

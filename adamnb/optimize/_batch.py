@@ -8,18 +8,13 @@ table serves every start, since the hyperparameters and the schedule are common.
 
 import numba
 import numpy as np
-from scipy.optimize import OptimizeResult
 
+from adamnb.backends import cpu
+from adamnb.backends.jit import jit
 from adamnb.optim import rules
-from adamnb.optim.schedules import as_schedule
-from adamnb.optimize import _compiled as _loops
-from adamnb.optimize._minimize import (
-    STATUS_MESSAGES,
-    _as_bounds,
-    _check_driver_options,
-    _Run,
-    _split_options,
-)
+from adamnb.optimize._common import as_bounds, build_result, prepare
+from adamnb.optimize._compiled import (CONVERGED, NOT_FINITE, block_length, compiled_loop,
+                                       is_jitted)
 
 __all__ = ["minimize_batch"]
 
@@ -28,27 +23,30 @@ _batched_loops = {}
 
 
 def _build_batched_loop(loop):
-    @numba.njit(parallel=True, error_model="numpy")
-    def batched_loop(args, X, F, G, states, table, lower, upper, gtol, status, counts):
+    @jit(parallel=True, cache=False)
+    def batched_loop(args, X, F, G, norms, states, table, lower, upper, gtol, status, counts):
         empty_history = np.empty(0)
         for j in numba.prange(X.shape[0]):
             if status[j] != _RUNNING:
                 continue
             previous = np.empty_like(X[j])
+            point = np.empty_like(X[j])
             spare = np.empty_like(G[j])
-            outcome, f = loop(args, X[j], F[j], G[j], spare, states[j], table, previous, lower,
-                              upper, gtol, empty_history, X[j:j, :], counts[j])
+            outcome, f, norm = loop(args, X[j], F[j], G[j], spare, point, norms[j], states[j],
+                                    table, previous, lower, upper, gtol, empty_history,
+                                    X[j:j, :], counts[j])
             F[j] = f
-            if outcome == _loops.CONVERGED:
+            norms[j] = norm
+            if outcome == CONVERGED:
                 status[j] = 0
-            elif outcome == _loops.NOT_FINITE:
+            elif outcome == NOT_FINITE:
                 status[j] = 3
 
     return batched_loop
 
 
-def _batched_loop(rule, fun, jac):
-    loop = _loops.compiled_loop(rule, fun, jac)
+def _batched_loop(rule, fun, jac, bounded):
+    loop = compiled_loop(rule, fun, jac, bounded)
     if loop not in _batched_loops:
         _batched_loops[loop] = _build_batched_loop(loop)
     return _batched_loops[loop]
@@ -56,18 +54,21 @@ def _batched_loop(rule, fun, jac):
 
 def _build_evaluate_all(combined):
     # `combined` is a closure constant so that numba types only the branch taken.
-    @numba.njit(parallel=True, error_model="numpy")
-    def evaluate_all(fun, jac, args, X, F, G, shape_ok):
+    @jit(parallel=True, cache=False)
+    def evaluate_all(fun, jac, args, X, F, G, norms, lower, upper, shape_ok):
         for j in numba.prange(X.shape[0]):
+            point = X[j].copy()
             if combined:
-                f, g = fun(X[j], *args)
+                f, g = fun(point, *args)
             else:
-                f = fun(X[j], *args)
-                g = jac(X[j], *args)
+                f = fun(point, *args)
+                g = jac(X[j].copy(), *args)
             shape_ok[j] = g.shape == X[j].shape
             if shape_ok[j]:
                 F[j] = f
-                G[j] = g
+                for i in range(g.size):
+                    G[j, i] = g[i]
+                norms[j] = cpu.stationarity_norm_serial(X[j], G[j], lower, upper)
 
     return evaluate_all
 
@@ -121,16 +122,14 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     if tol is not None:
         options.setdefault("gtol", tol)
     combined = jac is True
-    if not _loops.is_jitted(fun) or not (combined or _loops.is_jitted(jac)):
+    if not is_jitted(fun) or not (combined or is_jitted(jac)):
         raise ValueError("minimize_batch needs numba-jitted fun and jac (or fun returning (f, g) "
                          "with jac=True); for Python objectives call adamnb.minimize per start")
-    driver, hyperparameters = _split_options(rule, options)
-    if driver["return_all"]:
+    run = prepare(rule, args, options)
+    if run.record:
         raise ValueError("minimize_batch does not support return_all")
-    _check_driver_options(driver)
-    hp = rule.validate(hyperparameters)
-    if not isinstance(args, tuple):
-        args = (args,)
+    if run.stochastic:
+        raise ValueError("minimize_batch takes a fixed args tuple, not an iterator")
 
     X = np.array(x0, copy=True)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -141,39 +140,40 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     if not np.isfinite(X).all():
         raise ValueError("x0 must be finite")
     k, n = X.shape
-    bound_arrays = _as_bounds(bounds, n, X.dtype)
-    if bound_arrays is not None:
-        np.clip(X, *bound_arrays, out=X)
+    bound_arrays = as_bounds(bounds, n, X.dtype)
     lower, upper = bound_arrays if bound_arrays is not None else (X[0, :0], X[0, :0])
+    if bound_arrays is not None:
+        for row in X:
+            cpu.project_vector(row, lower, upper)
 
-    states = rule.state_vectors(hp, n, X.dtype, starts=k)
-    F = np.empty(k)
+    states = rule.state_vectors(run.options, n, X.dtype, starts=k)
+    F, norms = np.empty(k), np.empty(k, dtype=X.dtype)
     G = np.empty_like(X)
     shape_ok = np.zeros(k, dtype=np.bool_)
-    _EVALUATE_ALL[combined](fun, fun if combined else jac, args, X, F, G, shape_ok)
+    _EVALUATE_ALL[combined](fun, fun if combined else jac, run.args, X, F, G, norms, lower, upper,
+                            shape_ok)
     if not shape_ok.all():
         raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
                          "per element of x")
     counts = np.zeros((k, 3), dtype=np.int64)
-    counts[:, 1] = 1
-    counts[:, 2] = 1
+    counts[:, 1:] = 1
     status = np.full(k, _RUNNING, dtype=np.int64)
-    status[~(np.isfinite(F) & np.isfinite(G).all(axis=1))] = 3
+    status[~(np.isfinite(F) & np.isfinite(norms))] = 3
 
-    run = _Run(rule, hp, as_schedule(hp["lr"]), int(driver["maxiter"]), X.dtype)
-    loop = _batched_loop(rule, fun, jac)
-    gtol = float(driver["gtol"])
+    loop = _batched_loop(rule, fun, jac, bound_arrays is not None)
+    stream = run.stream(X.dtype)
     t = 1
     while t <= run.maxiter and (status == _RUNNING).any():
-        table = run.table(t, block=run.compiled_block(t, gtol, record=False))
-        loop(args, X, F, G, states, table, lower, upper, gtol, status, counts)
+        table = stream.columns(t, block_length(t, run.gtol, record=False))
+        loop(run.args, X, F, G, norms, states, table, lower, upper, run.gtol, status, counts)
         t += table.shape[1]
     running = status == _RUNNING
-    converged = running & (np.abs(G).max(axis=1) <= gtol) if gtol > 0 else np.zeros(k, bool)
+    converged = running & (norms <= run.gtol) if run.gtol > 0 else np.zeros(k, bool)
     status[running] = np.where(converged[running], 0, 1)
 
     usable = np.flatnonzero(status != 3)
     best = int(usable[np.argmin(F[usable])]) if usable.size else -1
-    return OptimizeResult(x=X, fun=F, jac=G, nit=counts[:, 0].copy(), nfev=counts[:, 1].copy(),
-                          njev=counts[:, 2].copy(), status=status, success=status == 0,
-                          message=[STATUS_MESSAGES[int(s)] for s in status], best=best)
+    result = build_result(run, X, F, G, counts[:, 0].copy(), counts[:, 1].copy(),
+                          counts[:, 2].copy(), status)
+    result.best = best
+    return result

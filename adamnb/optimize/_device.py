@@ -1,91 +1,52 @@
 """``minimize`` on CUDA device arrays: the iterate never leaves the GPU.
 
-:func:`minimize_on_device` is the device twin of the Python path of
-:func:`adamnb.optimize._minimize._minimize_rule`, with the same contract (arguments, options, status codes,
-``scipy.optimize.OptimizeResult``). ``x0`` is a device array, ``fun`` and ``jac`` take a device
-vector and return the gradient as a device array, and per step only two scalars cross the bus: the
-objective value ``f`` (which ``fun`` returns as a host number) and the gradient's infinity-norm,
-reduced on the device (:class:`adamnb.backends.cuda.Reduction`) for the gtol and finiteness tests.
+:func:`minimize_on_device` runs the iteration of :mod:`adamnb.optimize._common` (the host
+driver's, with the same options, status codes and result) with :class:`DeviceSteps`: ``x0`` is a
+device array, ``fun`` and ``jac`` take a device vector and return the gradient as a device array,
+and per step only two scalars cross the bus: the objective value ``f`` (which ``fun`` returns as a
+host number) and the convergence measure, reduced on the device.
 
 Why this shape
-    A step is two kernels: the norm reduction of ``g`` and one fused pass
-    (:func:`adamnb.backends.cuda.cuda_fused_step`) that copies ``x`` into ``previous``, applies the rule's
-    element and projects onto the bounds, so the step reads ``x, g`` and the state once and
-    writes ``x``, the state and ``previous`` once. Keeping ``previous`` on the device is what lets
-    status 3 return the last finite iterate without a host copy. The per-step scalars come from
-    the same coefficient table, cast the same way, as every CPU driver's
-    (:meth:`adamnb.optim.rules.UpdateRule.coefficient_table`), so a GPU run follows the CPU run step for
-    step, up to the GPU's fused multiply-adds.
-
-    The norm is taken after every evaluation, not before every step as on the CPU: a non-finite
-    ``f`` or ``g`` ends the run at once (status 3, the previous iterate restored), before the
-    callback sees the bad point. The result is the CPU's (same ``x``, ``nit`` and status); only
-    the callback is called once less when the gradient, but not ``f``, turns non-finite.
+    A step is two kernels around the user's objective: one fused pass
+    (:func:`adamnb.backends.cuda.cuda_fused_step`) that saves ``x`` into ``previous``, applies the
+    rule's element, projects onto the bounds and writes the new iterate into ``point``, the copy
+    the objective is evaluated at (so an objective that changes its argument cannot change the
+    run); then one reduction (:meth:`adamnb.backends.cuda.Reduction.stationarity`) that copies
+    the returned gradient into the driver's own buffer (a ``fun`` that reuses one output array
+    cannot change ``res.jac`` or the last finite gradient) while folding the convergence measure.
+    Keeping ``previous`` on the device is what lets status 3 return the last finite iterate
+    without a host copy. The per-step scalars come from the same
+    :class:`adamnb.optim.CoefficientStream` as every CPU driver's, so a GPU run follows the CPU
+    run step for step, up to the GPU's fused multiply-adds.
 
 What differs from the host driver
     * ``jac`` must be True or a callable returning device arrays: finite differences would call
       ``fun`` once per element, each with a host round trip, which is never what one wants on a
       GPU; they raise ValueError.
-    * Bounds are supported (uploaded once, projection fused into the step).
-    * ``fun`` must not overwrite, in place, a gradient it returned at the previous call: that one
-      is returned as ``jac`` when the next evaluation is not finite. Alternate two buffers, as
-      :mod:`adamnb.problems.cuda_functions` and :func:`adamnb.nn.training.train_minimize` do.
+    * The point ``fun`` gets is one private device buffer, rewritten at every step (a fresh
+      device allocation per step would cost more than many steps): changing it is harmless, but
+      keeping it needs a copy.
     * ``return_all`` copies every iterate to the host (``allvecs`` holds NumPy arrays); the
-      options ``parallel`` and ``eps`` have no effect.
+      options ``parallel`` and ``finite_diff_rel_step`` have no effect.
     * The callback receives a device copy of the iterate (``callback(xk)``), or an
       ``OptimizeResult`` whose ``x`` is one (``callback(intermediate_result)``).
 
 ``numba.cuda`` is imported only when the function runs.
 """
 
-import collections.abc
 import math
-import warnings
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
-from adamnb.backends import cpu as kernels
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
-from adamnb.optim.schedules import as_schedule, schedule_values
+from adamnb.optimize._common import (as_bounds, build_result, iterate, prepare, warn_unused,
+                                     wrap_callback)
 
-__all__ = ["minimize_on_device"]
+__all__ = ["minimize_on_device", "DeviceSteps"]
 
 #: Threads per block of every launch here (tests patch in a tiny value to force many blocks).
 THREADS_PER_BLOCK = cuda_backend.DEFAULT_THREADS_PER_BLOCK
-
-_clip_kernels = {}
-# numba.cuda once imported; reached through this module global (the simulator swaps it).
-_numba_cuda = None
-
-
-def _cuda():
-    global _numba_cuda
-    if _numba_cuda is None:
-        _numba_cuda = cuda_backend._cuda()
-    return _numba_cuda
-
-
-def _clip_function():
-    _cuda()
-
-    def clip(x, lower, upper):
-        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
-            value = x[i]
-            if lower[i] > value:
-                value = lower[i]
-            if upper[i] < value:
-                value = upper[i]
-            x[i] = value
-
-    return clip
-
-
-def _clip_kernel():
-    if "clip" not in _clip_kernels:
-        _clip_kernels["clip"] = _cuda().jit(_clip_function())
-    return _clip_kernels["clip"]
 
 
 class _DeviceObjective:
@@ -96,6 +57,8 @@ class _DeviceObjective:
             raise ValueError(f"jac={jac!r} is not available on device arrays: finite differences "
                              "would copy to the host once per element. Pass jac=True (fun "
                              "returns (f, g)) or a callable jac(x, *args), with g a device array")
+        if not callable(fun):
+            raise TypeError(f"fun must be callable, got {fun!r}")
         self.fun, self.jac = fun, jac
         self.shape, self.dtype = x.shape, x.dtype
         self.nfev = self.njev = 0
@@ -107,10 +70,10 @@ class _DeviceObjective:
         if cuda_backend.is_device_array(value):
             value = cuda_backend.as_device_array(value, "the objective's value").copy_to_host()
         f = np.asarray(value)
-        if f.size != 1 or f.ndim > 1 or f.dtype.kind not in "biuf":
+        if f.size != 1 or f.dtype.kind not in "biuf":
             raise ValueError(f"The objective function must return a real scalar (a number or a "
                              f"one-element device array), got {value!r}")
-        return float(f.reshape(()))
+        return float(f.item())
 
     def _gradient(self, value):
         if isinstance(value, np.ndarray):
@@ -138,34 +101,40 @@ class _DeviceObjective:
         return f, self._gradient(self.jac(x, *args))
 
 
-class _Coefficients:
-    """The per-step scalars of one run, from the rule's coefficient table a block at a time.
+class DeviceSteps:
+    """The device driver's step machinery for :func:`adamnb.optimize._common.iterate`."""
 
-    The table is :meth:`adamnb.optim.rules.UpdateRule.coefficient_table`, which every driver uses, and
-    each row is rounded once to x's dtype (:func:`adamnb.backends.cpu.cast_coefficients`), so the
-    scalars are the CPU drivers' bits.
-    """
+    def __init__(self, rule, objective, x, lower, upper):
+        cuda = cuda_backend.numba_cuda()
+        self.objective = objective
+        self.lower, self.upper = lower, upper
+        self.previous = cuda.device_array_like(x)
+        self.point = cuda.device_array_like(x)
+        self.point.copy_to_device(x)
+        self.fused = cuda_backend.cuda_fused_step(rule)
+        self.norm = cuda_backend.Reduction("max_abs", x.dtype, THREADS_PER_BLOCK)
+        self.blocks = cuda_backend.launch_blocks(x.size, THREADS_PER_BLOCK)
+        self.scalar = np.dtype(x.dtype).type
 
-    BLOCK = 512
+    def update(self, x, g, state, table, column):
+        c = tuple(self.scalar(value) for value in table[:, column])
+        self.fused[self.blocks, THREADS_PER_BLOCK](x, g, state, c, self.previous, self.point,
+                                                   self.lower, self.upper)
 
-    def __init__(self, rule, options, schedule, maxiter, dtype):
-        self.rule, self.options, self.schedule, self.maxiter = rule, options, schedule, maxiter
-        self.dtype = dtype
-        self.scalars = dict(rule.scalar_state)
-        self.first, self.table = 1, None
+    def evaluate(self, x, args, out):
+        f, g = self.objective(self.point, args)
+        return f, self.norm.stationarity(x, g, self.lower, self.upper, out)
 
-    def step(self, t):
-        """The coefficient tuple of step ``t`` (steps are asked for in order)."""
-        if self.table is None or t - self.first >= self.table.shape[0]:
-            steps = np.arange(t, min(t + self.BLOCK, self.maxiter + 1), dtype=np.int64)
-            self.table, self.scalars = self.rule.coefficient_table(
-                self.options, steps, schedule_values(self.schedule, steps), self.scalars)
-            self.first = t
-        return kernels.cast_coefficients(self.table[t - self.first], self.dtype)
+    def restore(self, x):
+        x.copy_to_device(self.previous)
+
+    @staticmethod
+    def snapshot(x):
+        return x.copy_to_host()
 
 
 def _device_copy(x):
-    copy = _cuda().device_array(x.shape, x.dtype)
+    copy = cuda_backend.numba_cuda().device_array(x.shape, x.dtype)
     copy.copy_to_device(x)
     return copy
 
@@ -206,20 +175,22 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         (an OptimizeResult with ``x``, a device copy, and ``fun``). ``StopIteration`` ends the
         run with status 99.
     **options
-        ``lr`` (a number or a schedule of :mod:`adamnb.optim.schedules`), the rule's other
-        hyperparameters, ``maxiter`` (update steps, default 1000), ``gtol`` (default 1e-5; 0
-        disables), ``tol`` (sets gtol), ``disp``, ``return_all``. ``parallel`` and ``eps`` are
-        accepted and ignored. Unknown options warn with ``scipy.optimize.OptimizeWarning``.
+        As in :func:`adamnb.minimize`: ``lr`` (a number or a schedule), the rule's other
+        hyperparameters, ``maxiter``, ``gtol`` (0 disables; with bounds, the projected
+        gradient's), ``tol`` (sets gtol), ``disp``, ``return_all``. ``parallel`` and
+        ``finite_diff_rel_step`` are accepted and have no effect. Unknown options warn with
+        ``scipy.optimize.OptimizeWarning``.
 
     Returns
     -------
     res : scipy.optimize.OptimizeResult
         ``x``: the final iterate as a **numba device array** (``res.x.copy_to_host()`` brings it
-        to the host; ``cupy.asarray(res.x)`` views it in CuPy); ``jac``: the gradient there, the
-        device array ``fun``/``jac`` returned; ``fun`` (a float), ``nit`` (update steps),
-        ``nfev``, ``njev``, ``status``, ``success``, ``message``. Status 0: the gradient's
-        infinity-norm is at most gtol; 1: maxiter reached; 3: NaN or inf met in f or g (the last
-        finite iterate, its f and g are returned); 99: the callback raised StopIteration. With
+        to the host; ``cupy.asarray(res.x)`` views it in CuPy); ``jac``: the gradient there, a
+        device array of the result's own (a copy of what ``fun``/``jac`` returned); ``fun`` (a
+        float), ``nit`` (update steps), ``nfev``, ``njev``, ``status``, ``success``,
+        ``message``. Status 0: converged (gtol); 1: maxiter reached; 3: NaN or inf met in f or
+        anywhere in g (the last finite iterate, its f and g are returned); 99: the callback
+        raised StopIteration. With
         ``return_all``, ``allvecs`` (host copies of the iterates) and ``fun_history``.
 
     Raises
@@ -245,110 +216,36 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
                                  lr=1e-2, maxiter=5000)
         x = res.x.copy_to_host()
     """
-    from adamnb.optimize import _minimize as host
-
     cuda_backend.require_available("minimize on device arrays")
     if isinstance(rule, str):
         rule = rules.get_rule(rule)
-    for name, given in (("hess", hess), ("hessp", hessp)):
-        if given is not None:
-            warnings.warn(f"Method {rule.name} does not use Hessian information ({name}).",
-                          RuntimeWarning, stacklevel=host._caller_stacklevel())
-    if constraints is not None and np.any(constraints):
-        warnings.warn(f"Method {rule.name} cannot handle constraints.", RuntimeWarning,
-                      stacklevel=host._caller_stacklevel())
-    stochastic = isinstance(args, collections.abc.Iterator)
-    if not stochastic and not isinstance(args, tuple):
-        args = (args,)
-    driver, hyperparameters = host._split_options(rule, options)
-    if "tol" in options and "gtol" not in options and options["tol"] is not None:
-        driver["gtol"] = options["tol"]
-    elif stochastic and "gtol" not in options:
-        driver["gtol"] = 0.0
-    host._check_driver_options(driver)
-    hp = rule.validate(hyperparameters)
-    schedule = as_schedule(hp["lr"])
-
-    cuda = _cuda()
+    warn_unused(rule, hess, hessp, constraints)
+    run = prepare(rule, args, options)
+    cuda = cuda_backend.numba_cuda()
     x0 = cuda_backend.check_device_vector(x0, "x0")
     if x0.size == 0:
         raise ValueError("'x0' is empty; it needs at least one parameter")
     objective = _DeviceObjective(fun, jac, x0)
-    notify = host._wrap_callback(callback, copy=_device_copy)  # device copies of x
-    tpb = int(THREADS_PER_BLOCK)
-    blocks = cuda_backend.launch_blocks(x0.size, tpb)
-    infinity_norm = cuda_backend.Reduction("max_abs", x0.dtype, tpb)
-    if not math.isfinite(infinity_norm(x0)):
+    notify = wrap_callback(callback, copy=_device_copy)
+    if not math.isfinite(cuda_backend.Reduction("max_abs", x0.dtype, THREADS_PER_BLOCK)(x0)):
         raise ValueError("'x0' must be finite; it holds NaN or inf")
     x = _device_copy(x0)
     dtype = np.dtype(x.dtype)
-    bound_arrays = host._as_bounds(bounds, x.size, dtype)
+    bound_arrays = as_bounds(bounds, x.size, dtype)
     if bound_arrays is None:
         lower = upper = cuda.device_array(0, dtype)
     else:
         lower, upper = (cuda_backend.to_device(b) for b in bound_arrays)
-        _clip_kernel()[blocks, tpb](x, lower, upper)
-    state = cuda_backend.to_device(rule.state_vectors(hp, x.size, dtype))
-    previous = cuda.device_array_like(x)
-    fused = cuda_backend.cuda_fused_step(rule)
-    coefficients = _Coefficients(rule, hp, schedule, int(driver["maxiter"]), dtype)
-    gtol = float(driver["gtol"])
-    record = bool(driver["return_all"])
-
-    def next_batch():
-        try:
-            return tuple(next(args))
-        except StopIteration:
-            raise ValueError("the args iterator was exhausted before maxiter steps; use an "
-                             "endless iterator") from None
-
-    step_args = next_batch() if stochastic else args
-    f, g = objective(x, step_args)
-    norm = infinity_norm(g)
-    allvecs, fun_history = ([x.copy_to_host()], [f]) if record else ([], [])
-    nit = 0
+        cuda_backend.project_vector(x, lower, upper, THREADS_PER_BLOCK)
+    state = cuda_backend.to_device(rule.state_vectors(run.options, x.size, dtype))
+    steps = DeviceSteps(rule, objective, x, lower, upper)
+    g, spare = cuda.device_array_like(x), cuda.device_array_like(x)
+    f, norm = steps.evaluate(x, run.next_args(), g)
+    allvecs, fun_history = ([x.copy_to_host()], [f]) if run.record else (None, None)
     if not (math.isfinite(f) and math.isfinite(norm)):
-        status = 3
+        status, nit = 3, 0
     else:
-        while True:
-            t = nit + 1
-            if t > coefficients.maxiter or (gtol > 0 and norm <= gtol):
-                status = 0 if gtol > 0 and norm <= gtol else 1
-                break
-            c = coefficients.step(t)
-            fused[blocks, tpb](x, g, state, c, previous, lower, upper)
-            f_previous, g_previous = f, g
-            nit = t
-            if stochastic:
-                step_args = next_batch()
-            f, g = objective(x, step_args)
-            norm = infinity_norm(g)
-            if not (math.isfinite(f) and math.isfinite(norm)):
-                x.copy_to_device(previous)
-                status, f, g = 3, f_previous, g_previous
-                break
-            if record:
-                allvecs.append(x.copy_to_host())
-                fun_history.append(f)
-            if notify is not None:
-                try:
-                    notify(x, f)
-                except StopIteration:
-                    status = 99
-                    break
-
-    result = OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=objective.nfev,
-                            njev=objective.njev, status=status, success=status == 0,
-                            message=host.STATUS_MESSAGES[status])
-    if record:
-        result.allvecs = allvecs
-        result.fun_history = np.array(fun_history)
-    if driver["disp"]:
-        head = ("Optimization terminated successfully." if status == 0
-                else "Warning: " + result.message)
-        print(f"{head}\n"
-              f"         Current function value: {f:.6g}\n"
-              f"         Iterations: {nit}\n"
-              f"         Function evaluations: {objective.nfev}\n"
-              f"         Gradient evaluations: {objective.njev}")
-    return result
+        status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, state, notify, allvecs,
+                                    fun_history)
+    return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
+                        fun_history)

@@ -1,0 +1,69 @@
+"""Per-element pieces every driver's kernels share, written once for the CPU and CUDA targets.
+
+Like the update rules' elements (:mod:`adamnb.optim.rules`), these are plain Python functions,
+marked with :func:`adamnb.backends.jit.elementwise` so that numba compiles them inline into the
+CPU loops; :mod:`adamnb.backends.cuda` compiles the same source as CUDA device functions.
+
+* :func:`project` -- the bounds projection, ``min(max(x, lower), upper)``.
+* :func:`fused_update` -- one driver step of one element: save the previous value (the last
+  finite iterate, returned on status 3), apply the rule's element, project onto the bounds. The
+  host loop's kernels, the compiled loop, the batched loop and the CUDA fused step all call it.
+* :func:`stationarity` -- one element's contribution to the convergence measure: ``|g_i|``
+  without bounds, ``|P(x_i - g_i) - x_i|`` with bounds (the projected gradient of L-BFGS-B's
+  ``pgtol`` test, zero at a bound the gradient pushes against), and NaN when ``g_i`` is NaN or
+  infinite, so that the infinity-norm built from it (:func:`fold_max`) is NaN whenever any
+  element of the gradient is not finite, wherever that element is.
+"""
+
+from adamnb.backends.jit import elementwise
+
+__all__ = ["project", "fused_update", "stationarity", "fold_max"]
+
+
+@elementwise
+def project(value, lower, upper):
+    # Written with comparisons rather than min/max: the same source compiles on every numba
+    # target (numba 0.68's built-in CUDA target cannot compile two-argument max), with Python's
+    # semantics: a NaN value stays NaN.
+    if lower > value:
+        value = lower
+    if upper < value:
+        value = upper
+    return value
+
+
+def fused_update(element, project_element):
+    """The fused per-element step around a rule's ``element``, for one target.
+
+    ``element`` and ``project_element`` are the target's versions (the plain functions for the
+    CPU, device functions for CUDA). The returned function
+    ``update(x, g, state, i, c, previous, lower, upper, bounded)`` stores ``x[i]`` in
+    ``previous[i]`` and returns the projected new value of ``x[i]`` (the caller stores it).
+    """
+    def update(x, g, state, i, c, previous, lower, upper, bounded):
+        value = x[i]
+        previous[i] = value
+        value = element(value, g[i], state, i, c)
+        if bounded:
+            value = project_element(value, lower[i], upper[i])
+        return value
+
+    return update
+
+
+@elementwise
+def stationarity(x, g, lower, upper, bounded):
+    # g - g is 0 for a finite g and NaN for NaN or +-inf: one test for both, in g's dtype.
+    if g - g != 0:
+        return g - g
+    if bounded:
+        return abs(project(x - g, lower, upper) - x)
+    return abs(g)
+
+
+@elementwise
+def fold_max(norm, value):
+    # A NaN, once in, stays: `value > NaN` and `value != value` are both false for a number.
+    if value > norm or value != value:
+        return value
+    return norm

@@ -1,0 +1,352 @@
+"""What an update rule is: :class:`UpdateRule`, its options (:class:`Hyperparameter`) and the stream
+of its per-step scalars (:class:`CoefficientStream`).
+
+A rule is written once, in one module of :mod:`adamnb.optim.rules`, as:
+
+* ``element(x, g, state, i, c)``: the whole per-element update, a plain Python function that
+  numba compiles inline into every kernel (serial and threaded CPU loops, CUDA grid-stride
+  kernels, the drivers' fused steps and compiled loops). It reads ``x[i]``'s value ``x`` and
+  gradient ``g``, reads and writes the rule's state vectors ``state[k, i]`` and returns the new
+  ``x``. It uses no literal constants, only its arguments, so float32 work stays float32 (a
+  float64 literal would promote it).
+* ``scalars``: the names of the per-step scalars ``c``, in order. The element's first statement
+  unpacks ``c`` into exactly these names (``a, b, ... = c``), and ``coefficients`` returns a
+  mapping with exactly these keys; both are checked when the rule is built, so reordering or
+  renaming one side without the other is an error, never a silent swap of two numbers.
+* ``coefficients(options, t, lr, **series)``: the per-step scalars by name, in float64 on the
+  host (as torch.optim computes its scalars in Python floats), vectorised over an array of step
+  numbers ``t`` (1-based) and their learning rates ``lr``.
+* ``slots``: the state vectors, in row order, with torch's state names; ``rows(options)`` says how
+  many a configuration uses (only the last optional slot in use adds a row).
+* the options (:class:`Hyperparameter`: name, default, range) with torch's keyword names
+  (``betas`` split into ``beta1`` and ``beta2``), and ``doc``: the update in math with its sources,
+  which becomes the docstring of the rule's optimizer class.
+
+Every driver and every optimizer class reads the scalars through one :class:`CoefficientStream`,
+so they all take the same steps, to the bit.
+"""
+
+import ast
+import inspect
+import math
+import textwrap
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from adamnb.optim.schedules import Schedule, checked_rate
+
+__all__ = ["Hyperparameter", "UpdateRule", "CoefficientStream", "power", "lr_option",
+           "beta_option", "eps_option", "WEIGHT_DECAY", "RESERVED_OPTION_NAMES"]
+
+#: Option names that belong to the drivers (``maxiter``, ``gtol`` ... of
+#: :data:`adamnb.optimize.DRIVER_OPTIONS`), never to a rule: a rule whose hyperparameter took one
+#: of them would have that option silently taken by the driver. Checked for every rule.
+RESERVED_OPTION_NAMES = frozenset({"maxiter", "gtol", "tol", "disp", "return_all", "parallel",
+                                   "finite_diff_rel_step", "callback", "bounds", "args", "jac"})
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One option of an update rule: its default, its type and its allowed range.
+
+    ``kind`` is "float", "bool" or "lr" (a float or a schedule). ``low``/``high`` bound a float
+    option; ``low_open``/``high_open`` make a bound strict.
+    """
+
+    name: str
+    default: object
+    doc: str
+    kind: str = "float"
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def range_text(self):
+        """The allowed values in words, e.g. ``0 <= beta1 < 1``."""
+        if self.kind == "bool":
+            return "True or False"
+        left = f"{self.low:g} {'<' if self.low_open else '<='} {self.name}"
+        if math.isinf(self.high):
+            return left
+        return f"{left} {'<' if self.high_open else '<='} {self.high:g}"
+
+    def validate(self, value):
+        """Return ``value`` normalised (a float, a bool or a schedule).
+
+        Any real scalar is accepted: Python and NumPy numbers, 0-d arrays and tensors (anything
+        with ``__float__`` and no dimensions, as ``float()`` takes them).
+
+        Raises
+        ------
+        ValueError
+            The value is not of the option's kind, or out of its range; the message names the
+            option and the range.
+        """
+        if self.kind == "bool":
+            if isinstance(value, (bool, np.bool_)) or (
+                    isinstance(value, (int, np.integer)) and value in (0, 1)):
+                return bool(value)
+            raise ValueError(f"Invalid {self.name}: {value!r}; expected True or False")
+        if self.kind == "lr" and callable(value) and not hasattr(value, "__float__"):
+            return value  # a schedule, checked at every step (adamnb.optim.schedules)
+        number = _real_scalar(value)
+        if number is None:
+            raise ValueError(f"Invalid {self.name}: {value!r}; expected a real number with "
+                             f"{self.range_text()}")
+        too_low = number <= self.low if self.low_open else number < self.low
+        too_high = number >= self.high if self.high_open else number > self.high
+        if math.isnan(number) or too_low or too_high or (math.isinf(number) and self.kind == "lr"):
+            raise ValueError(f"Invalid {self.name}: {value!r}; expected {self.range_text()}")
+        return number
+
+
+def _real_scalar(value):
+    """``float(value)`` for a real, dimensionless number (not a bool, string or complex), else
+    None."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or not hasattr(value, "__float__"):
+        return None
+    if np.ndim(value) != 0 or np.iscomplexobj(value):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def power(base, t):
+    """``base ** t`` for step numbers ``t``, with the exponent capped where the power is below
+    2**-200.
+
+    pow is about 50 times slower when its result is subnormal (0.9 ** 20000 is), and past that cap
+    nothing computed from the power changes: 1 - base**t rounds to exactly 1, and t * base**t (in
+    RAdam's rho_t) is far below an ulp of the terms it is added to.
+    """
+    if 0.0 < base < 1.0:
+        t = np.minimum(t, int(200 * math.log(2.0) / -math.log(base)) + 1)
+    return base ** np.asarray(t, dtype=np.float64)
+
+
+def lr_option(default):
+    """The learning rate: a float or a schedule ``lr(t)``."""
+    return Hyperparameter("lr", default, "learning rate: a float or a schedule lr(t), t = 1, 2, ...",
+                          kind="lr")
+
+
+def beta_option(name, default, doc):
+    """A decay rate in [0, 1)."""
+    return Hyperparameter(name, default, doc, high=1.0, high_open=True)
+
+
+def eps_option(default, doc="term added to the denominator for numerical stability"):
+    """The denominator's stabilising term."""
+    return Hyperparameter("eps", default, doc)
+
+
+WEIGHT_DECAY = Hyperparameter("weight_decay", 0.0, "L2 penalty coefficient (added to the gradient)")
+
+
+def _unpacked_names(element):
+    """The names the element's first statement unpacks its last parameter into, or None."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(element)))
+    function = next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef))
+    body = [node for node in function.body
+            if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    coefficients = function.args.args[-1].arg
+    first = body[0] if body else None
+    if not (isinstance(first, ast.Assign) and len(first.targets) == 1
+            and isinstance(first.targets[0], ast.Tuple)
+            and isinstance(first.value, ast.Name) and first.value.id == coefficients
+            and all(isinstance(target, ast.Name) for target in first.targets[0].elts)):
+        return None
+    return tuple(target.id for target in first.targets[0].elts)
+
+
+@dataclass(frozen=True)
+class UpdateRule:
+    """One update rule written once: options, state layout, per-step scalars and element math.
+
+    See the module notes for each field. ``fixed`` pins options for a method that is a
+    configuration of another rule (``amsgrad`` is Adam with ``amsgrad=True``); ``check`` validates
+    combinations of options; ``initial_state(options, slot)`` gives a slot's value at step 0
+    (default 0); ``scalar_state`` and ``scalar_series`` carry host scalars from step to step
+    (NAdam's running product of momentum factors): ``scalar_series(options, t, scalars)`` returns
+    the per-step series of each, as keyword arguments of ``coefficients``, and their values
+    after the last step. ``class_name`` names the optimizer class generated for the rule (None:
+    no class of its own), ``summary`` is one line, ``doc`` the math and sources, ``source`` the
+    paper and library the formulas follow.
+
+    Raises
+    ------
+    ValueError
+        At construction: the element's unpacking of ``c`` does not match ``scalars``, or an option
+        takes a name reserved for the drivers (:data:`RESERVED_OPTION_NAMES`).
+    """
+
+    name: str
+    hyperparameters: tuple
+    slots: tuple
+    rows: Callable
+    scalars: tuple
+    coefficients: Callable
+    element: Callable
+    summary: str
+    source: str
+    doc: str = ""
+    class_name: str = None
+    check: Callable = None
+    initial_state: Callable = None
+    fixed: dict = field(default_factory=dict)
+    scalar_state: dict = field(default_factory=dict)
+    scalar_series: Callable = None
+
+    def __post_init__(self):
+        unpacked = _unpacked_names(self.element)
+        if unpacked != tuple(self.scalars):
+            raise ValueError(
+                f"rule {self.name!r}: the element {self.element.__name__} must begin by "
+                f"unpacking its coefficients into the declared scalars, "
+                f"`{', '.join(self.scalars)} = c`; it unpacks {unpacked}")
+        names = [hp.name for hp in self.hyperparameters]
+        clash = sorted(RESERVED_OPTION_NAMES.intersection(names) | set(self.fixed)
+                       .intersection(RESERVED_OPTION_NAMES))
+        if clash:
+            raise ValueError(f"rule {self.name!r}: option name(s) {clash} belong to the drivers "
+                             "(maxiter, gtol, ...); give the hyperparameter another name")
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule {self.name!r}: an option is declared twice in {names}")
+
+    @property
+    def n_coefficients(self):
+        """Length of the per-step scalars ``c`` the element reads."""
+        return len(self.scalars)
+
+    @property
+    def defaults(self):
+        """The options' defaults (torch's), with the method's fixed options."""
+        values = {hp.name: hp.default for hp in self.hyperparameters}
+        values.update(self.fixed)
+        return values
+
+    def validate(self, options):
+        """Return the complete, validated option dict.
+
+        Unknown names are the caller's concern (``minimize`` warns, the classes raise TypeError).
+
+        Raises
+        ------
+        ValueError
+            A bad value (the message names the option and its range), a combination the rule
+            does not allow, or a change to an option the method fixes.
+        """
+        values = self.defaults
+        by_name = {hp.name: hp for hp in self.hyperparameters}
+        for name, value in options.items():
+            if name in self.fixed and value != self.fixed[name]:
+                raise ValueError(f"method {self.name!r} requires {name}={self.fixed[name]!r}")
+            if name in by_name:
+                values[name] = by_name[name].validate(value)
+        if self.check is not None:
+            self.check(values)
+        return values
+
+    def coefficient_columns(self, options, t, lr, scalars, dtype=np.float64):
+        """The per-step scalars of steps ``t`` (1-D int array) at rates ``lr``.
+
+        Returns ``(columns, scalars)``: a C-contiguous array of shape (K, len(t)), one row per name
+        of :attr:`scalars`, whose column j holds the scalars of step ``t[j]``, computed in float64
+        and rounded to ``dtype`` once; and the host scalars after the last of these steps (``t``
+        must continue the run ``scalars`` belong to).
+        """
+        t = np.asarray(t, dtype=np.int64)
+        lr = np.asarray(lr, dtype=np.float64)
+        series = {}
+        if self.scalar_series is not None:
+            series, scalars = self.scalar_series(options, t, scalars)
+        values = self.coefficients(options, t, lr, **series)
+        if set(values) != set(self.scalars):
+            raise ValueError(f"rule {self.name!r}: coefficients gave {sorted(values)}, the "
+                             f"element reads {list(self.scalars)}")
+        columns = np.empty((len(self.scalars), t.size), dtype=dtype)
+        for row, name in enumerate(self.scalars):
+            columns[row] = values[name]
+        return columns, scalars
+
+    def state_vectors(self, options, size, dtype, starts=None):
+        """The state at step 0: ``rows(options)`` vectors of ``size`` (zeros unless
+        ``initial_state`` says otherwise), shape (rows, size), or (starts, rows, size) for
+        ``starts`` independent runs."""
+        rows = self.rows(options)
+        shape = (rows, size) if starts is None else (starts, rows, size)
+        state = np.zeros(shape, dtype=dtype)
+        if self.initial_state is not None:
+            for row, slot in enumerate(self.slots[:rows]):
+                state[..., row, :] = self.initial_state(options, slot)
+        return state
+
+    def stream(self, options, schedule, dtype, maxiter=None, scalars=None, step=0):
+        """A :class:`CoefficientStream` of this rule's scalars from step ``step + 1``."""
+        return CoefficientStream(self, options, schedule, dtype, maxiter, scalars, step)
+
+
+class CoefficientStream:
+    """The per-step scalars of one run, step after step: the one place every driver and every
+    optimizer class reads them from.
+
+    A built-in, pure schedule (:class:`adamnb.optim.schedules.Schedule` whose rates depend on
+    ``t`` only) lets the stream compute blocks of steps ahead, vectorised. Any other callable
+    ``lr(t)`` is called exactly once per step, at that step, in order, and never for a step that
+    does not happen: a schedule that reads state changed by a callback sees the change.
+
+    Parameters
+    ----------
+    rule : UpdateRule
+    options : dict
+        Validated options (:meth:`UpdateRule.validate`).
+    schedule : callable
+        ``lr(t)`` (:func:`adamnb.optim.schedules.as_schedule` of ``options["lr"]``).
+    dtype : numpy dtype
+        The dtype of ``x``: each scalar is rounded to it once, as torch does.
+    maxiter : int, optional
+        The last step; blocks never reach past it.
+    scalars : dict, optional
+        The rule's host scalars after step ``step`` (default: their initial values).
+    step : int, default 0
+        The last step already taken.
+    """
+
+    def __init__(self, rule, options, schedule, dtype, maxiter=None, scalars=None, step=0):
+        self.rule, self.options, self.schedule = rule, options, schedule
+        self.dtype = np.dtype(dtype)
+        self.maxiter = maxiter
+        self.scalars = dict(rule.scalar_state if scalars is None else scalars)
+        self.next = step + 1  # the first step not computed yet
+        self.pure = isinstance(schedule, Schedule) and schedule.pure
+
+    def columns(self, t, block):
+        """The scalars of steps ``t, t+1, ...``: at most ``block`` of them (one only for a
+        callable schedule), never past ``maxiter``, as columns of a (K, m) array in ``dtype``.
+
+        ``t`` must be the next step of the stream: steps are computed once each, in order.
+        """
+        if t != self.next:
+            raise ValueError(f"the coefficient stream is at step {self.next}, not {t}")
+        count = block if self.pure else 1
+        last = t + count - 1 if self.maxiter is None else min(t + count - 1, self.maxiter)
+        steps = np.arange(t, last + 1, dtype=np.int64)
+        if self.pure:
+            rates = np.asarray(self.schedule.values(steps), dtype=np.float64)
+        else:
+            rates = np.array([checked_rate(self.schedule, int(step)) for step in steps])
+        columns, self.scalars = self.rule.coefficient_columns(self.options, steps, rates,
+                                                              self.scalars, self.dtype)
+        self.next = last + 1
+        return columns
+
+    def step(self, t):
+        """The scalars of the single step ``t`` as a tuple of ``dtype`` scalars (a kernel's ``c``).
+        """
+        scalar = self.dtype.type
+        return tuple(scalar(value) for value in self.columns(t, 1)[:, 0])

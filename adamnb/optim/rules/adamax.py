@@ -1,0 +1,49 @@
+"""AdaMax, Adam with the infinity norm (Kingma & Ba, 2014, Algorithm 2), as torch.optim.Adamax."""
+
+from adamnb.backends.jit import elementwise
+from adamnb.optim._rule import WEIGHT_DECAY, UpdateRule, beta_option, eps_option, lr_option, power
+
+
+@elementwise
+def adamax_element(x, g, state, i, c):
+    weight_decay, one_minus_beta1, beta2, eps, clr = c
+    g = g + weight_decay * x
+    m = state[0, i] + one_minus_beta1 * (g - state[0, i])
+    u = max(beta2 * state[1, i], abs(g) + eps)
+    state[0, i] = m
+    state[1, i] = u
+    return x - clr * (m / u)
+
+
+ADAMAX = UpdateRule(
+    name="adamax",
+    class_name="Adamax",
+    hyperparameters=(
+        lr_option(2e-3),
+        beta_option("beta1", 0.9, "decay rate of the first-moment estimate"),
+        beta_option("beta2", 0.999, "decay rate of the exponentially weighted infinity norm"),
+        eps_option(1e-8),
+        WEIGHT_DECAY,
+    ),
+    slots=("exp_avg", "exp_inf"),
+    rows=lambda o: 2,
+    scalars=("weight_decay", "one_minus_beta1", "beta2", "eps", "clr"),
+    coefficients=lambda o, t, lr: {"weight_decay": o["weight_decay"],
+                                   "one_minus_beta1": 1.0 - o["beta1"], "beta2": o["beta2"],
+                                   "eps": o["eps"], "clr": lr / (1.0 - power(o["beta1"], t))},
+    element=adamax_element,
+    summary="Adam with the infinity norm (Kingma & Ba, 2014, Algorithm 2)",
+    source="Kingma & Ba (2014), arXiv:1412.6980, Algorithm 2; torch.optim.Adamax",
+    doc=r"""
+    .. math::
+
+        g_t &\leftarrow g_t + \lambda x_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
+        u_t &= \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+        x_t &= x_{t-1} - \frac{\eta_t}{1-\beta_1^t} \frac{m_t}{u_t}
+
+    The paper's Algorithm 2 has no :math:`\epsilon`: :math:`u_t = \max(\beta_2 u_{t-1}, |g_t|)`;
+    torch (and this rule) add it inside the max so that :math:`u_t > 0`.""",
+)
+
+RULES = (ADAMAX,)

@@ -1,0 +1,82 @@
+"""RAdam, rectified Adam (Liu et al., 2020), as torch.optim.RAdam."""
+
+import math
+
+import numpy as np
+
+from adamnb.backends.jit import elementwise
+from adamnb.optim._rule import WEIGHT_DECAY, UpdateRule, beta_option, eps_option, lr_option, power
+
+
+@elementwise
+def radam_element(x, g, state, i, c):
+    (weight_decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction1, lr, rectified,
+     rectification, bias_correction2_sqrt, eps) = c
+    g = g + weight_decay * x
+    m = state[0, i] + one_minus_beta1 * (g - state[0, i])
+    v = beta2 * state[1, i] + one_minus_beta2 * g * g
+    state[0, i] = m
+    state[1, i] = v
+    corrected_m = m / bias_correction1
+    if rectified != 0:
+        adaptive_lr = bias_correction2_sqrt / (math.sqrt(v) + eps)
+        return x - corrected_m * lr * adaptive_lr * rectification
+    return x - corrected_m * lr
+
+
+def radam_rho(o, t):
+    """Length of the approximated simple moving average, rho_t (Liu et al., 2020)."""
+    beta2 = o["beta2"]
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):  # beta2 = 0 gives 0/0 at no rectified t
+        return rho_inf, rho_inf - 2.0 * t * power(beta2, t) / (1.0 - power(beta2, t))
+
+
+def _coefficients(o, t, lr):
+    beta1, beta2 = o["beta1"], o["beta2"]
+    rho_inf, rho_t = radam_rho(o, t)
+    rectified = rho_t > 5.0
+    # Only the rectified steps use r_t; elsewhere its radicand may be negative, so it is masked.
+    radicand = np.where(rectified, (rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                        / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t), 0.0)
+    return {"weight_decay": o["weight_decay"], "one_minus_beta1": 1.0 - beta1, "beta2": beta2,
+            "one_minus_beta2": 1.0 - beta2, "bias_correction1": 1.0 - power(beta1, t), "lr": lr,
+            "rectified": rectified.astype(float),
+            "rectification": np.sqrt(np.maximum(radicand, 0.0)),
+            "bias_correction2_sqrt": np.sqrt(1.0 - power(beta2, t)), "eps": o["eps"]}
+
+
+RADAM = UpdateRule(
+    name="radam",
+    class_name="RAdam",
+    hyperparameters=(
+        lr_option(1e-3),
+        beta_option("beta1", 0.9, "decay rate of the first-moment estimate"),
+        beta_option("beta2", 0.999, "decay rate of the second-moment estimate"),
+        eps_option(1e-8),
+        WEIGHT_DECAY,
+    ),
+    slots=("exp_avg", "exp_avg_sq"),
+    rows=lambda o: 2,
+    scalars=("weight_decay", "one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction1",
+             "lr", "rectified", "rectification", "bias_correction2_sqrt", "eps"),
+    coefficients=_coefficients,
+    element=radam_element,
+    summary="Adam with the variance of the adaptive step rectified (Liu et al., 2020)",
+    source="Liu et al. (2020), ICLR, 'On the Variance of the Adaptive Learning Rate and Beyond'; "
+           "torch.optim.RAdam",
+    doc=r"""With :math:`\rho_\infty = 2/(1-\beta_2) - 1` and
+    :math:`\rho_t = \rho_\infty - 2 t \beta_2^t / (1-\beta_2^t)`:
+
+    .. math::
+
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad \hat m_t = m_t / (1-\beta_1^t) \\
+        x_t &= x_{t-1} - \eta_t \hat m_t\, r_t \frac{\sqrt{1-\beta_2^t}}{\sqrt{v_t} + \epsilon}
+        \ \text{if } \rho_t > 5, \quad\text{else}\quad x_t = x_{t-1} - \eta_t \hat m_t \\
+        r_t &= \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+
+    (after :math:`g_t \leftarrow g_t + \lambda x_{t-1}`).""",
+)
+
+RULES = (RADAM,)

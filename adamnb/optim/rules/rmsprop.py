@@ -1,0 +1,63 @@
+"""RMSprop (Hinton, 2012), as torch.optim.RMSprop, with optional momentum and centering."""
+
+import math
+
+from adamnb.backends.jit import elementwise
+from adamnb.optim._rule import WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option, lr_option
+
+
+@elementwise
+def rmsprop_element(x, g, state, i, c):
+    weight_decay, alpha, one_minus_alpha, eps, lr, momentum, centered = c
+    g = g + weight_decay * x
+    square_avg = alpha * state[0, i] + one_minus_alpha * g * g
+    state[0, i] = square_avg
+    if centered != 0:
+        grad_avg = state[2, i] + one_minus_alpha * (g - state[2, i])
+        state[2, i] = grad_avg
+        avg = math.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = math.sqrt(square_avg) + eps
+    if momentum > 0:
+        buffer = momentum * state[1, i] + g / avg
+        state[1, i] = buffer
+        return x - lr * buffer
+    return x - lr * (g / avg)
+
+
+RMSPROP = UpdateRule(
+    name="rmsprop",
+    class_name="RMSprop",
+    hyperparameters=(
+        lr_option(1e-2),
+        Hyperparameter("alpha", 0.99, "smoothing constant of the squared-gradient average",
+                       high=1.0),
+        eps_option(1e-8),
+        WEIGHT_DECAY,
+        Hyperparameter("momentum", 0.0, "momentum factor"),
+        Hyperparameter("centered", False, "normalise by the estimated variance of the gradient",
+                       kind="bool"),
+    ),
+    slots=("square_avg", "momentum_buffer", "grad_avg"),
+    rows=lambda o: 3 if o["centered"] else (2 if o["momentum"] > 0 else 1),
+    scalars=("weight_decay", "alpha", "one_minus_alpha", "eps", "lr", "momentum", "centered"),
+    coefficients=lambda o, t, lr: {
+        "weight_decay": o["weight_decay"], "alpha": o["alpha"], "one_minus_alpha": 1.0 - o["alpha"],
+        "eps": o["eps"], "lr": lr, "momentum": o["momentum"], "centered": float(o["centered"])},
+    element=rmsprop_element,
+    summary="steps scaled by a running root-mean-square of the gradient (Hinton, 2012)",
+    source="Hinton, Srivastava & Swersky, Coursera lecture 6e (2012); centered form: Graves "
+           "(2013); torch.optim.RMSprop",
+    doc=r"""
+    .. math::
+
+        g_t &\leftarrow g_t + \lambda x_{t-1} \\
+        v_t &= \alpha v_{t-1} + (1-\alpha) g_t^2 \\
+        \bar g_t &= \alpha \bar g_{t-1} + (1-\alpha) g_t, \quad
+        d_t = \sqrt{v_t - \bar g_t^2} + \epsilon \ \text{(centered)}
+        \quad\text{else}\quad d_t = \sqrt{v_t} + \epsilon \\
+        b_t &= \mu b_{t-1} + g_t / d_t, \quad x_t = x_{t-1} - \eta_t b_t \ (\mu > 0)
+        \quad\text{else}\quad x_t = x_{t-1} - \eta_t g_t / d_t""",
+)
+
+RULES = (RMSPROP,)
