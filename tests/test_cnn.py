@@ -23,6 +23,7 @@ from adamnb.nn import (
     train,
     train_minimize,
 )
+from tests.test_nn import central_differences, random_params
 
 
 def python_mask(seed, call, stream, rows, features, rate):
@@ -106,15 +107,6 @@ def problem(model, rows=5, seed=0):
     return X.astype(model.dtype), y
 
 
-def random_params(model, seed=1):
-    """Glorot kernels and random biases (no ReLU input on its kink, no tie in a pool window)."""
-    params = model.init(seed)
-    rng = np.random.default_rng(seed + 100)
-    for _, b in model.layers(params):
-        b[...] = rng.normal(scale=0.3, size=b.shape)
-    return params
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("call", [None, 0, 3])
 def test_every_block_matches_scipy_and_numpy(name, call):
@@ -138,16 +130,7 @@ def test_gradient_matches_finite_differences(name, l2):
     f, g = model.loss_and_grad(params, X, y)
     assert model.training_calls == 1
     assert f == pytest.approx(reference_objective(model, params, X, y, call=0), rel=1e-12)
-    h = 1e-6
-    fd = np.empty_like(params)
-    for i in range(params.size):
-        values = []
-        for sign in (1, -1):
-            q = params.copy()
-            q[i] += sign * h
-            model.training_calls = 0  # the masks of call 0 again
-            values.append(model.loss(q, X, y, training=True))
-        fd[i] = (values[0] - values[1]) / (2 * h)
+    fd = central_differences(model, params, X, y, calls=0)  # the masks of call 0 again
     np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
     # every parameter gets a gradient somewhere in the model (no block silently skipped)
     for gW, gb in model.layers(g):

@@ -179,7 +179,7 @@ class CudaOps:
 
     def add_scaled(self, g, w, alpha):
         """``g += alpha * w`` (element :func:`adamnb.nn.elements.add_scaled`)."""
-        self.loop("add_scaled", (g.size,), g.reshape(g.size), w.reshape(w.size), (alpha,))
+        self.loop("add_scaled", (g.size,), g.reshape(g.size), w.reshape(w.size), alpha)
 
     @staticmethod
     def to_host(a):
@@ -195,14 +195,13 @@ def element_signatures(dtype):
     labels = types.int64[::1]
     n = types.int64
     return {
-        "bias_activation_dropout": (n, n, matrix, vector,
-                                    types.Tuple((types.uint64, s, s, types.boolean))),
-        "dropout": (n, n, matrix, matrix, types.Tuple((types.uint64, s, s))),
-        "relu_dropout_backward": (n, n, matrix, matrix, types.UniTuple(s, 1)),
-        "softmax_cross_entropy_row": (n, matrix, vector, labels, vector, types.int32[::1],
-                                      types.Tuple((s, types.boolean))),
+        "bias_activation_dropout": (n, n, matrix, vector, types.uint64, s, s, types.boolean),
+        "dropout": (n, n, matrix, matrix, types.uint64, s, s),
+        "relu_dropout_backward": (n, n, matrix, matrix, s),
+        "softmax_cross_entropy_row": (n, matrix, vector, labels, vector, types.int32[::1], s,
+                                      types.boolean),
         "column_sum": (n, matrix, vector),
-        "add_scaled": (n, vector, vector, types.UniTuple(s, 1)),
+        "add_scaled": (n, vector, vector, s),
         "gather_rows": (n, n, matrix, matrix, labels),
         "gather_labels": (n, labels, labels, labels),
     }

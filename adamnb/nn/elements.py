@@ -18,15 +18,15 @@ the flat index ``r * cols + j``), the same rule that a row whose logits are all 
 counted as correct.
 
 Conventions
-    Arrays come first, then ``c``, a tuple of scalars (as the update rules' per-step scalars).
-    Literal constants are made in an array's dtype (``z.dtype.type(0)``), so float32 work stays
+    Arrays come first, then scalars, each its own argument (a tuple would cost the CPU's
+    dispatcher microseconds per call to type). Literal constants are made in an array's dtype (``z.dtype.type(0)``), so float32 work stays
     float32 on the GPU. The softmax accumulates in the dtype of its ``losses`` array: the CPU
     passes float64 (the log-sum-exp of float32 logits in double precision, as NumPy users expect
     of a loss), the GPU the model's dtype (no float64 arithmetic in float32 kernels).
 
     Elements never receive tuples of arrays: numba loses the writes made through an array taken
-    out of a tuple inside an ``inline="always"`` function (numba 0.68), so arrays are separate
-    arguments and each loop has a fixed arity.
+    out of a tuple inside an ``inline="always"`` function (numba 0.68), and neither the CPU's
+    inlining nor the CUDA target forwards ``*args``; so each loop has a fixed arity.
 
 Math (notation of :mod:`adamnb.nn.models`)
     * :func:`bias_activation_dropout`: :math:`a = \operatorname{relu}(z + b) \odot D` (or without
@@ -55,9 +55,9 @@ __all__ = ["bias_activation_dropout", "dropout", "relu_dropout_backward",
 # --- elements -------------------------------------------------------------------------------------
 
 @elementwise
-def bias_activation_dropout(r, j, z, b, c):
-    """``z[r, j] <- act(z[r, j] + b[j])``, then inverted dropout; ``c = (key, drop, scale, relu)``."""
-    key, drop, scale, relu = c
+def bias_activation_dropout(r, j, z, b, key, drop, scale, relu):
+    """``z[r, j] <- act(z[r, j] + b[j])`` (ReLU when ``relu``), then inverted dropout: 0 when
+    ``uniform_at(key, r * cols + j) < drop``, else times ``scale``."""
     v = z[r, j] + b[j]
     if relu and v < z.dtype.type(0):  # not `v <= 0 or NaN`: a NaN stays NaN
         v = z.dtype.type(0)
@@ -70,11 +70,10 @@ def bias_activation_dropout(r, j, z, b, c):
 
 
 @elementwise
-def dropout(r, j, x, out, c):
-    """``out[r, j] <- x[r, j] * scale`` if kept, else 0; ``c = (key, drop, scale)``.
+def dropout(r, j, x, out, key, drop, scale):
+    """``out[r, j] <- x[r, j] * scale`` if kept, else 0.
 
     With ``out`` = ``x`` = the gradient it is also dropout's backward (the mask recomputed)."""
-    key, drop, scale = c
     if uniform_at(key, r * x.shape[1] + j) < drop:
         out[r, j] = out.dtype.type(0)
     else:
@@ -82,9 +81,8 @@ def dropout(r, j, x, out, c):
 
 
 @elementwise
-def relu_dropout_backward(r, j, delta, a, c):
+def relu_dropout_backward(r, j, delta, a, scale):
     """``delta[r, j] <- delta[r, j] * scale`` where ``a[r, j] > 0`` (active and kept), else 0."""
-    scale, = c
     if a[r, j] > a.dtype.type(0):
         delta[r, j] = delta[r, j] * scale
     else:
@@ -92,15 +90,14 @@ def relu_dropout_backward(r, j, delta, a, c):
 
 
 @elementwise
-def softmax_cross_entropy_row(r, z, b, y, losses, correct, c):
+def softmax_cross_entropy_row(r, z, b, y, losses, correct, inverse_rows, gradient):
     """Row ``r``: add the bias to the logits, write the row's cross-entropy to ``losses[r]`` and
     whether its largest logit is the label to ``correct[r]``; with ``gradient`` the logits become
-    ``(softmax - onehot) * inverse_rows``. ``c = (inverse_rows, gradient)``.
+    ``(softmax - onehot) * inverse_rows``.
 
     A label outside ``0 .. classes-1`` gives a NaN loss (the host explains it). A row whose logits
     are all NaN has no largest logit and is never counted as correct.
     """
-    inverse_rows, gradient = c
     wide = losses.dtype.type
     classes = z.shape[1]
     top = z.dtype.type(-np.inf)
@@ -142,9 +139,8 @@ def column_sum(j, delta, out):
 
 
 @elementwise
-def add_scaled(i, g, w, c):
-    """``g[i] <- g[i] + alpha * w[i]`` (the L2 term of a weight gradient); ``c = (alpha,)``."""
-    alpha, = c
+def add_scaled(i, g, w, alpha):
+    """``g[i] <- g[i] + alpha * w[i]`` (the L2 term of a weight gradient)."""
     g[i] = g[i] + alpha * w[i]
 
 
@@ -162,10 +158,10 @@ def gather_labels(r, y, yb, rows):
 
 #: name -> (element, dimensions of its loop, number of arguments after the indices).
 ELEMENTS = {
-    "bias_activation_dropout": (bias_activation_dropout, 2, 3),
-    "dropout": (dropout, 2, 3),
+    "bias_activation_dropout": (bias_activation_dropout, 2, 6),
+    "dropout": (dropout, 2, 5),
     "relu_dropout_backward": (relu_dropout_backward, 2, 3),
-    "softmax_cross_entropy_row": (softmax_cross_entropy_row, 1, 6),
+    "softmax_cross_entropy_row": (softmax_cross_entropy_row, 1, 7),
     "column_sum": (column_sum, 1, 2),
     "add_scaled": (add_scaled, 1, 3),
     "gather_rows": (gather_rows, 2, 3),
@@ -186,6 +182,24 @@ def _rows_cols_3(element):
     return loop
 
 
+def _rows_cols_5(element):
+    @jit
+    def loop(rows, cols, a0, a1, a2, a3, a4):
+        for r in range(rows):
+            for j in range(cols):
+                element(r, j, a0, a1, a2, a3, a4)
+    return loop
+
+
+def _rows_cols_6(element):
+    @jit
+    def loop(rows, cols, a0, a1, a2, a3, a4, a5):
+        for r in range(rows):
+            for j in range(cols):
+                element(r, j, a0, a1, a2, a3, a4, a5)
+    return loop
+
+
 def _items_2(element):
     @jit
     def loop(n, a0, a1):
@@ -202,15 +216,16 @@ def _items_3(element):
     return loop
 
 
-def _items_6(element):
+def _items_7(element):
     @jit
-    def loop(n, a0, a1, a2, a3, a4, a5):
+    def loop(n, a0, a1, a2, a3, a4, a5, a6):
         for i in range(n):
-            element(i, a0, a1, a2, a3, a4, a5)
+            element(i, a0, a1, a2, a3, a4, a5, a6)
     return loop
 
 
-_LOOP_BUILDERS = {(2, 3): _rows_cols_3, (1, 2): _items_2, (1, 3): _items_3, (1, 6): _items_6}
+_LOOP_BUILDERS = {(2, 3): _rows_cols_3, (2, 5): _rows_cols_5, (2, 6): _rows_cols_6,
+                  (1, 2): _items_2, (1, 3): _items_3, (1, 7): _items_7}
 _cpu_loops = {}
 
 

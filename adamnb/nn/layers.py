@@ -321,7 +321,7 @@ def _dropout_scalars(rate, training, dtype):
 
 def _rows(a, features):
     """The (rows, features) view of a batch's array (NumPy or device)."""
-    return a.reshape(a.shape[0], features)
+    return a if len(a.shape) == 2 else a.reshape(a.shape[0], features)
 
 
 def _gate(ops, delta, out, relu, rate, key, dtype, features):
@@ -329,9 +329,9 @@ def _gate(ops, delta, out, relu, rate, key, dtype, features):
     delta2 = _rows(delta, features)
     drop, scale = _dropout_scalars(rate, True, dtype)
     if relu:  # out > 0 exactly when the unit was active and kept
-        ops.loop("relu_dropout_backward", delta2.shape, delta2, _rows(out, features), (scale,))
+        ops.loop("relu_dropout_backward", delta2.shape, delta2, _rows(out, features), scale)
     elif rate > 0:  # no activation: dropout's backward is the same mask, recomputed
-        ops.loop("dropout", delta2.shape, delta2, delta2, (key, drop, scale))
+        ops.loop("dropout", delta2.shape, delta2, delta2, key, drop, scale)
 
 
 class InputDropoutBlock:
@@ -355,7 +355,7 @@ class InputDropoutBlock:
             return x
         out = work["out"]
         x2 = _rows(x, self.features)
-        ops.loop("dropout", x2.shape, x2, _rows(out, self.features), (key, drop, scale))
+        ops.loop("dropout", x2.shape, x2, _rows(out, self.features), key, drop, scale)
         return out
 
 
@@ -394,7 +394,7 @@ class DenseBlock(_WeightBlock):
         if self.last:
             return z  # the bias is added by the softmax, which writes the delta in place
         drop, scale = _dropout_scalars(self.rate, training, self.dtype)
-        ops.loop("bias_activation_dropout", z.shape, z, b, (key, drop, scale, self.relu))
+        ops.loop("bias_activation_dropout", z.shape, z, b, key, drop, scale, self.relu)
         return z
 
     def backward(self, ops, params, grad, x, work, d_out, d_in, key):

@@ -352,7 +352,7 @@ class Sequential:
         bias = params[self.layout[-1][2]]
         inverse_rows = self.dtype.type(1.0) / self.dtype.type(rows)
         ops.loop("softmax_cross_entropy_row", (rows,), logits, bias, y, losses, correct,
-                 (inverse_rows, bool(gradient)))
+                 inverse_rows, bool(gradient))
         total = ops.total(losses, softmax["reductions"])
         if math.isnan(total):
             ops.explain_nan(y, self.n_classes)
