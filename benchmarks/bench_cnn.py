@@ -18,7 +18,15 @@ The contenders are interleaved: each round times one epoch of each, in turn, so 
 a shared machine falls on all of them alike; the medians over the rounds are reported, with the
 ratio adamnb / fastest PyTorch variant, and the ratio of each round (adamnb's epoch over the
 fastest PyTorch epoch of the same round). Run:
-``python benchmarks/bench_cnn.py [--repeats 5] [--synthetic] [--rows N] [--json FILE]``.
+``python benchmarks/bench_cnn.py [--repeats 5] [--threads N] [--synthetic] [--rows N]
+[--json FILE]``.
+
+``--kernels`` instead times the convolution layer's two passes for one batch of 64 against the
+alternatives (``adamnb.nn.layers`` explains the choice): the forward pass as the direct fused
+kernel of ``adamnb.nn.layers`` against im2col + GEMM (numba im2col, the BLAS product, then one
+pass of bias, ReLU, max pooling and dropout), and the backward pass (kernel and bias gradients)
+as routed planes + one GEMM against a direct kernel that accumulates into the kernel gradient.
+Each contender runs ``--calls`` times per round, rounds interleaved; medians of the rounds.
 """
 
 import argparse
@@ -28,11 +36,29 @@ import sys
 import time
 from pathlib import Path
 
+
+def _threads_before_numpy(argv):
+    """``--threads N`` must reach the BLAS libraries before they start their thread pools, i.e.
+    before NumPy and torch are imported: set their environment variables now."""
+    for k, word in enumerate(argv):
+        value = word.split("=", 1)[1] if word.startswith("--threads=") else \
+            argv[k + 1] if word == "--threads" and k + 1 < len(argv) else None
+        if value is not None:
+            for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[variable] = value
+
+
+if __name__ == "__main__":
+    _threads_before_numpy(sys.argv[1:])
+
 import numpy as np
 
 import adamnb
+from adamnb.backends.jit import jit
+from adamnb.backends.random import stream_key, uniform_at
 from adamnb.experiments import machine, write_json
 from adamnb.nn import keras_mnist_cnn
+from adamnb.nn.layers import CPU_OPS
 
 BATCH, LR, EPS = 64, 1e-3, 1e-7
 
@@ -72,6 +98,137 @@ def torch_epoch(torch, network, optimizer, X, y):
     return time.perf_counter() - started
 
 
+# --- --kernels: the convolution's alternatives (benchmark only) --------------------------------------
+
+@jit
+def _im2col_full(x, patches):
+    """Every 3x3 patch of the 1-channel images, one row per output position (n, i, j)."""
+    rows, height, width, _ = x.shape
+    p = 0
+    for n in range(rows):
+        for i in range(height - 2):
+            for j in range(width - 2):
+                t = 0
+                for u in range(3):
+                    for v in range(3):
+                        patches[p, t] = x[n, i + u, j + v, 0]
+                        t += 1
+                p += 1
+
+
+@jit
+def _bias_relu_pool_dropout(z, b, out, argmax, key, drop, scale):
+    """z: the convolution (n, 26, 26, 32) before its bias; out, argmax: (n, 13, 13, 32)."""
+    rows, oh, ow, filters = out.shape
+    zero = out.dtype.type(0)
+    for n in range(rows):
+        for pi in range(oh):
+            for pj in range(ow):
+                base = ((n * oh + pi) * ow + pj) * filters
+                for f in range(filters):
+                    best = out.dtype.type(-np.inf)
+                    arg = 0
+                    for q in range(4):
+                        s = z[n, 2 * pi + q // 2, 2 * pj + q % 2, f] + b[f]
+                        if s < zero:
+                            s = zero
+                        if s > best or s != s:
+                            best = s
+                            arg = q
+                    if drop > zero:
+                        best = zero if uniform_at(key, base + f) < drop else best * scale
+                    out[n, pi, pj, f] = best
+                    argmax[n, pi, pj, f] = arg
+
+
+@jit
+def _direct_backward(x, out, argmax, d_out, scale, gw, gb):
+    """Kernel and bias gradients accumulated directly, window by window."""
+    rows, oh, ow, filters = out.shape
+    zero = out.dtype.type(0)
+    gw[...] = 0
+    gb[...] = 0
+    for n in range(rows):
+        for pi in range(oh):
+            for pj in range(ow):
+                for f in range(filters):
+                    if out[n, pi, pj, f] > zero:
+                        g = d_out[n, pi, pj, f] * scale
+                        q = argmax[n, pi, pj, f]
+                        i = 2 * pi + q // 2
+                        j = 2 * pj + q % 2
+                        for u in range(3):
+                            for v in range(3):
+                                gw[u * 3 + v, f] += x[n, i + u, j + v, 0] * g
+                        gb[f] += g
+
+
+def kernel_benchmark(repeats, calls, threads):
+    """Time the convolution's passes for a batch of 64 against their alternatives."""
+    rng = np.random.default_rng(0)
+    model = keras_mnist_cnn(seed=0)
+    params = model.init(0)
+    block = model.blocks[0]
+    (K, b), _, _ = model.layers(params)
+    W = K.reshape(9, 32)
+    x = rng.random((BATCH, 28, 28, 1), dtype=np.float32)
+    key, drop, scale = stream_key(0, 1, 1), np.float32(0.25), np.float32(1 / 0.75)
+    work = block.buffers(CPU_OPS, BATCH, True)
+    grad = np.empty(block.n_params, np.float32)
+    d_out = rng.normal(size=(BATCH, 13, 13, 32)).astype(np.float32)
+    patches = np.empty((BATCH * 26 * 26, 9), np.float32)
+    z = np.empty((BATCH, 26, 26, 32), np.float32)
+    out, argmax = np.empty_like(work["out"]), np.empty_like(work["argmax"])
+    gw, gb = np.empty((9, 32), np.float32), np.empty(32, np.float32)
+
+    def ours_forward():
+        block.forward(CPU_OPS, params[:block.n_params], x, work, True, key)
+
+    def im2col_gemm_forward():
+        _im2col_full(x, patches)
+        np.matmul(patches, W, out=z.reshape(-1, 32))
+        _bias_relu_pool_dropout(z, b, out, argmax, key, drop, scale)
+
+    incoming = np.empty_like(d_out)  # the backward gates its incoming gradient in place
+
+    def ours_backward():
+        np.copyto(incoming, d_out)
+        block.backward(CPU_OPS, params[:block.n_params], grad, x, work, incoming, None, key)
+
+    def direct_backward():
+        np.copyto(incoming, d_out)  # the same copy, so that both times include it
+        _direct_backward(x, work["out"], work["argmax"], incoming, scale, gw, gb)
+
+    ours_forward()
+    im2col_gemm_forward()
+    assert np.array_equal(out == 0, work["out"] == 0)  # the same units pooled, dropped, inactive
+    np.testing.assert_allclose(out, work["out"], rtol=1e-5, atol=1e-6)
+    ours_backward()
+    direct_backward()
+    np.testing.assert_allclose(grad[:288].reshape(9, 32), gw, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(grad[288:], gb, rtol=1e-3, atol=1e-4)
+    contenders = {"forward: direct fused kernel (adamnb)": ours_forward,
+                  "forward: im2col + GEMM + pool pass": im2col_gemm_forward,
+                  "backward: routed planes + GEMM (adamnb)": ours_backward,
+                  "backward: direct accumulation kernel": direct_backward}
+    # One thread does all the work: its CPU time is the cost, whatever else loads the machine.
+    clock = time.process_time if threads == 1 else time.perf_counter
+    times = {label: [] for label in contenders}
+    for _ in range(repeats):
+        for label, run in contenders.items():
+            started = clock()
+            for _ in range(calls):
+                run()
+            times[label].append((clock() - started) / calls * 1e3)
+    print(f"Conv2D(32, 3x3) + ReLU + MaxPool 2x2 + Dropout 0.25 on a batch of {BATCH} 28x28x1 "
+          f"images; ms per call ({'CPU' if threads == 1 else 'wall'} time), median of {repeats} "
+          f"interleaved rounds of {calls} calls; BLAS threads: {threads}; {machine()}")
+    for label, values in times.items():
+        print(f"  {label:42s} {statistics.median(values):7.3f} ms   (rounds: "
+              f"{', '.join(f'{t:.3f}' for t in values)})")
+    return {label: statistics.median(values) for label, values in times.items()}, times
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (after a warm-up)")
@@ -81,7 +238,20 @@ def main(argv=None):
                         help="train on the first ROWS images only (a partial epoch, for a quick "
                              "check; the figures are then not one epoch)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--kernels", action="store_true",
+                        help="time the convolution's passes against their alternatives instead")
+    parser.add_argument("--calls", type=int, default=20, help="calls per round with --kernels")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of both sides' BLAS and of torch (default: the cores "
+                             "available); 1 makes the timings robust on a loaded machine")
     args = parser.parse_args(argv)
+    threads = args.threads or len(os.sched_getaffinity(0))
+    if args.kernels:
+        medians, times = kernel_benchmark(args.repeats, args.calls, threads)
+        if args.json is not None:
+            write_json(args.json, {"machine": machine(), "batch": BATCH, "calls": args.calls,
+                                   "threads": threads, "median_ms": medians, "times_ms": times})
+        return 0
 
     if args.synthetic:
         rng = np.random.default_rng(0)
@@ -95,7 +265,6 @@ def main(argv=None):
         data = f"MNIST training set, {len(y)} x 28 x 28"
     X = np.ascontiguousarray(X.reshape(-1, 28, 28, 1))
 
-    cores = len(os.sched_getaffinity(0))
     model = keras_mnist_cnn(seed=0)
     params = model.init(0)
     optimizer = adamnb.Adam(lr=LR, eps=EPS, backend="cpu")
@@ -107,7 +276,7 @@ def main(argv=None):
         torch = None
         print("PyTorch is not installed: timing adamnb alone")
     if torch is not None:
-        torch.set_num_threads(cores)
+        torch.set_num_threads(threads)
         tX = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))  # NCHW
         ty = torch.from_numpy(y.astype(np.int64))
         for label, fused in (("torch Adam (foreach)", False), ("torch Adam (fused)", True)):
@@ -124,12 +293,12 @@ def main(argv=None):
     medians = {label: statistics.median(t) for label, t in times.items()}
     steps = -(-len(y) // BATCH)
     print(f"One epoch ({steps} steps), Keras MNIST CNN, batch {BATCH}, Adam; {data}; median of "
-          f"{args.repeats} interleaved rounds; {machine()}")
+          f"{args.repeats} interleaved rounds; BLAS and torch threads: {threads}; {machine()}")
     for label, seconds in medians.items():
         print(f"  {label:22s} {seconds:7.2f} s   (rounds: "
               f"{', '.join(f'{t:.2f}' for t in times[label])})")
     figures = {"machine": machine(), "data": data, "steps": steps, "repeats": args.repeats,
-               "median_seconds": medians, "times": times}
+               "threads": threads, "median_seconds": medians, "times": times}
     if torch is not None:
         fastest = min((label for label in medians if label.startswith("torch")),
                       key=medians.get)

@@ -211,6 +211,24 @@ def test_inputs_are_checked_and_bad_labels_explained():
         cuda_nn.CudaMLP(model, tile=33)
 
 
+@needs_cuda
+def test_device_arrays_go_through_the_model_itself_and_convolutions_say_they_have_no_gpu_path():
+    cuda = _cuda()
+    cpu, gpu = _twins(np.float64, dropout=0.5)
+    params = _params(cpu)
+    X, y = _problem(np.float64)
+    f, g = cpu.loss_and_grad(params, X, y)
+    f_gpu, g_gpu = gpu.loss_and_grad(cuda.to_device(params), cuda.to_device(X), cuda.to_device(y))
+    assert f_gpu == pytest.approx(f, rel=1e-12)
+    np.testing.assert_allclose(g_gpu.copy_to_host(), g, **TOLERANCE[np.float64])
+    from adamnb.nn import Conv2D, Dense, Flatten, Sequential
+    cnn = Sequential([Conv2D(2, 3, activation="relu"), Flatten(), Dense(3)], input_shape=(5, 5, 1))
+    with pytest.raises(TypeError, match="without a GPU path"):
+        cnn.loss_and_grad(cuda.to_device(cnn.init(0)), cuda.to_device(np.zeros((2, 5, 5, 1),
+                                                                                np.float32)),
+                          cuda.to_device(np.zeros(2, np.int64)))
+
+
 # --- training -------------------------------------------------------------------------------------
 
 @needs_cuda

@@ -61,6 +61,7 @@ def test_evaluation_methods_from_threads_match_serial_calls(name):
         "loss": lambda X, y: model.loss(params, X, y),
         "logits": lambda X, y: model.logits(params, X),
         "predict": lambda X, y: model.predict(params, X),
+        "activations": lambda X, y: tuple(model.activations(params, X[:50], call=3)),
     }
     for method, call in methods.items():
         serial = [call(X, y) for X, y in batches]

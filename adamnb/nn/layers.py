@@ -27,19 +27,20 @@ Convolution (stride 1, 'valid')
     window's convolutions channel by channel with the filters innermost, so LLVM vectorises
     across the filters; then bias, activation, the max over the window (a NaN wins, so divergence
     shows) with the window position of the max (``argmax``, one byte per output), and dropout.
-    The Keras CNN's layer (3x3, 1 channel, 32 filters, 2x2 pool) takes about 0.8 ms for 64 images
-    on one core of the development machine. im2col + GEMM was measured slower for this shape: the
-    patch matrix has only 9 columns, so the product is bound by writing its 26x26x32 output per
-    image, which the direct kernel never stores (only the pooled quarter).
+    Measured against im2col + GEMM + a pooling pass (``benchmarks/bench_cnn.py --kernels``, the
+    Keras CNN's layer, 64 images, one thread: 1.18 ms against 1.16 ms of CPU time, a tie within
+    the rounds' spread), the direct kernel is kept because it never stores the 26x26x32
+    pre-pooling output nor the patch matrix (for an evaluation chunk of 2,000 images they would
+    take 230 MB; the pooled output it writes is a quarter of the pre-pooling one).
 
     *Backward*: the incoming gradient is gated (kept, active units; :mod:`adamnb.nn.elements`)
     and routed to each window's max as one plane per window position, ``dZ[q]``; the patches of
     the same positions, with a column of ones appended, form ``P`` (im2col), and one BLAS product
     ``P^T dZ`` gives the kernel's gradient and, from the ones, the bias gradient, written straight
-    into the flat gradient (kernel and bias are adjacent there). A direct kernel would have to
-    accumulate into the 288 kernel gradients per window, which numba cannot keep in registers;
-    the product over the 43,264 routed positions of a 64-image batch is one well-shaped GEMM.
-    When the layer is not the first, the input gradient is ``dZ K^T`` scattered back (col2im).
+    into the flat gradient (kernel and bias are adjacent there). A direct kernel has to
+    accumulate into the 288 kernel gradients window by window, which numba cannot keep in
+    registers: 3.16 ms against 1.96 ms for the routed GEMM (same benchmark). When the layer is
+    not the first, the input gradient is ``dZ K^T`` scattered back (col2im).
 
 Max pooling
     :math:`\operatorname{pool}(a)_{n,p,q,f} = \max_{0 \le s,t < k} a_{n,kp+s,kq+t,f}` over

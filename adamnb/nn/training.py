@@ -8,6 +8,10 @@ Two ways to train, which give the same bits for the same seeds:
   :func:`adamnb.minibatches` stream as ``args`` (the scipy way); it returns the
   ``OptimizeResult`` beside the history.
 
+Both run one loop, :func:`run_epochs`, over a *batch source*: :class:`HostBatches` slices host
+arrays (:func:`adamnb.minibatches`); :class:`adamnb.nn.cuda_models.DeviceBatches` gathers the
+same rows on a GPU for :func:`adamnb.nn.cuda_models.train_cuda`.
+
 Every epoch appends one record to a :class:`History`: the mean training objective of the epoch's
 minibatches (each evaluated at the parameters the step started from, with that step's dropout, as
 Keras and the Adam paper report "training cost"), the test loss and accuracy (no dropout), and the
@@ -31,8 +35,7 @@ import time
 
 import numpy as np
 
-from adamnb.optimize._minimize import minimize
-from adamnb.optimize.stochastic import minibatches
+from adamnb.optimize import minibatches, minimize
 
 __all__ = ["History", "train", "train_minimize", "run_epochs", "HostBatches", "check_run"]
 
