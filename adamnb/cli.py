@@ -16,6 +16,7 @@ adding an experiment is one entry there and one module with a ``main(argv)`` fun
 
 import argparse
 import ast
+import json
 import importlib
 import os
 import sys
@@ -130,6 +131,18 @@ def _printable(result):
                            if key not in ("allvecs", "fun_history")})
 
 
+def _json_result(result):
+    """The result's scalar fields and arrays as JSON-ready values (floats at full precision)."""
+    data = {}
+    for key, value in _printable(result).items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, (np.generic,)):
+            value = value.item()
+        data[key] = value
+    return data
+
+
 def _progress_callback(maxiter):
     """A callback advancing a tqdm bar, and the bar, when stderr is a terminal and the run long."""
     if not sys.stderr.isatty() or maxiter < PROGRESS_MIN_STEPS:
@@ -164,6 +177,9 @@ def _minimize(args, parser):
     finally:
         if bar is not None:
             bar.close()
+    if args.json:
+        print(json.dumps(_json_result(result)))
+        return 0
     shown = {key: value for key, value in options.items() if key != "return_all"}
     start = ", ".join(f"{value:g}" for value in x0)
     print(f"adamnb.minimize({args.function}, x0=[{start}], method={args.method!r}, "
@@ -244,6 +260,8 @@ def build_parser():
     run.add_argument("--dim", type=int, help="dimension, for the scalable functions (default 2)")
     run.add_argument("--x0", type=_vector, help="start, e.g. --x0=-1.5,2 (default: the "
                                                 "function's standard start)")
+    run.add_argument("--json", action="store_true",
+                     help="print the result as one JSON object (full precision), nothing else")
     run.add_argument("--plot", type=Path, metavar="PATH",
                      help="save a figure of the run (path over the contour for 2-D functions, "
                           "and f - f* per step), e.g. out.png")

@@ -10,44 +10,121 @@ run with ``options={"return_all": True}``, which adds ``allvecs`` (the iterates,
 >>> runs = {lr: adamnb.minimize(rosen.fun, rosen.x0, method="adam", jac=rosen.grad,
 ...                             options={"lr": lr, "maxiter": 2000, "return_all": True})
 ...         for lr in (0.01, 0.1)}
->>> ax = adamnb.plot.plot_convergence(runs, fmin=rosen.fmin)
+>>> fig = adamnb.plot.plot_convergence(runs, fmin=rosen.fmin)
 >>> fig = adamnb.plot.plot_trajectories(rosen.fun, runs, minimizers=rosen.minimizers)
->>> adamnb.plot.save_figure(fig, "rosenbrock.png")  # doctest: +SKIP
+>>> fig.savefig("rosenbrock.png")  # doctest: +SKIP
 
-Figures are built with :class:`matplotlib.figure.Figure`, not ``pyplot``: nothing here depends on
-an interactive backend or on pyplot's global state, so the functions work the same on a headless
-machine, in a script and in a notebook (a notebook shows a returned Figure). Pass ``ax=`` to draw
-into your own pyplot axes instead.
+**Saving.** Every plotting function returns the :class:`matplotlib.figure.Figure` it drew on.
+Save it with ``fig.savefig(path)``, or with :func:`save_figure` (atomic, optionally
+palette-compressed). ``matplotlib.pyplot.savefig(path)`` does *not* work after these functions:
+it saves pyplot's current figure, and the figures made here are not pyplot's (nothing here depends
+on an interactive backend or on pyplot's global state, so the functions work the same on a
+headless machine, in a script and in a notebook, which shows a returned Figure). Pass ``ax=`` to
+draw into your own pyplot axes instead; the returned figure is then the one holding ``ax``.
 
-Values that span decades are drawn on log scales: ``f - f*`` against the step, and the contour
-levels of ``f - f*`` (log-spaced, so the floor of a narrow valley is as visible as its walls).
+**Reading the plots.** Values that span decades are drawn on log scales: ``f - f*`` against the
+step (the step axis is logarithmic too, from step 1), and the contour levels of ``f - f*``
+(log-spaced, so the floor of a narrow valley is as visible as its walls). Series take their
+colours from Okabe & Ito's colour-blind-safe palette, then line styles and markers
+(:func:`series_styles`), so a dozen series stay apart. A run that diverges is marked where it
+leaves the panel and named with the size it reached; a path that leaves the frame of a
+trajectory panel is marked with an arrowhead where it leaves. Contours are grey, under a colour
+bar of their levels, so that the coloured paths stand out.
 """
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
 from PIL import Image
 from scipy.optimize import OptimizeResult
 
 from adamnb._io import atomic_write
 
 __all__ = ["plot_convergence", "contour_grid", "plot_contour", "plot_trajectory",
-           "plot_trajectories", "trajectory_window", "panel_grid", "save_figure"]
+           "plot_trajectories", "trajectory_window", "panel_grid", "save_figure",
+           "series_style", "series_styles", "PALETTE", "LINESTYLES", "MARKERS", "CONTOUR_CMAP",
+           "DEFAULT_FLOOR"]
 
 #: Gaps f - f* below this are drawn at it: a log axis cannot show 0, and double precision cannot
 #: resolve f much below 1e-16 of its scale anyway.
 DEFAULT_FLOOR = 1e-16
 
+#: Okabe & Ito (2008), "Color Universal Design": seven colours that stay apart under the common
+#: colour-vision deficiencies (blue, vermillion, bluish green, reddish purple, orange, sky blue,
+#: black). Their eighth, yellow, is left out: it vanishes on white.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+#: Line styles, taken in turn once every colour has been used: 28 distinct (colour, style) pairs.
+LINESTYLES = ("-", "--", "-.", ":")
+
+#: Markers, 11 of them (prime to the 7 colours), so that neighbours in a list differ in shape too.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*")
+
+#: The contours' colour map: white (the lowest level) to mid-grey, muted so that paths drawn in
+#: :data:`PALETTE` colours stand out on it.
+CONTOUR_CMAP = LinearSegmentedColormap.from_list("adamnb_greys", ["#ffffff", "#b4b4b4"])
+
 _START_STYLE = dict(marker="o", markersize=7, markerfacecolor="white", markeredgecolor="black",
-                    linestyle="none", zorder=5)
-_END_STYLE = dict(marker="X", markersize=8, markerfacecolor="red", markeredgecolor="black",
-                  linestyle="none", zorder=6)
+                    linestyle="none", zorder=6)
+_END_STYLE = dict(marker="X", markersize=8, markerfacecolor="black", markeredgecolor="white",
+                  markeredgewidth=0.8, linestyle="none", zorder=7)
 _MINIMUM_STYLE = dict(marker="*", markersize=13, markerfacecolor="gold", markeredgecolor="black",
-                      linestyle="none", zorder=4)
+                      linestyle="none", zorder=5)
+_EXIT_SIZE = 8
+
+
+def series_style(index):
+    """The line properties of series number ``index`` (0, 1, ...): colour, line style, marker.
+
+    Colours go round :data:`PALETTE` first, then the next line style of :data:`LINESTYLES` is
+    taken, so the first 28 series all have distinct (colour, line style) pairs; markers go round
+    the 11 :data:`MARKERS`.
+
+    Parameters
+    ----------
+    index : int
+        Position of the series, from 0.
+
+    Returns
+    -------
+    dict
+        ``{"color": ..., "linestyle": ..., "marker": ...}``, keywords of
+        :class:`matplotlib.lines.Line2D`.
+
+    Raises
+    ------
+    TypeError
+        If ``index`` is not an integer.
+    ValueError
+        If ``index`` is negative.
+    """
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"index must be an integer, got {type(index).__name__}")
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index}")
+    colours = len(PALETTE)
+    return {"color": PALETTE[index % colours],
+            "linestyle": LINESTYLES[(index // colours) % len(LINESTYLES)],
+            "marker": MARKERS[index % len(MARKERS)]}
+
+
+def series_styles(labels):
+    """``{label: series_style(position)}`` for labels in order; see :func:`series_style`.
+
+    Use it to give several figures the same colour per method, e.g. ``styles=`` of
+    :func:`plot_convergence` and ``colors=`` of :func:`plot_trajectories`.
+
+    >>> styles = series_styles(["adam", "sgd"])
+    >>> styles["adam"]
+    {'color': '#0072B2', 'linestyle': '-', 'marker': 'o'}
+    """
+    return {label: series_style(position) for position, label in enumerate(labels)}
 
 
 def _new_axes(ax, figsize):
@@ -93,9 +170,38 @@ def _path(run):
     return points
 
 
+def _excursion(gap, ceiling):
+    """``(step, note)`` for a gap history that first exceeds ``ceiling`` or stops being finite at
+    ``step``, with a note of how far it went and whether it came back; None when it never does."""
+    bad = ~np.isfinite(gap) | (gap > ceiling)
+    if not bad.any():
+        return None
+    step = int(np.argmax(bad))
+    finite = gap[np.isfinite(gap)]
+    if not np.isfinite(gap).all():
+        first = int(np.argmax(~np.isfinite(gap)))
+        return step, f"diverged, f - f* = {gap[first]} at step {first}"
+    if gap[-1] > ceiling:
+        end = f"diverged, f - f* = {gap[-1]:.1e} at the end (step {gap.size - 1})"
+        return step, end if gap[-1] == finite.max() else f"{end}, up to {finite.max():.1e}"
+    back = step + int(np.argmax(~bad[step:]))
+    return step, f"above the panel from step {step} to {back}, f - f* up to {finite.max():.1e}"
+
+
 def plot_convergence(runs, fmin=None, ax=None, *, floor=DEFAULT_FLOOR, target=None, styles=None,
-                     xlabel="step", ylabel=None, title=None, legend=True):
-    """Plot f - f* against the step, on a log scale, one line per run.
+                     xlabel="step", ylabel=None, title=None, legend=True, log_steps=True,
+                     ceiling=None):
+    """Plot f - f* against the step, both on log scales, one line per run.
+
+    The gap ``f(x_k) - f*`` of iterate ``k`` is drawn at step ``k``. With the default
+    ``log_steps=True`` the step axis is logarithmic from step 1, so the first steps and the last
+    thousands are both readable; the start ``x_0`` (step 0) has no place on it and is left out.
+
+    A run that *diverges* (its gap ends above ``ceiling`` or stops being finite: NaN or inf), or
+    only goes above ``ceiling`` for a while, would stretch the axis over a hundred decades or
+    leave unseen: the y axis stops at ``ceiling``, an upward triangle in the run's colour marks
+    on the top edge the step where it leaves the panel, and a note in the panel names the run,
+    how far its gap went and whether it came back.
 
     Parameters
     ----------
@@ -106,21 +212,38 @@ def plot_convergence(runs, fmin=None, ax=None, *, floor=DEFAULT_FLOOR, target=No
         The minimum f*; by default the lowest value any run reached (the axis then reads
         "f(x) - best f seen").
     ax : matplotlib Axes, optional
-        Where to draw; by default a new Figure's axes (``ax.figure``).
+        Where to draw; by default a new Figure's axes.
     floor : float, default 1e-16
         Gaps below ``floor`` (including 0 and rounding below f*) are drawn at ``floor``.
     target : float, optional
         Draw a dotted horizontal line at this gap (e.g. the 1e-6 of a success criterion).
     styles : mapping, optional
-        ``{label: dict of Line2D properties}`` (color, linestyle, ...) for some of the runs.
+        ``{label: dict of Line2D properties}`` (color, linestyle, ...) for some of the runs, such
+        as :func:`series_styles` of all the labels to match other figures (a marker is drawn at a
+        few evenly spaced steps unless ``markevery`` says otherwise); the others take
+        :func:`series_style` of their position.
     xlabel, ylabel, title : str, optional
         Axis labels and title; ``ylabel`` defaults to "f(x) - f*".
     legend : bool, default True
         Add a legend when the runs have labels.
+    log_steps : bool, default True
+        Logarithmic step axis from step 1; False draws every iterate, step 0 included, on a
+        linear axis.
+    ceiling : float, optional
+        Top of the y axis when a run goes above it (otherwise the axis fits the data); by
+        default 1000 times the largest starting gap (at least 1000).
 
     Returns
     -------
-    matplotlib.axes.Axes
+    matplotlib.figure.Figure
+        The figure holding the axes. Save it with ``fig.savefig(path)`` or
+        :func:`save_figure`; ``pyplot.savefig`` would save another (blank) figure. The axes are
+        ``fig.axes[0]`` for a new figure, or the ``ax`` you passed.
+
+    Raises
+    ------
+    ValueError
+        If a result has no ``fun_history`` or a history is not 1-D.
     """
     runs = _as_mapping(runs)
     histories = {label: _fun_values(run) for label, run in runs.items()}
@@ -130,10 +253,33 @@ def plot_convergence(runs, fmin=None, ax=None, *, floor=DEFAULT_FLOOR, target=No
         ylabel = ylabel or "f(x) - best f seen"
     ax = _new_axes(ax, (6.0, 4.0))
     styles = styles or {}
-    for label, history in histories.items():
-        gap = np.maximum(history - fmin, floor)
-        ax.semilogy(np.arange(gap.size), gap, label=None if label is None else str(label),
-                    **styles.get(label, {}))
+    gaps = {label: history - fmin for label, history in histories.items()}
+    if ceiling is None:
+        starts = [gap[0] for gap in gaps.values() if gap.size and np.isfinite(gap[0])]
+        ceiling = 1e3 * max([1.0, *starts])
+    first = 1 if log_steps else 0
+    excursions = []
+    for index, (label, gap) in enumerate(gaps.items()):
+        steps = np.arange(gap.size)[first:]
+        if label in styles:
+            style = dict(styles[label])
+            if style.get("marker") not in (None, "", "None", "none"):
+                # A marker per step would bury the line: a few, evenly spaced, as by default.
+                style.setdefault("markevery", _marker_positions(index, steps.size, log_steps))
+                style.setdefault("markersize", 4)
+        else:
+            style = _convergence_style(index, steps.size, log_steps)
+        (line,) = ax.plot(steps, np.maximum(gap[first:], floor),
+                          label=None if label is None else str(label), **style)
+        excursion = _excursion(gap, ceiling)
+        if excursion is not None:
+            excursions.append((label, line.get_color(), max(excursion[0], first), excursion[1]))
+    if log_steps:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    if excursions:
+        ax.set_ylim(top=ceiling)
+        _mark_excursions(ax, excursions)
     if target is not None:
         ax.axhline(target, color="0.4", linestyle=":", linewidth=1.0, label=f"{target:g}")
     ax.set_xlabel(xlabel)
@@ -143,17 +289,108 @@ def plot_convergence(runs, fmin=None, ax=None, *, floor=DEFAULT_FLOOR, target=No
     ax.grid(True, which="major", alpha=0.3)
     if legend and any(label is not None for label in histories):
         ax.legend(fontsize="small")
-    return ax
+    return ax.figure
 
 
-def contour_grid(fun, xlim, ylim, resolution=200):
+def _convergence_style(index, count, log_steps):
+    style = series_style(index)
+    style.update(markersize=4, linewidth=1.3, markevery=_marker_positions(index, count, log_steps))
+    return style
+
+
+def _marker_positions(index, count, log_steps, per_line=8):
+    """Indices of the points that carry a marker: ``per_line`` of them, evenly spaced along the
+    step axis (log or linear, as drawn) whatever the line does, and shifted a little per series
+    so that lines on top of each other still show each one's shape."""
+    if count < 2:
+        return None
+    shift = (index % 7) / (7 * per_line)
+    if log_steps:
+        positions = np.geomspace(1, count, per_line + 1) * count ** shift - 1
+    else:
+        positions = np.linspace(0, count - 1, per_line + 1) + shift * (count - 1)
+    return sorted({int(p) for p in positions if 0 <= p < count})
+
+
+def _mark_excursions(ax, excursions):
+    """An upward triangle at the top edge where each run leaves, and a note naming each."""
+    top_edge = blended_transform_factory(ax.transData, ax.transAxes)
+    for row, (label, color, step, description) in enumerate(excursions):
+        ax.plot([step], [1.0], transform=top_edge, marker="^", markersize=9, color=color,
+                markeredgecolor="black", markeredgewidth=0.6, clip_on=False, zorder=8,
+                linestyle="none")
+        name = "run" if label is None else str(label)
+        ax.text(0.02, 0.97 - 0.13 * row, f"\u25b2 {name}:\n{description}", transform=ax.transAxes,
+                ha="left", va="top", fontsize="x-small", color=color, clip_on=True, zorder=9,
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.0))
+
+
+def _oscillations(values):
+    """Number of local extrema along a 1-D sample, ignoring rounding-level wiggles."""
+    values = values[np.isfinite(values)]
+    if values.size < 3:
+        return 0
+    steps = np.diff(values)
+    scale = values.max() - values.min()
+    signs = np.sign(steps[np.abs(steps) > 1e-9 * scale])
+    return int(np.count_nonzero(signs[1:] != signs[:-1]))
+
+
+def _resolution_for(fun, xlim, ylim, base, max_resolution, samples_per_extremum=6, probes=5,
+                    probe_points=2001):
+    """Grid points per axis so that each oscillation of ``fun`` in the window gets
+    ``samples_per_extremum`` points: a few fine probe lines count its extrema along each axis."""
+    limits = (xlim, ylim)
+    point = np.empty(2)
+    wanted = []
+    for axis in (0, 1):
+        along = np.linspace(*limits[axis], probe_points)
+        across = np.linspace(*limits[1 - axis], probes + 2)[1:-1]
+        most = 0
+        for fixed in across:
+            values = np.empty(probe_points)
+            point[1 - axis] = fixed
+            for i, coordinate in enumerate(along):
+                point[axis] = coordinate
+                values[i] = fun(point)
+            most = max(most, _oscillations(values))
+        wanted.append(min(max(base[axis], samples_per_extremum * (most + 1)), max_resolution))
+    return tuple(wanted)
+
+
+def contour_grid(fun, xlim, ylim, resolution=200, *, adaptive=True, max_resolution=1200):
     """``fun`` on a regular grid over ``xlim`` x ``ylim``: the arrays ``(X, Y, Z)``.
 
-    ``fun`` takes a 1-D array of two floats, as minimize's objective does; it is called once per
-    grid point (``resolution`` squared calls, fast for numba-compiled functions).
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> float`` for a 1-D array ``x`` of two floats, as minimize's objective; it is
+        called once per grid point (fast for numba-compiled functions: about 1 us a call).
+    xlim, ylim : (float, float)
+        The window.
+    resolution : int or (int, int), default 200
+        Grid points per axis (or per x and y axis): the least, when ``adaptive``.
+    adaptive : bool, default True
+        Raise the resolution for a function that oscillates faster than the grid resolves (Levi
+        N.13, Rastrigin over a wide window): 10 probe lines of 2001 points count its local
+        extrema along each axis, and each extremum gets 6 grid points, so contour lines stay
+        unbroken.
+    max_resolution : int, default 1200
+        Upper bound of the adaptive resolution per axis.
+
+    Returns
+    -------
+    X, Y, Z : ndarray, shape (ny, nx)
+        Coordinates (as ``numpy.meshgrid``) and ``fun`` at each point.
     """
-    xs = np.linspace(xlim[0], xlim[1], resolution)
-    ys = np.linspace(ylim[0], ylim[1], resolution)
+    base = (resolution, resolution) if np.ndim(resolution) == 0 else tuple(resolution)
+    if len(base) != 2 or any(int(n) < 2 for n in base):
+        raise ValueError(f"resolution must be an integer >= 2 or a pair of them, got {resolution}")
+    base = tuple(int(n) for n in base)
+    if adaptive:
+        base = _resolution_for(fun, xlim, ylim, base, max(max_resolution, *base))
+    xs = np.linspace(xlim[0], xlim[1], base[0])
+    ys = np.linspace(ylim[0], ylim[1], base[1])
     X, Y = np.meshgrid(xs, ys)
     Z = np.empty_like(X)
     point = np.empty(2)
@@ -163,9 +400,62 @@ def contour_grid(fun, xlim, ylim, resolution=200):
     return X, Y, Z
 
 
+def _draw_contour(ax, grid, fmin, levels, cmap, filled):
+    """Log-spaced contours of the gap on ``grid``; returns the set a colour bar reads."""
+    X, Y, Z = grid
+    finite = np.isfinite(Z)
+    if not finite.any():
+        raise ValueError("the function is not finite anywhere in the window")
+    if fmin is None:
+        fmin = Z[finite].min()
+    gap = np.where(finite, Z - fmin, np.nan)
+    positive = gap[gap > 0]
+    high = positive.max() if positive.size else 1.0
+    low = max(positive.min() if positive.size else high * 1e-8, high * 1e-8)
+    if not high > low:
+        high = low * 10.0
+    # Clip rather than mask the gaps at or below the lowest level, so the valley floor closes.
+    gap = np.clip(gap, low, None)
+    bounds = np.geomspace(low, high, levels)
+    norm = LogNorm(vmin=low, vmax=high)
+    cmap = CONTOUR_CMAP if cmap is None else cmap
+    if filled:
+        shading = ax.contourf(X, Y, gap, levels=bounds, norm=norm, cmap=cmap, zorder=0)
+        ax.contour(X, Y, gap, levels=bounds, colors="0.45", linewidths=0.4, zorder=1)
+        contours = shading
+    else:
+        contours = ax.contour(X, Y, gap, levels=bounds, norm=norm, cmap=cmap, linewidths=0.7)
+    ax.set_xlim(X.min(), X.max())
+    ax.set_ylim(Y.min(), Y.max())
+    return contours
+
+
+def _colorbar(figure, contours, axes, label="f - f*"):
+    """A colour bar of the contour levels, labelled at every power of ten in their range (at
+    least its two ends)."""
+    bar = figure.colorbar(contours, ax=axes, label=label, shrink=0.9, pad=0.02, aspect=30)
+    low, high = contours.levels[0], contours.levels[-1]
+    ticks = 10.0 ** np.arange(math.ceil(math.log10(low)), math.floor(math.log10(high)) + 1)
+    if ticks.size < 2:
+        ticks = np.array([low, high])
+    if ticks.size > 8:  # every other power of ten, so that the labels do not crowd
+        ticks = ticks[ticks.size % 2::2] if ticks.size % 2 == 0 else ticks[::2]
+    bar.set_ticks(ticks, labels=[_power_of_ten(t) for t in ticks])
+    bar.minorticks_off()
+    bar.ax.tick_params(labelsize="small")
+    return bar
+
+
+def _power_of_ten(value):
+    exponent = math.log10(value)
+    if abs(exponent - round(exponent)) < 1e-9:
+        return f"$10^{{{round(exponent)}}}$"
+    return f"{value:.1e}"
+
+
 def plot_contour(fun, xlim, ylim, ax=None, *, fmin=None, levels=20, resolution=200, grid=None,
-                 cmap="viridis"):
-    """Contour lines of f - f* on log-spaced levels.
+                 cmap=None, filled=True, colorbar=True, aspect="equal"):
+    """Contours of f - f* on log-spaced levels, grey, with a colour bar of the levels.
 
     Parameters
     ----------
@@ -181,45 +471,105 @@ def plot_contour(fun, xlim, ylim, ax=None, *, fmin=None, levels=20, resolution=2
         Number of contour levels, log-spaced from the smallest positive gap on the grid (at least
         1e-8 of the largest) to the largest.
     resolution : int, default 200
-        Grid points per axis.
+        Least grid points per axis; more where the function oscillates fast (see
+        :func:`contour_grid`).
     grid : tuple (X, Y, Z), optional
         A grid from :func:`contour_grid` to reuse (``fun``, ``xlim``, ``ylim`` are then ignored),
         so that many panels cost one evaluation of the function.
-    cmap : str, default "viridis"
+    cmap : str or Colormap, optional
+        Colour map of the levels; by default :data:`CONTOUR_CMAP` (white to grey).
+    filled : bool, default True
+        Filled bands with thin grey level lines; False draws coloured lines only.
+    colorbar : bool, default True
+        Add a colour bar with the level values beside ``ax``.
+    aspect : "equal", "auto" or float, default "equal"
+        The axes' aspect: "equal" draws one unit the same length on both axes, so a path's angles
+        and a valley's shape are true.
 
     Returns
     -------
-    matplotlib.contour.QuadContourSet
+    matplotlib.figure.Figure
+        The figure holding the axes; save it with ``fig.savefig(path)`` or :func:`save_figure`.
+
+    Raises
+    ------
+    ValueError
+        If ``fun`` is not finite anywhere in the window.
     """
     ax = _new_axes(ax, (5.0, 4.0))
-    X, Y, Z = grid if grid is not None else contour_grid(fun, xlim, ylim, resolution)
-    finite = np.isfinite(Z)
-    if not finite.any():
-        raise ValueError("the function is not finite anywhere in the window")
-    if fmin is None:
-        fmin = Z[finite].min()
-    gap = np.where(finite, Z - fmin, np.nan)
-    positive = gap[gap > 0]
-    high = positive.max() if positive.size else 1.0
-    low = max(positive.min() if positive.size else high * 1e-8, high * 1e-8)
-    if not high > low:
-        high = low * 10.0
-    # Clip rather than mask the gaps at or below the lowest level, so the valley floor closes.
-    gap = np.clip(gap, low, None)
-    contours = ax.contour(X, Y, gap, levels=np.geomspace(low, high, levels),
-                          norm=LogNorm(vmin=low, vmax=high), cmap=cmap, linewidths=0.7)
-    ax.set_xlim(X.min(), X.max())
-    ax.set_ylim(Y.min(), Y.max())
-    return contours
+    grid = grid if grid is not None else contour_grid(fun, xlim, ylim, resolution)
+    contours = _draw_contour(ax, grid, fmin, levels, cmap, filled)
+    ax.set_aspect(aspect, adjustable="box")
+    if colorbar:
+        _colorbar(ax.figure, contours, ax)
+    return ax.figure
+
+
+def _exits(points, xlim, ylim, y_scale=1.0):
+    """Where a path leaves the window: ``[(x, y, angle in degrees)]``, one per departure.
+
+    Each segment between finite iterates is clipped to the window (Liang & Barsky, 1984); where
+    a segment runs inside the window and ends outside it, the point where it crosses the frame is
+    an exit, with the segment's direction on screen as the angle, for an arrowhead (``y_scale``:
+    the length on screen of one unit of y over one unit of x, 1 for equal aspect). A segment
+    that only passes through the window counts too.
+    """
+    limits = np.array([xlim, ylim], dtype=float)
+    exits = []
+    for start, end in zip(points[:-1], points[1:]):
+        if not (np.isfinite(start).all() and np.isfinite(end).all()):
+            continue
+        delta = end - start
+        enter, leave = 0.0, 1.0
+        for axis in (0, 1):
+            low, high = limits[axis]
+            if delta[axis] == 0:
+                if not low <= start[axis] <= high:
+                    enter, leave = 1.0, 0.0
+                continue
+            t_low = (low - start[axis]) / delta[axis]
+            t_high = (high - start[axis]) / delta[axis]
+            enter = max(enter, min(t_low, t_high))
+            leave = min(leave, max(t_low, t_high))
+        if enter <= leave < 1.0:
+            angle = math.degrees(math.atan2(delta[1] * y_scale, delta[0]))
+            exit_point = start + leave * delta
+            exits.append((exit_point[0], exit_point[1], angle))
+    return exits
 
 
 def plot_trajectory(run, ax, *, label=None, color="tab:red", minimizers=None, linewidth=1.0,
-                    step_marker_size=2.5):
-    """Draw one run's path with its start (circle) and end (cross), and the known minima (stars).
+                    step_marker_size=2.5, frame=None):
+    """Draw one run's path with its start (circle), end (cross) and the known minima (stars).
 
-    ``run`` is an OptimizeResult with ``allvecs`` (minimize with ``return_all``) or a (k, 2) array
-    of iterates, the start first. A dot of size ``step_marker_size`` (0 for none) marks every
-    iterate, so that crowded dots show where the steps are short. Returns the path's Line2D.
+    A dot of size ``step_marker_size`` (0 for none) marks every iterate, so that crowded dots
+    show where the steps are short. Where the path leaves the frame, an arrowhead in the path's
+    colour sits on the edge, pointing the way it went.
+
+    Parameters
+    ----------
+    run : OptimizeResult or array_like, shape (k, 2)
+        A result with ``allvecs`` (minimize with ``options={"return_all": True}``) or the
+        iterates, the start first.
+    ax : matplotlib Axes
+        Where to draw (e.g. over :func:`plot_contour`).
+    label : str, optional
+        Legend label of the path.
+    color : color, default "tab:red"
+        The path's colour.
+    minimizers : array_like, shape (m, 2), optional
+        Known minima, marked with stars.
+    linewidth : float, default 1.0
+    step_marker_size : float, default 2.5
+    frame : ((float, float), (float, float)), optional
+        The window ``(xlim, ylim)`` whose exits are marked; by default the axes' limits when
+        they are fixed (as :func:`plot_contour` leaves them), else no exits are marked.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure holding ``ax``; save it with ``fig.savefig(path)`` or :func:`save_figure`.
+        The path is ``ax.get_lines()`` (its Line2D carries ``label``).
     """
     points = _path(run)
     (line,) = ax.plot(points[:, 0], points[:, 1], color=color, linewidth=linewidth,
@@ -232,10 +582,30 @@ def plot_trajectory(run, ax, *, label=None, color="tab:red", minimizers=None, li
     if minimizers is not None:
         minimizers = np.atleast_2d(np.asarray(minimizers, dtype=float))
         ax.plot(minimizers[:, 0], minimizers[:, 1], **_MINIMUM_STYLE)
-    return line
+    if frame is None and not (ax.get_autoscalex_on() or ax.get_autoscaley_on()):
+        frame = (sorted(ax.get_xlim()), sorted(ax.get_ylim()))
+    if frame is not None:
+        for x, y, angle in _exits(points, *frame, y_scale=_y_scale(ax)):
+            # (3, 0, angle) is a triangle turned by angle from pointing up.
+            ax.plot([x], [y], marker=(3, 0, angle - 90.0), markersize=_EXIT_SIZE, color=color,
+                    markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
+                    clip_on=False, zorder=8)
+    return ax.figure
 
 
-def trajectory_window(paths, points=(), domain=None, margin=0.08, min_width=0.5):
+def _y_scale(ax):
+    """Screen length of one unit of y over one unit of x in ``ax`` (1 with equal aspect)."""
+    aspect = ax.get_aspect()
+    if aspect != "auto":
+        return float(aspect)
+    box = ax.get_position()
+    width, height = ax.figure.get_size_inches()
+    x_span, y_span = np.ptp(ax.get_xlim()), np.ptp(ax.get_ylim())
+    return (box.height * height / y_span) / (box.width * width / x_span)
+
+
+def trajectory_window(paths, points=(), domain=None, margin=0.08, min_width=0.5, *,
+                      square=False):
     """A window ``(xlim, ylim)`` that holds every path and the given points (e.g. the minima).
 
     Parameters
@@ -251,6 +621,18 @@ def trajectory_window(paths, points=(), domain=None, margin=0.08, min_width=0.5)
         Padding on each side, as a fraction of the window's size.
     min_width : float, default 0.5
         Smallest width of each side, for runs that hardly moved.
+    square : bool, default False
+        Widen the narrower side to make a square window, which fills a square panel drawn with
+        equal aspect.
+
+    Returns
+    -------
+    xlim, ylim : (float, float)
+
+    Raises
+    ------
+    ValueError
+        If there is no finite point to frame.
     """
     chunks = [np.asarray(path, dtype=float).reshape(-1, 2) for path in paths]
     chunks.append(np.asarray(points, dtype=float).reshape(-1, 2))
@@ -263,6 +645,8 @@ def trajectory_window(paths, points=(), domain=None, margin=0.08, min_width=0.5)
         lower, upper = (np.broadcast_to(np.asarray(bound, dtype=float), (2,)) for bound in domain)
         low, high = np.clip(low, lower, upper), np.clip(high, lower, upper)
     centre, half = (low + high) / 2, np.maximum((high - low) / 2, min_width / 2)
+    if square:
+        half = np.full(2, half.max())
     half = half * (1 + 2 * margin)
     return (centre[0] - half[0], centre[0] + half[0]), (centre[1] - half[1], centre[1] + half[1])
 
@@ -270,8 +654,24 @@ def trajectory_window(paths, points=(), domain=None, margin=0.08, min_width=0.5)
 def panel_grid(count, ncols=4, panel_size=(3.4, 2.9), **subplot_kw):
     """A Figure with ``count`` axes in rows of ``ncols``; unused cells are hidden.
 
-    Returns ``(figure, axes)`` with ``axes`` a flat list of the first ``count`` axes and the
-    hidden spare cells after them (``axes[count:]``, handy for a legend).
+    Parameters
+    ----------
+    count : int
+        Number of panels.
+    ncols : int, default 4
+        Panels per row.
+    panel_size : (float, float), default (3.4, 2.9)
+        Size of one panel in inches.
+    **subplot_kw
+        Passed to :meth:`matplotlib.figure.Figure.subplots`.
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+        Save it with ``figure.savefig(path)`` or :func:`save_figure`.
+    axes : list of Axes
+        The first ``count`` axes, then the hidden spare cells (``axes[count:]``, handy for a
+        legend).
     """
     ncols = max(1, min(ncols, count))
     nrows = -(-count // ncols)
@@ -284,8 +684,15 @@ def panel_grid(count, ncols=4, panel_size=(3.4, 2.9), **subplot_kw):
 
 def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=None, domain=None,
                       titles=None, colors=None, ncols=4, panel_size=(3.4, 3.0), levels=20,
-                      resolution=200, cmap="viridis", step_marker_size=2.5, suptitle=None):
-    """One panel per run: the path over the contour of f - f* on log-spaced levels.
+                      resolution=200, cmap=None, step_marker_size=2.5, suptitle=None,
+                      colorbar=True):
+    """One panel per run: the path over grey contours of f - f* on log-spaced levels.
+
+    Every panel shares one window (square by default, drawn with equal aspect), one grid of the
+    function and one colour bar of the level values. Each path has its own colour
+    (:func:`series_style` of its position unless ``colors`` says), a white circle at the start, a
+    black cross at the end, gold stars at the known minima and an arrowhead where it leaves the
+    window.
 
     Parameters
     ----------
@@ -298,55 +705,74 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
     fmin : float, optional
         f* for the contour levels; by default the lowest value on the grid.
     xlim, ylim : (float, float), optional
-        The window; by default :func:`trajectory_window` of the paths and minimizers.
+        The window; by default the square :func:`trajectory_window` of the paths and minimizers.
     domain : (lower, upper), optional
         Clips the default window (see :func:`trajectory_window`).
     titles : mapping, optional
         ``{label: title}``; a panel's title is its label otherwise.
     colors : mapping, optional
-        ``{label: color}`` of the paths (e.g. to match a convergence plot); by default the
-        colour cycle in order.
+        ``{label: color}`` of the paths (e.g. to match a convergence plot).
     ncols : int, default 4
         Panels per row.
     panel_size : (float, float), default (3.4, 3.0)
         Size of one panel in inches.
     levels, resolution : int
-        Passed to :func:`plot_contour`.
-    cmap : str, default "viridis"
-        Colour map of the contour lines.
+        Passed to :func:`plot_contour` (``resolution`` is the least, see :func:`contour_grid`).
+    cmap : str or Colormap, optional
+        Colour map of the contours; by default :data:`CONTOUR_CMAP` (white to grey).
     step_marker_size : float, default 2.5
         Size of the dot at every iterate (0 for none); see :func:`plot_trajectory`.
     suptitle : str, optional
         Title of the whole figure.
+    colorbar : bool, default True
+        One colour bar of the contour levels for all panels.
 
     Returns
     -------
     matplotlib.figure.Figure
+        Save it with ``fig.savefig(path)`` or :func:`save_figure` (not ``pyplot.savefig``).
+
+    Raises
+    ------
+    ValueError
+        If a result has no ``allvecs`` or the iterates are not 2-D.
     """
     runs = _as_mapping(runs)
     paths = {label: _path(run) for label, run in runs.items()}
     if xlim is None or ylim is None:
         auto_x, auto_y = trajectory_window(paths.values(),
-                                           () if minimizers is None else minimizers, domain)
+                                           () if minimizers is None else minimizers, domain,
+                                           square=True)
         xlim, ylim = xlim or auto_x, ylim or auto_y
     grid = contour_grid(fun, xlim, ylim, resolution)
     figure, axes = panel_grid(len(paths), ncols=ncols, panel_size=panel_size)
+    panels = axes[:len(paths)]
     titles, colors = titles or {}, colors or {}
-    for index, (ax, (label, path)) in enumerate(zip(axes, paths.items())):
-        plot_contour(fun, xlim, ylim, ax, fmin=fmin, levels=levels, grid=grid, cmap=cmap)
-        plot_trajectory(path, ax, color=colors.get(label, f"C{index % 10}"),
-                        minimizers=minimizers, step_marker_size=step_marker_size)
+    any_exit = False
+    for index, (ax, (label, path)) in enumerate(zip(panels, paths.items())):
+        contours = _draw_contour(ax, grid, fmin, levels, cmap, filled=True)
         ax.set_xlim(*xlim)
         ax.set_ylim(*ylim)
+        ax.set_aspect("equal", adjustable="box")
+        plot_trajectory(path, ax, color=colors.get(label, series_style(index)["color"]),
+                        minimizers=minimizers, step_marker_size=step_marker_size,
+                        frame=(xlim, ylim))
+        any_exit = any_exit or bool(_exits(path, xlim, ylim))
         ax.set_title(titles.get(label, "" if label is None else str(label)), fontsize="medium")
         ax.tick_params(labelsize="small")
         row_start = index % ncols == 0
         last_row = index + ncols >= len(paths)
         ax.set_xlabel("x1" if last_row else "")
         ax.set_ylabel("x2" if row_start else "")
+    if colorbar:
+        _colorbar(figure, contours, panels, label="f - f* (contour levels)")
     handles = [Line2D([], [], **_START_STYLE, label="start"),
                Line2D([], [], **_END_STYLE, label="end"),
                Line2D([], [], color="0.3", marker=".", label="path (one dot per step)")]
+    if any_exit:
+        handles.append(Line2D([], [], marker=">", markersize=_EXIT_SIZE, color="0.3",
+                              markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
+                              label="leaves the frame"))
     if minimizers is not None:
         handles.append(Line2D([], [], **_MINIMUM_STYLE, label="global minimum"))
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles),
@@ -361,6 +787,7 @@ def save_figure(figure, path, dpi=100, palette=False):
 
     The image is written to a temporary file in the same folder and renamed over ``path``, so a
     reader never sees a half-written file and an interrupted run leaves the old one intact.
+    (``figure.savefig(path)`` works too, without these guarantees.)
 
     Parameters
     ----------
@@ -371,6 +798,11 @@ def save_figure(figure, path, dpi=100, palette=False):
         For PNG: store 256 colours in a palette instead of full RGBA. Line plots and contours have
         few distinct colours, so this looks the same and makes files about 3x smaller, which
         matters for images committed to a repository.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     path = Path(path)
     file_format = path.suffix.lstrip(".").lower() or "png"

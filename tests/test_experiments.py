@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb import plot
 from adamnb.cli import load_experiment
 from adamnb.problems.functions import get
 
@@ -227,64 +226,6 @@ def test_bias_correction_demonstration(tmp_path):
         assert small["without"]["largest_step"] < 2 * small["with"]["largest_step"]
     assert_small_png(tmp_path / "bias_correction.png")
     assert_no_temporary_files(tmp_path)
-
-
-# --- adamnb.plot with a user's own runs -----------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def booth_runs():
-    tf = get("booth")
-    return tf, {lr: adamnb.minimize(tf.fun, tf.x0, method="adam", jac=tf.grad,
-                                    options={"lr": lr, "maxiter": 300, "return_all": True})
-                for lr in (0.1, 0.5)}
-
-
-def test_plot_convergence_draws_one_line_per_run_on_a_log_axis(booth_runs):
-    tf, runs = booth_runs
-    ax = plot.plot_convergence(runs, fmin=tf.fmin, target=1e-6)
-    assert ax.get_yscale() == "log"
-    assert ax.get_xlabel() == "step" and "f*" in ax.get_ylabel()
-    labels = [line.get_label() for line in ax.get_lines()]
-    assert labels[:2] == ["0.1", "0.5"]
-    first = ax.get_lines()[0]
-    np.testing.assert_allclose(first.get_ydata(),
-                               np.maximum(runs[0.1].fun_history - tf.fmin, plot.DEFAULT_FLOOR))
-    # Plain arrays of f values work too.
-    ax = plot.plot_convergence({"mine": [4.0, 1.0, 0.25]}, fmin=0.0)
-    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [4.0, 1.0, 0.25])
-
-
-def test_plot_trajectories_one_panel_per_run_and_saves_atomically(booth_runs, tmp_path):
-    tf, runs = booth_runs
-    figure = plot.plot_trajectories(tf.fun, runs, minimizers=tf.minimizers, fmin=tf.fmin,
-                                    resolution=40)
-    panels = [ax for ax in figure.axes if ax.axison]
-    assert len(panels) == 2
-    for ax, run in zip(panels, runs.values()):
-        path = np.array(run.allvecs)
-        drawn = [line for line in ax.get_lines() if len(line.get_xdata()) == len(path)]
-        assert drawn, "the path is not drawn"
-        np.testing.assert_allclose(drawn[0].get_xdata(), path[:, 0])
-    target = plot.save_figure(figure, tmp_path / "sub" / "booth.png", palette=True)
-    assert_small_png(target)
-    assert_no_temporary_files(target.parent)
-
-
-def test_plots_explain_a_result_without_histories():
-    tf = get("booth")
-    result = adamnb.minimize(tf.fun, tf.x0, jac=tf.grad, options={"maxiter": 5})
-    with pytest.raises(ValueError, match="return_all"):
-        plot.plot_convergence(result)
-    with pytest.raises(ValueError, match="return_all"):
-        plot.plot_trajectories(tf.fun, result)
-
-
-def test_trajectory_window_holds_paths_and_points_and_respects_the_domain():
-    xlim, ylim = plot.trajectory_window([[[0.0, 0.0], [1.0, 2.0], [np.nan, 5.0]]],
-                                        points=[[3.0, -1.0]], margin=0.0)
-    assert xlim == pytest.approx((0.0, 3.0)) and ylim == pytest.approx((-1.0, 2.0))
-    xlim, _ = plot.trajectory_window([[[0.0, 0.0], [1e9, 1.0]]], domain=(-5, 5), margin=0.0)
-    assert xlim == pytest.approx((0.0, 5.0))
 
 
 def test_table_numbers_are_readable_as_numbers(quick_run):

@@ -271,3 +271,25 @@ def test_a_block_of_steps_gives_the_bits_of_one_step_at_a_time(method, options):
         steps = np.array([single.step(t) for t in range(3, 1503)], dtype=dtype).T
         assert columns.tobytes() == steps.tobytes()
         assert blocks.scalars == single.scalars
+
+
+def test_the_scalars_are_read_by_name_and_their_layout_is_checked():
+    """A rule declares its per-step scalars by name; an element that unpacks them in another order
+    (or a coefficients function that names them otherwise) is refused when the rule is built,
+    never silently run with two numbers swapped."""
+    import dataclasses
+
+    adam = rules.RULES["adam"]
+    swapped = list(adam.scalars)
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    with pytest.raises(ValueError, match="must begin by unpacking"):
+        dataclasses.replace(adam, scalars=tuple(swapped))
+
+    def misnamed(o, t, lr):
+        values = adam.coefficients(o, t, lr)
+        values["stepsize"] = values.pop("step_size")
+        return values
+
+    broken = dataclasses.replace(adam, coefficients=misnamed)
+    with pytest.raises(ValueError, match="coefficients gave"):
+        broken.stream(adam.validate({}), schedules.as_schedule(1e-3), np.float64).step(1)

@@ -22,7 +22,6 @@ True
 import inspect
 import json
 import math
-import textwrap
 
 import numpy as np
 
@@ -380,7 +379,7 @@ def _option_from_json(value):
 def _class_doc(rule):
     lines = [f"{rule.summary[0].upper()}{rule.summary[1:]}, as {_torch_name(rule)}.", ""]
     if rule.doc:
-        lines += [textwrap.dedent("    " + rule.doc.strip("\n")).rstrip(), ""]
+        lines += [inspect.cleandoc(rule.doc), ""]
     lines += ["Parameters", "----------"]
     for hp in rule.hyperparameters:
         kind = {"lr": "float or schedule", "bool": "bool"}.get(hp.kind, "float")

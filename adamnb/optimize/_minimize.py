@@ -215,9 +215,9 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
 
 
 def _options_text(rule):
-    lines = [f"Options for method {rule.name!r}", "-" * (20 + len(rule.name)),
-             f"{rule.summary[0].upper()}{rule.summary[1:]}.", f"Source: {rule.source}.", "",
-             "Hyperparameters (torch.optim's names and defaults):"]
+    title = f"Options for method {rule.name!r}"
+    lines = [title, "-" * len(title), f"{rule.summary[0].upper()}{rule.summary[1:]}.",
+             f"Source: {rule.source}.", "", "Hyperparameters (torch.optim's names and defaults):"]
     for hp in rule.hyperparameters:
         default = rule.fixed.get(hp.name, hp.default)
         pinned = " (fixed by this method)" if hp.name in rule.fixed else ""

@@ -1,6 +1,7 @@
 """Adam (Kingma & Ba, 2014), AMSGrad (Reddi, Kale & Kumar, 2018) and AdamW (Loshchilov & Hutter,
 2019), as torch.optim.Adam and torch.optim.AdamW: one element, three configurations."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -94,14 +95,10 @@ ADAM = UpdateRule(
     doc=_MATH + _PAPER,
 )
 
-AMSGRAD = UpdateRule(
+AMSGRAD = dataclasses.replace(
+    ADAM,
     name="amsgrad",
-    hyperparameters=ADAM.hyperparameters,
-    slots=_SLOTS,
-    rows=_ROWS,
-    scalars=_SCALARS,
-    coefficients=ADAM.coefficients,
-    element=adam_element,
+    class_name=None,  # adamnb.Adam(amsgrad=True)
     fixed={"amsgrad": True},
     summary="Adam with the running maximum of the second moment (Reddi, Kale & Kumar, 2018)",
     source="Reddi, Kale & Kumar (2018), ICLR; torch.optim.Adam(amsgrad=True)",
@@ -111,8 +108,8 @@ AMSGRAD = UpdateRule(
 ADAMW = UpdateRule(
     name="adamw",
     class_name="AdamW",
-    hyperparameters=_hyperparameters(1e-2, "decoupled weight decay: x *= 1 - lr weight_decay "
-                                     "before each step"),
+    hyperparameters=_hyperparameters(1e-2, "decoupled weight decay: x is scaled by "
+                                     "1 - lr weight_decay before each step"),
     slots=_SLOTS,
     rows=_ROWS,
     scalars=_SCALARS,
@@ -122,7 +119,7 @@ ADAMW = UpdateRule(
     source="Loshchilov & Hutter (2019), ICLR; torch.optim.AdamW",
     doc=r"""The weight decay is decoupled from the gradient: first
     :math:`x_{t-1} \leftarrow (1 - \eta_t \lambda)\, x_{t-1}`, then Adam's step with no L2 term:
-    """ + _MATH.replace(r"g_t &\leftarrow g_t + \lambda x_{t-1} \\", ""),
+    """ + _MATH.replace(r"g_t &\leftarrow g_t + \lambda x_{t-1} \\" + "\n        ", ""),
 )
 
 RULES = (ADAM, AMSGRAD, ADAMW)

@@ -1,0 +1,121 @@
+"""Optimizer checkpoints: load_state_dict takes only what resumes the run exactly, and the
+pickle-free save_state_dict / load_state_dict round trip gives the uninterrupted run's bits."""
+
+import numpy as np
+import pytest
+
+import adamnb
+from adamnb.optim import load_state_dict, save_state_dict, schedules
+from tests.test_rules import CASE_IDS, CASES, make_gradient, optimizer_for
+
+STEPS = 20
+
+
+def _interrupted(method, options, dtype, store):
+    """Run 10 steps, checkpoint through ``store``, resume in a new optimizer for 10 more."""
+    grad = make_gradient()
+    x = np.random.default_rng(5).normal(size=37).astype(dtype)
+    opt = optimizer_for(method, **options)
+    for t in range(1, 11):
+        opt.step(x, grad(x, t))
+    checkpoint = store(opt.state_dict())
+    resumed = optimizer_for(method, **options)
+    resumed.load_state_dict(checkpoint)
+    for t in range(11, STEPS + 1):
+        resumed.step(x, grad(x, t))
+    return x
+
+
+def _uninterrupted(method, options, dtype):
+    grad = make_gradient()
+    x = np.random.default_rng(5).normal(size=37).astype(dtype)
+    opt = optimizer_for(method, **options)
+    for t in range(1, STEPS + 1):
+        opt.step(x, grad(x, t))
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method, options", CASES, ids=CASE_IDS)
+def test_a_pickle_free_file_resumes_bit_for_bit(method, options, dtype, tmp_path):
+    path = tmp_path / "state.npz"
+
+    def store(state_dict):
+        save_state_dict(state_dict, path)
+        return load_state_dict(path)
+
+    assert _interrupted(method, options, dtype, store).tobytes() == \
+        _uninterrupted(method, options, dtype).tobytes()
+
+
+@pytest.mark.parametrize("lr", [schedules.Warmup(schedules.InverseSqrt(0.05), 5),
+                                schedules.Cosine(0.05, 30, 0.001), schedules.Step(0.05, 4, 0.5),
+                                schedules.Exponential(0.05, 0.97), schedules.Constant(0.02)])
+def test_built_in_schedules_are_saved_with_the_state(lr, tmp_path):
+    path = tmp_path / "state.npz"
+
+    def store(state_dict):
+        save_state_dict(state_dict, path)
+        loaded = load_state_dict(path)
+        assert loaded["options"]["lr"] == lr
+        return loaded
+
+    assert _interrupted("nadam", {"lr": lr}, np.float64, store).tobytes() == \
+        _uninterrupted("nadam", {"lr": lr}, np.float64).tobytes()
+
+
+def test_the_file_is_read_without_pickle(tmp_path):
+    opt = adamnb.Adam(lr=0.1)
+    opt.step(np.ones(3), np.ones(3))
+    path = tmp_path / "state.npz"
+    save_state_dict(opt.state_dict(), path)
+    with np.load(path, allow_pickle=False) as archive:
+        assert set(archive.files) == {"meta", "state/exp_avg", "state/exp_avg_sq"}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_users_callable_lr_cannot_be_saved_without_pickle(tmp_path):
+    opt = adamnb.Adam(lr=lambda t: 0.1)
+    with pytest.raises(TypeError, match="cannot be saved without pickle"):
+        save_state_dict(opt.state_dict(), tmp_path / "state.npz")
+    assert not list(tmp_path.iterdir())
+
+
+def _nadam_checkpoint():
+    opt = adamnb.NAdam(lr=0.01)
+    x = np.ones(4)
+    for _ in range(3):
+        opt.step(x, x.copy())
+    return opt.state_dict()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.pop("scalars"), "missing \\['scalars'\\]"),
+    (lambda s: s.update(scalars={}), "keeps exactly \\['mu_product'\\]"),
+    (lambda s: s["scalars"].update(mu_product=float("nan")), "not a finite number"),
+    (lambda s: s["options"].update(betas=(0.9, 0.99)), "not all options"),
+    (lambda s: s.update(extra=1), "unknown \\['extra'\\]"),
+    (lambda s: s["state"]["exp_avg"].__setitem__(0, np.nan), "holds NaN or inf"),
+    (lambda s: s["state"].update(exp_avg=np.ones(3)), "differ in length"),
+    (lambda s: s["state"].update(exp_avg=np.ones((2, 2))), "flat 1-D"),
+    (lambda s: s["state"].pop("exp_avg_sq"), "expected \\['exp_avg', 'exp_avg_sq'\\]"),
+    (lambda s: s.update(step=-1), "Invalid step"),
+    (lambda s: s.update(step=1.5), "Invalid step"),
+    (lambda s: s.update(method="adam"), "method 'adam', not 'nadam'"),
+    (lambda s: s["options"].update(lr=-1.0), "Invalid lr"),
+])
+def test_a_broken_checkpoint_is_refused_and_changes_nothing(change, message):
+    checkpoint = _nadam_checkpoint()
+    change(checkpoint)
+    opt = adamnb.NAdam(lr=0.5)
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(checkpoint)
+    assert opt.t == 0 and opt.state is None and opt.options["lr"] == 0.5
+
+
+def test_a_zero_d_step_from_np_load_is_a_step():
+    checkpoint = _nadam_checkpoint()
+    checkpoint["step"] = np.array(3)
+    opt = adamnb.NAdam(lr=0.01)
+    opt.load_state_dict(checkpoint)
+    assert opt.t == 3 and isinstance(opt.t, int)
