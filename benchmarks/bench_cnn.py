@@ -55,23 +55,14 @@ import numpy as np
 
 import adamnb
 from adamnb.backends.jit import jit
-from adamnb.backends.random import stream_key, uniform_at
+from adamnb.backends.random import stream_key
 from adamnb.experiments import machine, write_json
 from adamnb.nn import keras_mnist_cnn
-from adamnb.nn.layers import CPU_OPS
+from adamnb.nn.layers import CPU_OPS, dropout_value, pool_max
+
+from epochs import adamnb_epoch, interleaved, torch_epoch  # benchmarks/epochs.py
 
 BATCH, LR, EPS = 64, 1e-3, 1e-7
-
-
-def adamnb_epoch(model, params, optimizer, X, y, rng):
-    gradient = np.empty_like(params)
-    order = rng.permutation(len(y))
-    started = time.perf_counter()
-    for start in range(0, len(y), BATCH):
-        rows = order[start:start + BATCH]
-        model.loss_and_grad(params, X[rows], y[rows], out=gradient)
-        optimizer.step(params, gradient)
-    return time.perf_counter() - started
 
 
 def torch_setup(torch, fused):
@@ -83,19 +74,6 @@ def torch_setup(torch, fused):
     network.train()
     optimizer = torch.optim.Adam(network.parameters(), lr=LR, eps=EPS, fused=fused or None)
     return network, optimizer
-
-
-def torch_epoch(torch, network, optimizer, X, y):
-    loss_function = torch.nn.CrossEntropyLoss()
-    order = torch.randperm(len(y))
-    started = time.perf_counter()
-    for start in range(0, len(y), BATCH):
-        rows = order[start:start + BATCH]
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_function(network(X[rows]), y[rows])
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - started
 
 
 # --- --kernels: the convolution's alternatives (benchmark only) --------------------------------------
@@ -130,14 +108,8 @@ def _bias_relu_pool_dropout(z, b, out, argmax, key, drop, scale):
                     arg = 0
                     for q in range(4):
                         s = z[n, 2 * pi + q // 2, 2 * pj + q % 2, f] + b[f]
-                        if s < zero:
-                            s = zero
-                        if s > best or s != s:
-                            best = s
-                            arg = q
-                    if drop > zero:
-                        best = zero if uniform_at(key, base + f) < drop else best * scale
-                    out[n, pi, pj, f] = best
+                        best, arg = pool_max(s, q, best, arg, True, zero)
+                    out[n, pi, pj, f] = dropout_value(best, key, base + f, drop, scale, zero)
                     argmax[n, pi, pj, f] = arg
 
 
@@ -269,7 +241,7 @@ def main(argv=None):
     params = model.init(0)
     optimizer = adamnb.Adam(lr=LR, eps=EPS, backend="cpu")
     rng = np.random.default_rng(1)
-    contenders = {"adamnb": lambda: adamnb_epoch(model, params, optimizer, X, y, rng)}
+    contenders = {"adamnb": lambda: adamnb_epoch(model, params, optimizer, X, y, rng, BATCH)}
     try:
         import torch
     except ImportError:
@@ -282,14 +254,9 @@ def main(argv=None):
         for label, fused in (("torch Adam (foreach)", False), ("torch Adam (fused)", True)):
             network, torch_optimizer = torch_setup(torch, fused)
             contenders[label] = (lambda n=network, o=torch_optimizer:
-                                 torch_epoch(torch, n, o, tX, ty))
+                                 torch_epoch(torch, n, o, tX, ty, BATCH))
 
-    for run in contenders.values():  # warm-up: compilation, first-touch allocations
-        run()
-    times = {label: [] for label in contenders}
-    for _ in range(args.repeats):
-        for label, run in contenders.items():
-            times[label].append(run())
+    times = interleaved(contenders, args.repeats)
     medians = {label: statistics.median(t) for label, t in times.items()}
     steps = -(-len(y) // BATCH)
     print(f"One epoch ({steps} steps), Keras MNIST CNN, batch {BATCH}, Adam; {data}; median of "

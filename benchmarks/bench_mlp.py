@@ -20,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +28,9 @@ import adamnb
 from adamnb.experiments import machine, write_json
 from adamnb.nn import MLP
 
+from epochs import adamnb_epoch, interleaved, torch_epoch  # benchmarks/epochs.py
+
 SIZES, DROPOUT, BATCH, LR = (784, 1000, 1000, 10), 0.5, 128, 1e-3
-
-
-def adamnb_epoch(model, params, optimizer, X, y, rng):
-    gradient = np.empty_like(params)
-    order = rng.permutation(len(y))
-    started = time.perf_counter()
-    for start in range(0, len(y), BATCH):
-        rows = order[start:start + BATCH]
-        model.loss_and_grad(params, X[rows], y[rows], out=gradient)
-        optimizer.step(params, gradient)
-    return time.perf_counter() - started
 
 
 def torch_setup(torch, fused):
@@ -54,19 +44,6 @@ def torch_setup(torch, fused):
     network.train()
     optimizer = torch.optim.Adam(network.parameters(), lr=LR, fused=fused or None)
     return network, optimizer
-
-
-def torch_epoch(torch, network, optimizer, X, y):
-    loss_function = torch.nn.CrossEntropyLoss()
-    order = torch.randperm(len(y))
-    started = time.perf_counter()
-    for start in range(0, len(y), BATCH):
-        rows = order[start:start + BATCH]
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_function(network(X[rows]), y[rows])
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - started
 
 
 def main(argv=None):
@@ -92,7 +69,7 @@ def main(argv=None):
     params = model.init(0)
     optimizer = adamnb.Adam(lr=LR, backend="cpu")
     rng = np.random.default_rng(1)
-    contenders = {"adamnb": lambda: adamnb_epoch(model, params, optimizer, X, y, rng)}
+    contenders = {"adamnb": lambda: adamnb_epoch(model, params, optimizer, X, y, rng, BATCH)}
     try:
         import torch
     except ImportError:
@@ -104,14 +81,9 @@ def main(argv=None):
         for label, fused in (("torch Adam (foreach)", False), ("torch Adam (fused)", True)):
             network, torch_optimizer = torch_setup(torch, fused)
             contenders[label] = (lambda n=network, o=torch_optimizer:
-                                 torch_epoch(torch, n, o, tX, ty))
+                                 torch_epoch(torch, n, o, tX, ty, BATCH))
 
-    for run in contenders.values():  # warm-up: compilation, first-touch allocations
-        run()
-    times = {label: [] for label in contenders}
-    for _ in range(args.repeats):
-        for label, run in contenders.items():
-            times[label].append(run())
+    times = interleaved(contenders, args.repeats)
     medians = {label: statistics.median(t) for label, t in times.items()}
     print(f"One epoch, MLP {'-'.join(map(str, SIZES))}, dropout {DROPOUT}, batch {BATCH}, Adam; "
           f"{data}; median of {args.repeats}; {machine()}")
