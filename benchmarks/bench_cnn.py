@@ -60,7 +60,7 @@ from adamnb.experiments import machine, write_json
 from adamnb.nn import keras_mnist_cnn
 from adamnb.nn.layers import CPU_OPS, dropout_value, pool_max
 
-from epochs import adamnb_epoch, interleaved, torch_epoch  # benchmarks/epochs.py
+from epochs import adamnb_epoch, against_torch, report  # benchmarks/epochs.py
 
 BATCH, LR, EPS = 64, 1e-3, 1e-7
 
@@ -98,18 +98,18 @@ def _im2col_full(x, patches):
 def _bias_relu_pool_dropout(z, b, out, argmax, key, drop, scale):
     """z: the convolution (n, 26, 26, 32) before its bias; out, argmax: (n, 13, 13, 32)."""
     rows, oh, ow, filters = out.shape
-    zero = out.dtype.type(0)
+    zero, lowest = out.dtype.type(0), out.dtype.type(-np.inf)
     for n in range(rows):
         for pi in range(oh):
             for pj in range(ow):
-                base = ((n * oh + pi) * ow + pj) * filters
+                cell = (n * oh + pi) * ow + pj
                 for f in range(filters):
-                    best = out.dtype.type(-np.inf)
-                    arg = 0
+                    best, arg = lowest, 0
                     for q in range(4):
-                        s = z[n, 2 * pi + q // 2, 2 * pj + q % 2, f] + b[f]
-                        best, arg = pool_max(s, q, best, arg, True, zero)
-                    out[n, pi, pj, f] = dropout_value(best, key, base + f, drop, scale, zero)
+                        value = z[n, 2 * pi + q // 2, 2 * pj + q % 2, f] + b[f]
+                        best, arg = pool_max(value, q, best, arg, True, zero)
+                    out[n, pi, pj, f] = dropout_value(best, key, cell * filters + f, drop, scale,
+                                                      zero)
                     argmax[n, pi, pj, f] = arg
 
 
@@ -241,42 +241,16 @@ def main(argv=None):
     params = model.init(0)
     optimizer = adamnb.Adam(lr=LR, eps=EPS, backend="cpu")
     rng = np.random.default_rng(1)
-    contenders = {"adamnb": lambda: adamnb_epoch(model, params, optimizer, X, y, rng, BATCH)}
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch is not installed: timing adamnb alone")
-    if torch is not None:
-        torch.set_num_threads(threads)
-        tX = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))  # NCHW
-        ty = torch.from_numpy(y.astype(np.int64))
-        for label, fused in (("torch Adam (foreach)", False), ("torch Adam (fused)", True)):
-            network, torch_optimizer = torch_setup(torch, fused)
-            contenders[label] = (lambda n=network, o=torch_optimizer:
-                                 torch_epoch(torch, n, o, tX, ty, BATCH))
-
-    times = interleaved(contenders, args.repeats)
-    medians = {label: statistics.median(t) for label, t in times.items()}
+    times, torch = against_torch(
+        lambda: adamnb_epoch(model, params, optimizer, X, y, rng, BATCH), torch_setup,
+        X.transpose(0, 3, 1, 2), y, BATCH, threads, args.repeats)  # NCHW for PyTorch
     steps = -(-len(y) // BATCH)
-    print(f"One epoch ({steps} steps), Keras MNIST CNN, batch {BATCH}, Adam; {data}; median of "
-          f"{args.repeats} interleaved rounds; BLAS and torch threads: {threads}; {machine()}")
-    for label, seconds in medians.items():
-        print(f"  {label:22s} {seconds:7.2f} s   (rounds: "
-              f"{', '.join(f'{t:.2f}' for t in times[label])})")
-    figures = {"machine": machine(), "data": data, "steps": steps, "repeats": args.repeats,
-               "threads": threads, "median_seconds": medians, "times": times}
-    if torch is not None:
-        fastest = min((label for label in medians if label.startswith("torch")),
-                      key=medians.get)
-        ratio = medians["adamnb"] / medians[fastest]
-        per_round = [times["adamnb"][k] / min(times[label][k] for label in times
-                                               if label.startswith("torch"))
-                     for k in range(args.repeats)]
-        figures.update(ratio_to_fastest_torch=ratio, ratio_per_round=per_round,
-                       torch_version=torch.__version__)
-        print(f"  adamnb / {fastest}: {ratio:.2f}x the time (median epochs); per round: "
-              f"{', '.join(f'{r:.2f}' for r in per_round)}")
+    figures = report(times, torch,
+                     f"One epoch ({steps} steps), Keras MNIST CNN, batch {BATCH}, Adam; {data}; "
+                     f"median of {args.repeats} interleaved rounds; BLAS and torch threads: "
+                     f"{threads}; {machine()}",
+                     {"machine": machine(), "data": data, "steps": steps,
+                      "repeats": args.repeats, "threads": threads})
     if args.json is not None:
         write_json(args.json, figures)
     return 0

@@ -27,11 +27,10 @@ Convolution (stride 1, 'valid')
     window's convolutions channel by channel with the filters innermost, so LLVM vectorises
     across the filters; then bias, activation, the max over the window (a NaN wins, so divergence
     shows) with the window position of the max (``argmax``, one byte per output), and dropout.
-    Measured against im2col + GEMM + a pooling pass (``benchmarks/bench_cnn.py --kernels``, the
-    Keras CNN's layer, 64 images, one thread: 0.83 ms against 0.80 ms of CPU time, a tie within
-    the rounds' spread), the direct kernel is kept because it never stores the 26x26x32
-    pre-pooling output nor the patch matrix (for an evaluation chunk of 2,000 images they would
-    take 230 MB; the pooled output it writes is a quarter of the pre-pooling one).
+    It is faster than im2col + GEMM + a pooling pass (``benchmarks/bench_cnn.py --kernels``, the
+    Keras CNN's layer, 64 images, one thread: 0.67 ms against 0.78 ms of CPU time; a tie in runs
+    on a more loaded machine) and never stores the 26x26x32 pre-pooling output nor the patch
+    matrix (for an evaluation chunk of 2,000 images they would take 230 MB).
 
     *Backward*: the incoming gradient is gated (kept, active units; :mod:`adamnb.nn.elements`)
     and routed to each window's max as one plane per window position, ``dZ[q]``; the patches of
@@ -39,7 +38,7 @@ Convolution (stride 1, 'valid')
     ``P^T dZ`` gives the kernel's gradient and, from the ones, the bias gradient, written straight
     into the flat gradient (kernel and bias are adjacent there). A direct kernel has to
     accumulate into the 288 kernel gradients window by window, which numba cannot keep in
-    registers: 2.70 ms against 1.18 ms for the routed GEMM (same benchmark). When the layer is
+    registers: 2.67 ms against 1.10 ms for the routed GEMM (same benchmark). When the layer is
     not the first, the input gradient is ``dZ K^T`` scattered back (col2im).
 
 Max pooling
@@ -479,10 +478,11 @@ def _compiled(kind, builder, *shape):
 def pool_max(value, q, best, arg, relu, zero):
     """The activation of ``value`` (window position ``q``) folded into its pool window's running
     maximum ``(best, arg)``: the first maximum in row-major order; a NaN wins (divergence shows)."""
-    if relu and value < zero:  # not `value <= 0 or NaN`: a NaN stays NaN
-        value = zero
-    if value > best or value != value:
-        return value, q
+    # No argument is rebound: numba's inliner loses track of rebound arguments across inlined
+    # copies (NumbaIRAssumptionWarning).
+    active = zero if relu and value < zero else value  # not `<= 0 or NaN`: a NaN stays NaN
+    if active > best or active != active:
+        return active, q
     return best, arg
 
 
