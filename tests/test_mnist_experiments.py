@@ -45,17 +45,31 @@ def test_softmax_regression_and_mlp_learn_real_mnist():
 def test_keras_table_quick(tmp_path):
     assert cli.main(["experiment", "mnist-keras", "--quick", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["model_name"] == "cnn" and summary["seeds"] == [0]
     assert set(summary["results"]) == {"Adam", "RMSprop", "SGD", "Adadelta", "Adagrad"}
     for result in summary["results"].values():
-        assert len(result["history"]["test_accuracy"]) == 2
+        assert len(result["val_accuracy"]) == len(result["val_loss"]) == 1
+        assert len(result["runs"][0]["history"]["test_accuracy"]) == 2
     # Keras's defaults at 2 epochs on 6000 images: the adaptive methods learn, Adadelta's
     # lr = 0.001 barely moves (as in the article's setting).
-    assert summary["results"]["Adam"]["final_test_accuracy"] > 0.85
-    assert summary["results"]["Adadelta"]["final_test_accuracy"] < 0.5
+    assert summary["results"]["Adam"]["val_accuracy"][0] > 0.85
+    assert summary["results"]["Adadelta"]["val_accuracy"][0] < 0.5
     table = (tmp_path / "table.md").read_text()
-    assert "| Adam | lr=0.001, beta1=0.9, beta2=0.999, eps=1e-07 |" in table and "0.9893" in table
+    assert "| Adam | lr=0.001, beta1=0.9, beta2=0.999, eps=1e-07, eps_hat=True |" in table
+    assert "0.9893" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 0
     assert (tmp_path / "loss.png").stat().st_size > 0
+
+
+@needs_mnist
+def test_keras_mlp_option_and_its_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["experiment", "mnist-keras", "--model", "mlp", "--quick", "--epochs", "1",
+                     "--no-plots", "--workers", "1"]) == 0
+    summary = json.loads((tmp_path / "results" / "mnist_keras" / "summary.json").read_text())
+    assert summary["model_name"] == "mlp" and "512-512" in summary["model"]
+    assert summary["results"]["Adam"]["val_accuracy"][0] > 0.85
+    assert not (tmp_path / "results" / "mnist_cnn").exists()
 
 
 @needs_mnist
