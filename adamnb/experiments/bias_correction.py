@@ -41,15 +41,8 @@ import numpy as np
 import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    parse_arguments,
-    quick_note,
-    run_cells,
-    write_json,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments,
+                                quick_note, run_cells, write_json)
 from adamnb.problems.functions import get
 
 NAME = "bias-correction"

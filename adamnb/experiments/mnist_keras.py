@@ -52,26 +52,10 @@ import time
 from pathlib import Path
 
 import adamnb
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    machine,
-    parse_arguments,
-    quick_note,
-    run_cells,
-    write_json,
-    write_text,
-)
-from adamnb.experiments._mnist import (
-    add_options,
-    bar,
-    blas_threads,
-    history_summary,
-    load,
-    plot_curves,
-    run_and_report,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
+                                quick_note, run_cells, write_json, write_text)
+from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
+                                       plot_curves, run_and_report)
 from adamnb.nn import MLP, keras_mnist_cnn
 from adamnb.nn.training import train
 

@@ -50,27 +50,10 @@ from matplotlib.figure import Figure
 
 import adamnb
 from adamnb import plot
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    machine,
-    parse_arguments,
-    positive_int,
-    quick_note,
-    run_cells,
-    write_json,
-    write_text,
-)
-from adamnb.experiments._mnist import (
-    add_options,
-    bar,
-    blas_threads,
-    history_summary,
-    load,
-    plot_curves,
-    run_and_report,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
+                                positive_int, quick_note, run_cells, write_json, write_text)
+from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
+                                       plot_curves, run_and_report)
 from adamnb.nn import MLP
 from adamnb.nn.training import train
 

@@ -15,13 +15,8 @@
 from adamnb.nn import datasets, training
 from adamnb.nn.datasets import load_mnist
 from adamnb.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
-from adamnb.nn.models import (
-    EVALUATION_CHUNK,
-    MLP,
-    Sequential,
-    SoftmaxRegression,
-    keras_mnist_cnn,
-)
+from adamnb.nn.models import (EVALUATION_CHUNK, MLP, Sequential, SoftmaxRegression,
+                              keras_mnist_cnn)
 from adamnb.nn.training import History, train, train_minimize
 
 __all__ = ["Sequential", "MLP", "SoftmaxRegression", "keras_mnist_cnn", "Dense", "Conv2D",
