@@ -16,7 +16,7 @@ from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
 from adamnb.optimize._common import (DRIVER_OPTIONS, as_bounds, as_x0, build_result, iterate,
                                      prepare, warn_unused, wrap_callback)
-from adamnb.optimize._compiled import can_compile, iterate_compiled
+from adamnb.optimize._compiled import compiled_route, iterate_compiled
 from adamnb.optimize._device import minimize_on_device
 from adamnb.optimize._host import HostSteps, Objective
 
@@ -50,9 +50,10 @@ def minimize_with_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
     allvecs, fun_history = ([x.copy()], [f]) if run.record else (None, None)
     if not (np.isfinite(f) and np.isfinite(norm)):
         status, nit = 3, 0
-    elif can_compile(run, fun, jac, notify, objective):
+    elif (loop := compiled_route(run, fun, jac, notify, objective, x, f, g, norm, state, lower,
+                                 upper)) is not None:
         counts = np.array([0, objective.nfev, objective.njev], dtype=np.int64)
-        status, nit, f, g = iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, lower,
+        status, nit, f, g = iterate_compiled(run, loop, x, f, g, spare, norm, state, lower,
                                              upper, counts, allvecs, fun_history)
         objective.nfev, objective.njev = int(counts[1]), int(counts[2])
     else:
