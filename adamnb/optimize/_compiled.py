@@ -95,12 +95,19 @@ _host_seconds = collections.Counter()
 # --- Gradient protocols: evaluate(fun, jac, args, x, g_out) -> f, the gradient at x in g_out ----
 
 @elementwise
-def _store_gradient(g, g_out):
+def _copy_gradient(g, g_out):
     if g.shape != g_out.shape:
-        raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
-                         "per element of x")
+        return False
     for i in range(g_out.size):
         g_out[i] = g[i]  # rounded to x's dtype, as the Python path rounds it
+    return True
+
+
+@elementwise
+def _store_gradient(g, g_out):
+    if not _copy_gradient(g, g_out):
+        raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
+                         "per element of x")
 
 
 _PROTOCOL_BODIES = {
@@ -108,22 +115,29 @@ _PROTOCOL_BODIES = {
     "fun_and_jac": "    f = fun(x{args})\n    _store_gradient(jac(x{args}), g_out)\n    return f\n",
     "value_and_grad_into": "    return fun(x, g_out{args})\n",
     "fun_and_jac_into": "    f = fun(x{args})\n    jac(x, g_out{args})\n    return f\n",
+    # A run's first evaluation, as the host driver makes it (the functions themselves, never an
+    # ``into``, each on a copy of x), returning (f, whether the gradient had x's shape).
+    "value_and_grad_first": "    f, g = fun(x.copy(){args})\n    return f, _copy_gradient(g, g_out)\n",
+    "fun_and_jac_first": ("    f = fun(x.copy(){args})\n"
+                          "    return f, _copy_gradient(jac(x.copy(){args}), g_out)\n"),
 }
 
 
-def evaluator(protocol, arity):
+def evaluator(protocol, arity, tag=""):
     """``evaluate(fun, jac, args, x, g_out) -> f`` of ``protocol`` for ``arity`` extra arguments.
 
     Generated with the extra arguments spelled out (``args[0], args[1], ...``): numba cannot
     inline a call that unpacks ``*args``. Each is a module attribute, so that it pickles by
-    reference in the closure of a cached loop.
+    reference in the closure of a cached loop. ``tag`` makes a distinct function for a distinct
+    compilation context (numba remembers a function's failure to compile in one context, such as
+    a loop compiled without its runtime, and would repeat it in another).
     """
-    name = f"_evaluate_{protocol}_{arity}"
+    name = f"_evaluate_{protocol}_{arity}{tag}"
     if name not in globals():
         spelled = "".join(f", args[{k}]" for k in range(arity))
         source = (f"def {name}(fun, jac, args, x, g_out):\n"
                   + _PROTOCOL_BODIES[protocol].format(args=spelled))
-        namespace = {"_store_gradient": _store_gradient}
+        namespace = {"_store_gradient": _store_gradient, "_copy_gradient": _copy_gradient}
         exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
         function = namespace[name]
         function.__module__, function.__qualname__ = __name__, name
@@ -188,23 +202,24 @@ def _inlinable(dispatcher):
     return options.get("error_model") == "numpy" or not _divides(dispatcher.py_func.__code__)
 
 
-def objective_handle(function):
+def objective_handle(function, tag=""):
     """What the compiled loops call for the jitted ``function``: ``(handle, cacheable)``.
 
     ``handle`` is an inline copy of ``function``'s source (a ``register_jitable(inline="always")``
     function) where that is safe (:func:`_inlinable`, and always for the built-in problems), else
     ``function`` itself. ``cacheable`` is True for the built-in problems: their copies are
     attributes of this module, which pickle by reference, so a loop around one has the same disk
-    cache key in every process.
+    cache key in every process. ``tag`` makes a distinct copy for a distinct compilation context
+    (see :func:`evaluator`).
     """
-    if function in _handles:
-        return _handles[function]
+    if (function, tag) in _handles:
+        return _handles[function, tag]
     builtin = _builtin_name(function)
     if builtin is None and not _inlinable(function):
-        _handles[function] = (function, False)
-        return _handles[function]
+        _handles[function, tag] = (function, False)
+        return _handles[function, tag]
     source = function.py_func
-    name = f"_builtin_{builtin}" if builtin else f"_inline_{source.__name__}"
+    name = f"_builtin_{builtin}{tag}" if builtin else f"_inline_{source.__name__}{tag}"
     copy = types.FunctionType(source.__code__, source.__globals__, name, source.__defaults__,
                               source.__closure__)
     copy.__kwdefaults__ = source.__kwdefaults__
@@ -212,8 +227,8 @@ def objective_handle(function):
     handle = elementwise(copy)
     if builtin:
         globals()[name] = handle
-    _handles[function] = (handle, builtin is not None)
-    return _handles[function]
+    _handles[function, tag] = (handle, builtin is not None)
+    return _handles[function, tag]
 
 
 # --- The loop ---------------------------------------------------------------------------------------
