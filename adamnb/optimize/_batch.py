@@ -31,18 +31,21 @@ Layout: starts innermost, structure of arrays
 
 Per-step scalars
     One coefficient table serves every start (the hyperparameters and schedule are shared). A
-    scalar that the block's table holds constant at 0 or 1 (a flag such as ``amsgrad``,
-    ``nesterov``, ``centered``; a zero weight decay) is compiled in as that constant: its branch in
-    the element folds away, as the loop needs. The scalars' values, hence the bits, are the
-    table's either way.
+    scalar that the element tests in a branch (a flag such as ``amsgrad``, ``nesterov``,
+    ``centered``), when the block's table holds it constant at 0 or 1, is compiled in as that
+    constant: the branch folds away, as vectorisation needs. The scalars' values, hence the bits,
+    are the table's either way.
 
 Compiling once per machine
     For the built-in problems every function involved pickles by reference, so the batched loop
     is cached on disk by numba, as the single-start loop is.
 """
 
+import ast
 import concurrent.futures
 import hashlib
+import inspect
+import textwrap
 import warnings
 
 import numba
@@ -66,6 +69,7 @@ _RUNNING = -1
 _TILE_BYTES = 24 * 1024
 _loops = {}
 _first_evaluations = {}
+_branches = {}
 _executor = None
 
 
@@ -77,14 +81,27 @@ def _tile_width(rows, itemsize):
     return width
 
 
-def _pattern(table):
-    """The rows of ``table`` that hold one value, 0 or 1, across the block: a tuple with that
-    value for those rows and None for the others."""
-    pattern = []
-    for row in table:
-        first = row[0] if row.size else None
-        constant = first is not None and first in (0, 1) and bool(np.all(row == first))
-        pattern.append(float(first) if constant else None)
+def _branch_rows(rule):
+    """The rows of ``rule``'s coefficient table that its element tests in a branch (``if
+    amsgrad != 0``, ``if momentum > 0``): the scalars worth compiling in as constants."""
+    if rule.element not in _branches:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(rule.element)))
+        tested = {node.id for branch in ast.walk(tree)
+                  if isinstance(branch, (ast.If, ast.IfExp, ast.While))
+                  for node in ast.walk(branch.test) if isinstance(node, ast.Name)}
+        _branches[rule.element] = tuple(row for row, name in enumerate(rule.scalars)
+                                        if name in tested)
+    return _branches[rule.element]
+
+
+def _pattern(table, branch_rows):
+    """The rows among ``branch_rows`` that hold one value, 0 or 1, across the block: a tuple with
+    that value for those rows and None for the others."""
+    pattern = [None] * table.shape[0]
+    for row in branch_rows:
+        first = table[row, 0] if table.shape[1] else None
+        if first is not None and first in (0, 1) and bool(np.all(table[row] == first)):
+            pattern[row] = float(first)
     return tuple(pattern)
 
 
@@ -421,7 +438,8 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     loop, pattern, t = None, None, 1
     while t <= run.maxiter and (status == _RUNNING).any():
         table = stream.columns(t, block_length(t, run.gtol, record=False))
-        merged = _pattern(table) if pattern is None else _merge(pattern, _pattern(table))
+        merged = _pattern(table, _branch_rows(rule))
+        merged = merged if pattern is None else _merge(pattern, merged)
         arguments = (run.args, X, F, G, norms, states, table, lower_, upper_, run.gtol, status,
                      counts)
         if merged != pattern:
