@@ -40,9 +40,14 @@ __all__ = ["PARALLEL_THRESHOLD", "cpu_kernel", "fused_kernel", "fused_update_of"
            "project_vector", "use_parallel", "cast_coefficients", "element_stamp",
            "strided_view"]
 
-#: Vectors at least this long use the threaded kernels when the caller leaves the choice to us;
-#: below it the cost of waking the thread pool exceeds the work.
-PARALLEL_THRESHOLD = 1 << 16
+#: Vectors at least this long use the threaded kernels when the caller leaves the choice to us.
+#: numba's OpenMP worker threads keep spinning for a few milliseconds after a threaded kernel
+#: returns; in a training loop they take the cores the next matrix product's BLAS threads need,
+#: which cost a NumPy MLP step 20% with a 10^6-parameter threaded update on 2 cores
+#: (``benchmarks/bench_threads.py``). A memory-bound update gains little from threads below some
+#: 10 ms of serial work (about 2 * 10^7 float32 parameters of Adam), so below that size the
+#: serial kernel is the default; ``parallel=True`` or ``backend="parallel"`` asks for threads.
+PARALLEL_THRESHOLD = 1 << 24
 #: Elements per chunk of the threaded norm: each thread folds whole chunks, then one thread folds
 #: the chunks' results, so the result does not depend on the number of threads.
 _NORM_CHUNK = 1 << 14
