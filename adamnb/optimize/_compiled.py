@@ -254,7 +254,9 @@ def _build_compiled_loop(update, n_coefficients, evaluate, fun, jac, bounded, st
         ``vectors``) receives f (and x) after every step. Returns (outcome, f, norm); on
         NOT_FINITE, x, f and g are the last finite iterate's.
         """
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key (adamnb.backends.jit)
+        # In the closure, hence in the disk cache's key (adamnb.backends.jit): numba's key leaves
+        # out the compile options, so the fast and exact loops must differ in their closures.
+        stamp, fast  # noqa: B018
         record = history.size > 0
         current, other = g, spare
         outcome = BLOCK_DONE
