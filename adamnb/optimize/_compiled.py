@@ -80,14 +80,17 @@ __all__ = ["CONVERGED", "NOT_FINITE", "BLOCK_DONE", "COMPILE_SECONDS", "HOST_STE
 #: Outcomes of a block of steps.
 CONVERGED, NOT_FINITE, BLOCK_DONE = 1, 3, 4
 
-#: Seconds compiling one whole loop takes, roughly (0.7-1.3 s on the 2-core development machine,
+#: Seconds compiling one whole loop takes, roughly (1-2 s on the 2-core development machine, and
+#: several seconds for the first compile of a process, which also starts numba's compiler:
 #: ``docs/benchmarks.md``), and seconds one step of the host loop takes with a jitted objective
 #: (about 2.5 us there): the two figures :func:`compiled_route` weighs.
-COMPILE_SECONDS = 1.0
+COMPILE_SECONDS = 2.0
 HOST_STEP_SECONDS = 2.5e-6
 
 _compiled_loops = {}
 _handles = {}
+# The loop to run, per (loop, dtype, extra arguments' types), once compiled or loaded.
+_ready = {}
 # Host-loop seconds spent so far in this process on runs that could have been compiled, per loop.
 _host_seconds = collections.Counter()
 
@@ -378,21 +381,24 @@ def compiled_route(run, fun, jac, notify, objective, x, f, g, norm, state, lower
         if run.compiled:
             raise ValueError(f"compiled=True, but this run cannot take the compiled loop: {why}")
         return None
+    loop = compiled_loop(run.rule, fun, jac, lower.size > 0, len(run.args), run.fast)
+    # The loop's argument types follow from x's dtype and the extra arguments' types alone.
+    key = (loop, x.dtype.char, numba.typeof(tuple(run.args)) if run.args else ())
+    if key in _ready:
+        return _ready[key]
     arguments = _arguments(run, x, f, g, norm, state, lower, upper)
-    loop = compiled_loop(run.rule, fun, jac, lower.size > 0, len(arguments[0]), run.fast)
-    if run.compiled or ready(loop, arguments):
-        return _compiling(loop, run, fun, jac, lower.size > 0, arguments)
-    key = (loop, type(x.dtype))
-    spent = _host_seconds[key] + run.maxiter * HOST_STEP_SECONDS
-    if spent >= COMPILE_SECONDS:
-        return _compiling(loop, run, fun, jac, lower.size > 0, arguments)
-    _host_seconds[key] = spent
-    return None
+    if not (run.compiled or ready(loop, arguments)):
+        spent = _host_seconds[key] + run.maxiter * HOST_STEP_SECONDS
+        if spent < COMPILE_SECONDS:
+            _host_seconds[key] = spent
+            return None
+    _ready[key] = _compiling(loop, run, fun, jac, lower.size > 0, arguments)
+    return _ready[key]
 
 
 def _compiling(loop, run, fun, jac, bounded, arguments):
-    """``loop``, compiled for ``arguments``; the loop that calls the objective instead if the
-    inlined objective does not compile."""
+    """``loop``, compiled for ``arguments`` (or loaded from the disk cache); the loop that calls
+    the objective instead if the inlined objective does not compile."""
     try:
         loop.compile(tuple(loop.typeof_pyval(argument) for argument in arguments))
         return loop

@@ -184,10 +184,10 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
         adamnb.minimize(loss, x0, jac=True)
 
     What compiling costs, and when it happens (``options["compiled"]``): a compiled loop is
-    built for each method, objective, bounds or not and dtype, in about 1 second (0.7-1.8 s
-    measured on a 2-core machine, several seconds for the first one in a process, which also
-    initialises numba; ``docs/benchmarks.md``), after which a step costs some 30-90 ns instead
-    of the host loop's 2.5 us. The loops around the functions of
+    built for each method, objective, bounds or not and dtype, in one to two seconds (measured
+    on a 2-core machine; the first compile of a process takes several seconds more, as it also
+    starts numba's compiler: ``docs/benchmarks.md``), after which a step costs some 30-90 ns
+    instead of the host loop's 2.5 us. The loops around the functions of
     :mod:`adamnb.problems.functions` are cached on disk: a second process loads them in
     milliseconds. A loop around your own jitted function is compiled at most once per process
     (numba cannot cache it across processes). With ``compiled=None`` (the default) ``minimize``
