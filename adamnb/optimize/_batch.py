@@ -7,9 +7,10 @@ machine does the work.
 Layout: starts innermost, structure of arrays
     The starts are cut into tiles of ``W`` starts (a power of two, sized so that a tile's data
     fit in the level-1 cache: 128 starts of a 2-D float64 problem), and the tiles are shared out
-    among the CPU threads (``prange``). A tile's data live in one buffer, one row of ``W`` values
-    per quantity (each coordinate of x, of the gradient, of the candidate point and of its
-    gradient, each state vector's coordinates, the convergence measure, the status, the step
+    among Python threads running the compiled loop without the GIL (numba's thread count). A
+    tile's data live in one buffer, one row of ``W`` values per quantity (each coordinate of x, of
+    the gradient, of the candidate point, of its gradient and of the objective's private copy of
+    the point, each state vector's coordinates, the convergence measure, the status, the step
     count): the ``W`` values of one coordinate of one quantity are contiguous. Each step is then
     one loop over the tile's starts whose body is the whole step of one start (the convergence
     test, the rule's element for each coordinate, the objective at the candidate point, the
@@ -18,8 +19,8 @@ Layout: starts innermost, structure of arrays
     it: each machine instruction advances 8 starts (AVX-512, float64) or 16 (float32). The tile
     runs a whole block of steps before it is written back.
 
-    The objective, written for one start's ``x``, is called on a strided view of the candidate
-    point's column (:func:`adamnb.backends.cpu.strided_view`) and compiled into the loop
+    The objective, written for one start's ``x``, is called on a strided view of its copy of the
+    candidate point's column (:func:`adamnb.backends.cpu.strided_view`) and compiled into the loop
     (:func:`adamnb.optimize._compiled.objective_handle`): for the built-in problems, and for a
     user's function that can be inlined and does not allocate, the loop body is straight-line
     code and vectorises; its dimension ``n`` is a compile-time constant, so the objective's loops
@@ -71,6 +72,13 @@ _loops = {}
 _first_evaluations = {}
 _branches = {}
 _executor = None
+
+
+def _tile_rows(n, rows):
+    """Rows of a tile's buffer: x, the gradient, the candidate x, its gradient and the objective's
+    copy of it (n rows each), the convergence measure, the status, the step count, and the
+    ``rows`` state vectors (n rows each)."""
+    return 5 * n + 3 + rows * n
 
 
 def _tile_width(rows, itemsize):
@@ -134,9 +142,8 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
     """The steps of one tile (module notes), a function of its own compiled without numba's
     runtime where ``nrt`` is False; published as a module attribute ``name`` so that it pickles
     by reference."""
-    X, G, XN, GN = 0, n * width, 2 * n * width, 3 * n * width
-    NORM, STATUS, COUNT, STATE = 4 * n * width, (4 * n + 1) * width, (4 * n + 2) * width, \
-        (4 * n + 3) * width
+    X, G, XN, GN, POINT = (block * n * width for block in range(5))
+    NORM, STATUS, COUNT, STATE = ((5 * n + row) * width for row in range(4))
 
     def tile_steps(T, F, table, lower, upper, gtol, args):
         state = T[STATE:STATE + rows * n * width].reshape((rows, n * width))
@@ -156,8 +163,10 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
                     new = element(old, T[G + e], state, e, c)
                     if bounded:
                         new = project(new, lower[i], upper[i])
-                    T[XN + e] = new if run else old
-                f_new = evaluate(fun, jac, args, strided_view(T, XN + j, n, width),
+                    new = new if run else old
+                    T[XN + e] = new
+                    T[POINT + e] = new  # the objective's own copy: it may write into it
+                f_new = evaluate(fun, jac, args, strided_view(T, POINT + j, n, width),
                                  strided_view(T, GN + j, n, width))
                 if bounded:
                     norm_new = stationarity(T[XN + j], T[GN + j], lower[0], upper[0], True)
@@ -197,8 +206,8 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
 
 
 def _build_batched_loop(tile_steps, n, width, rows, stamp, cache):
-    X0, G0, NORM, STATUS, COUNT, STATE = 0, n, 4 * n, 4 * n + 1, 4 * n + 2, 4 * n + 3
-    size = (4 * n + 3 + rows * n) * width
+    X0, G0, NORM, STATUS, COUNT, STATE = 0, n, 5 * n, 5 * n + 1, 5 * n + 2, 5 * n + 3
+    size = _tile_rows(n, rows) * width
 
     @jit(cache=cache)
     def batched_loop(args, X, F, G, norms, states, table, lower, upper, gtol, status, counts,
@@ -251,7 +260,7 @@ def _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern,
         tag = "" if nrt else "_without_runtime"
         fun_handle, fun_cacheable = objective_handle(fun, tag) if inline else (fun, False)
         jac_handle, jac_cacheable = objective_handle(jac, tag) if inline else (jac, False)
-        width = _tile_width(4 * n + 3 + rows * n, np.dtype(dtype).itemsize)
+        width = _tile_width(_tile_rows(n, rows), np.dtype(dtype).itemsize)
         stamp = source_stamp(rule.element, cpu.elements, cpu, _compiled, fun, jac)
         described = repr((rule.element.__module__, rule.element.__qualname__, protocol,
                           fun_handle.__qualname__, jac_handle.__qualname__, bool(bounded),
