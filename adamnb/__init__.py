@@ -16,7 +16,8 @@ The package, by what a reader looks for:
   CUDA versions.
 * :mod:`adamnb.nn` -- NumPy models on one flat parameter vector, training loops, MNIST
   (``adamnb.datasets``, ``adamnb.training`` for short).
-* :mod:`adamnb.plot`, :mod:`adamnb.cli`, :mod:`adamnb.experiments`.
+* :mod:`adamnb.sweep` (many runs on local processes or a Dask cluster), :mod:`adamnb.plot`,
+  :mod:`adamnb.cli`, :mod:`adamnb.experiments`.
 
 The subpackages load on first use (PEP 562), so ``import adamnb`` stays light and
 ``adamnb.functions.rosenbrock`` works without importing anything else first.
@@ -43,7 +44,7 @@ globals().update(METHOD_CALLABLES)
 _LAZY = {
     "optim": "adamnb.optim", "optimize": "adamnb.optimize", "backends": "adamnb.backends",
     "problems": "adamnb.problems", "nn": "adamnb.nn", "plot": "adamnb.plot", "cli": "adamnb.cli",
-    "experiments": "adamnb.experiments",
+    "experiments": "adamnb.experiments", "sweep": "adamnb.sweep",
     "functions": "adamnb.problems.functions", "schedules": "adamnb.optim.schedules",
     "datasets": "adamnb.nn.datasets", "training": "adamnb.nn.training",
 }

@@ -7,7 +7,11 @@
     adamnb experiment NAME [--quick]      run one of the experiments in adamnb.experiments
 
 Every command has ``--help``; a wrong method, function or experiment name is an error that lists
-the right ones.
+the right ones. Problems with the outputs (``--out``, ``--plot``) are found before any work
+starts. Errors the command can explain (bad input, unreadable data, an unwritable output, runs
+that failed) end it with one line ``adamnb: error: ...`` and exit status 1 (2 for a wrong
+command line), never a traceback; Ctrl-C ends it with status 130, leaving no partial file.
+Negative numbers work as option values: ``--x0 -1.5,2`` as well as ``--x0=-1.5,2``.
 
 The experiments are modules of the installed package (:mod:`adamnb.experiments`), so the command
 works after a plain ``pip install``. :data:`EXPERIMENTS` maps each command name to its module;
@@ -19,6 +23,7 @@ import ast
 import json
 import importlib
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -28,10 +33,13 @@ import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
 import adamnb
+from adamnb._io import OutputError, check_output_file
 from adamnb.optim import rules
 from adamnb.problems import functions
+from adamnb.sweep import SweepError
 
-__all__ = ["main", "EXPERIMENTS", "Experiment", "load_experiment"]
+__all__ = ["main", "EXPERIMENTS", "Experiment", "load_experiment", "ArgumentParser",
+           "join_negative_values"]
 
 #: ``adamnb minimize`` shows a progress bar for runs at least this long (and only on a terminal):
 #: shorter ones finish before a bar would be worth reading, and the bar's per-step callback would
@@ -71,6 +79,10 @@ EXPERIMENTS = {
         "mnist_mlp",
         "Kingma & Ba (2014) Figure 2(a): dropout MLP 784-1000-1000-10 on MNIST, five "
         "optimizers (--device cuda for a GPU)"),
+    "multistart": Experiment(
+        "multistart",
+        "multi-start search at scale: 100,000 starts of Adam on 10-D Rastrigin in chunks over "
+        "the workers (minimize_batch); best minimum and the end points' distribution"),
 }
 
 
@@ -80,6 +92,61 @@ def load_experiment(name):
         raise ValueError(f"unknown experiment {name!r}; valid names are: "
                          f"{', '.join(EXPERIMENTS)}")
     return importlib.import_module(f"adamnb.experiments.{EXPERIMENTS[name].module}")
+
+
+# --- negative numbers as option values ------------------------------------------------------------
+
+#: A token that is a number or a comma-separated list of numbers and starts with a minus sign:
+#: argparse takes "-1.5,2" for an option (its own test accepts only "-1" and "-1.5").
+_NEGATIVE_VALUES = re.compile(r"-(\d|\.\d|inf\b|nan\b)[\w.+\-]*(\s*,\s*[\w.+\-]*)*",
+                              re.IGNORECASE)
+
+
+def join_negative_values(argv, options):
+    """``argv`` with ``OPTION -1.5,2`` written ``OPTION=-1.5,2`` for each option in ``options``.
+
+    Parameters
+    ----------
+    argv : list of str
+    options : set of str
+        The option strings that take exactly one value.
+
+    Returns
+    -------
+    list of str
+    """
+    joined, index = [], 0
+    while index < len(argv):
+        token = argv[index]
+        if (token in options and index + 1 < len(argv)
+                and _NEGATIVE_VALUES.fullmatch(argv[index + 1])):
+            joined.append(f"{token}={argv[index + 1]}")
+            index += 2
+        else:
+            joined.append(token)
+            index += 1
+    return joined
+
+
+def _valued_options(parser):
+    """The option strings of ``parser`` and its subcommands that take exactly one value."""
+    found = set()
+    for action in parser._actions:
+        if action.option_strings and action.nargs is None:
+            found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                found |= _valued_options(subparser)
+    return found
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, taking negative numbers as option values (``--x0 -1.5,2``)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(join_negative_values(args, _valued_options(self)),
+                                        namespace)
 
 
 # --- adamnb methods -------------------------------------------------------------------------------
@@ -94,12 +161,14 @@ def _methods(args, parser):
         return 0
     width = max(map(len, rules.RULES))
     print("Methods of adamnb.minimize(fun, x0, method=NAME, options={...}) with their defaults "
-          "(torch.optim's);\n`adamnb methods NAME` shows one in full.\n")
+          "(those of the library each follows)\nand their sources; `adamnb methods NAME` shows "
+          "one in full.\n")
     for name, rule in rules.RULES.items():
         defaults = ", ".join(f"{key}={_format_value(value)}"
                              for key, value in rule.defaults.items())
         print(f"{name:<{width}}  {rule.summary}")
         print(f"{'':<{width}}  {defaults}")
+        print(f"{'':<{width}}  source: {rule.source}")
     return 0
 
 
@@ -152,7 +221,17 @@ def _progress_callback(maxiter):
     return (lambda xk: bar.update(1)), bar
 
 
+def _plot_formats():
+    from matplotlib.figure import Figure  # matplotlib only when a plot is asked for
+    return set(Figure().canvas.get_supported_filetypes())
+
+
 def _minimize(args, parser):
+    if args.plot is not None:
+        try:  # before the run, which may be long
+            check_output_file(args.plot, "--plot", suffixes=_plot_formats())
+        except OutputError as error:
+            parser.error(str(error))
     try:
         tf = functions.get(args.function, n=args.dim)
     except ValueError as error:
@@ -223,7 +302,7 @@ def _experiment(args, parser):
 
 def build_parser():
     """The argument parser of the ``adamnb`` command, with its three subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="adamnb",
         description="The Adam family of optimizers as Numba kernels, behind "
                     "scipy.optimize.minimize's contract.",
@@ -233,9 +312,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     methods = commands.add_parser(
-        "methods", help="list the methods and their default hyperparameters",
+        "methods", help="list the methods, their default hyperparameters and sources",
         description="List the methods of adamnb.minimize with their default hyperparameters "
-                    "(torch.optim's), or show one method's options in full.")
+                    "(those of torch.optim or optax, whichever defines the method) and their "
+                    "sources, or show one method's options in full.")
     methods.add_argument("method", nargs="?", type=str.lower, choices=adamnb.METHODS,
                          metavar="METHOD", help=f"one of: {', '.join(adamnb.METHODS)}")
     methods.set_defaults(handler=_methods, command_parser=methods)
@@ -258,7 +338,7 @@ def build_parser():
                      help="another option of the method, e.g. --option beta2=0.99 (repeatable; "
                           "`adamnb methods METHOD` lists them)")
     run.add_argument("--dim", type=int, help="dimension, for the scalable functions (default 2)")
-    run.add_argument("--x0", type=_vector, help="start, e.g. --x0=-1.5,2 (default: the "
+    run.add_argument("--x0", type=_vector, help="start, e.g. --x0 -1.5,2 (default: the "
                                                 "function's standard start)")
     run.add_argument("--json", action="store_true",
                      help="print the result as one JSON object (full precision), nothing else")
@@ -269,29 +349,48 @@ def build_parser():
 
     names = "\n".join(f"  {name:<16}  {entry.summary}" for name, entry in EXPERIMENTS.items())
     experiment = commands.add_parser(
-        "experiment", help="run an experiment (writes under results/)",
+        "experiment", help="run an experiment (writes under ./results/)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run one of adamnb's experiments. Options after NAME go to the "
-                    "experiment; every experiment takes --quick (a short version, for CI) and "
-                    "--out DIR (where to write; default results/ in the repository).",
+                    "experiment; every experiment takes --quick (a short version, for CI, "
+                    "written to results/NAME/quick), --out DIR (default: results/NAME under the "
+                    "current directory), --workers N (local processes; default one per core) "
+                    "and --scheduler ADDRESS (a Dask cluster). An interrupted run resumes when "
+                    "the same command runs again.",
         epilog=f"experiments:\n{names}\n\n`adamnb experiment NAME --help` shows an experiment's "
                "options.")
     experiment.add_argument("name", choices=list(EXPERIMENTS), metavar="NAME",
                             help=f"one of: {', '.join(EXPERIMENTS)}")
     experiment.add_argument("args", nargs=argparse.REMAINDER, metavar="...",
-                            help="the experiment's own options, e.g. --quick --out DIR")
+                            help="the experiment's own options, e.g. --quick --out DIR "
+                                 "--workers N")
     experiment.set_defaults(handler=_experiment, command_parser=experiment)
     return parser
 
 
+def _fail(message, status):
+    print(f"adamnb: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
 def main(argv=None):
-    """Run the ``adamnb`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
+    """Run the ``adamnb`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status.
+
+    Errors the user can act on (bad values, unreadable data, unwritable outputs, failed runs)
+    are one line on stderr and status 1; Ctrl-C is status 130 (the shell's for SIGINT).
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args, args.command_parser)
+    except KeyboardInterrupt as interrupt:
+        return _fail(str(interrupt) or "interrupted", 130)
     except BrokenPipeError:
         # The reader went away (`adamnb methods | head`): not an error worth a traceback. Point
         # stdout at devnull so that Python's own flush at exit does not fail again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except (OSError, OutputError, SweepError, ImportError) as error:
+        # Data that cannot be read (DatasetError is an OSError), outputs that cannot be written,
+        # runs that failed, a missing optional package: the user's to fix, said in one line.
+        return _fail(" ".join(str(error).split()), 1)

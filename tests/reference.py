@@ -1,14 +1,23 @@
-"""Slow, readable NumPy reference implementations of torch.optim update rules.
+"""Slow, readable NumPy reference implementations of torch.optim and optax update rules.
 
 This module is the test oracle for the fast Numba kernels.  It is written
 independently of them, directly from the "Algorithm" pseudo-code boxes in the
 PyTorch 2.x documentation of
 
-    torch.optim.SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam
+    torch.optim.SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW, Adamax, NAdam, RAdam,
+    Rprop, ASGD
 
 (https://pytorch.org/docs/stable/generated/torch.optim.<Name>.html), and was
 checked against the single-tensor (``foreach=False``) code path of the
-installed torch (``torch/optim/<name>.py``, functions ``_single_tensor_<name>``).
+installed torch (``torch/optim/<name>.py``, functions ``_single_tensor_<name>``);
+and from optax's documentation and transforms for
+
+    optax.lion, yogi, adabelief, adan, contrib.adopt, contrib.ademamix,
+    contrib.schedule_free_adamw
+
+(optax/_src/alias.py, transform.py, contrib/_adopt.py, _ademamix.py,
+_schedule_free.py), with the papers' formulas where optax takes a callable
+(AdEMAMix's alpha and beta3 warm-ups: Pagliardini et al. 2024, section 3).
 
 Conventions
 -----------
@@ -21,7 +30,11 @@ Conventions
   float64, which is what torch does for its scalar hyper-parameters.
 * ``lr_schedule(t)`` (if given) replaces ``lr`` at step ``t`` everywhere lr
   appears (including AdamW's decay factor and Adagrad's ``clr`` numerator).
-* ``maximize`` is not supported (always False); the gradient is ``grad(x, t)``.
+* ``maximize`` (torch's rules) negates the gradient ``grad(x, t)`` before
+  anything else, as torch does.
+* optax counts steps from 0: a schedule optax calls with ``count`` is the value
+  of step ``t = count + 1`` here; ``lr_schedule(t)`` gives the learning rate of
+  step ``t`` (optax's ``learning_rate(t - 1)``).
 
 Known rounding-level differences to torch (none of them changes the math):
 * torch updates first moments with ``m.lerp_(g, 1 - beta1)``, i.e.
@@ -47,22 +60,44 @@ import numpy as np
 # Defaults: exactly torch 2.x's constructor defaults (verified against the
 # installed torch/optim/*.py).  ``betas`` is split into beta1/beta2.
 # --------------------------------------------------------------------------
-_ADAM_DEFAULTS = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False)
+_ADAM_DEFAULTS = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
+                      maximize=False)
 
 DEFAULTS = {
-    "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
-    "adagrad": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10),
-    "rmsprop": dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False),
-    "adadelta": dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0),
+    "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                maximize=False),
+    "adagrad": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                    eps=1e-10, maximize=False),
+    "rmsprop": dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                    maximize=False),
+    "adadelta": dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
     "adam": dict(_ADAM_DEFAULTS),
     "amsgrad": dict(_ADAM_DEFAULTS, amsgrad=True),
     "adamw": dict(_ADAM_DEFAULTS, weight_decay=1e-2),
-    "adamax": dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0),
-    "nadam": dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, momentum_decay=4e-3),
-    "radam": dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0),
+    "adamax": dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, maximize=False),
+    "nadam": dict(lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+                  decoupled_weight_decay=False, maximize=False),
+    "radam": dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                  decoupled_weight_decay=False, maximize=False),
+    # torch's etas=(0.5, 1.2) and step_sizes=(1e-6, 50) split, as betas are.
+    "rprop": dict(lr=1e-2, eta_minus=0.5, eta_plus=1.2, step_size_min=1e-6, step_size_max=50.0,
+                  maximize=False),
+    "asgd": dict(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, maximize=False),
+    # optax's defaults; optax has none for learning_rate (the values here are adamnb's).
+    "lion": dict(lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=1e-3),
+    "yogi": dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-3, initial_accumulator_value=1e-6),
+    "adabelief": dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-16, eps_root=1e-16, nesterov=False),
+    "adan": dict(lr=1e-3, beta1=0.98, beta2=0.92, beta3=0.99, eps=1e-8, eps_root=1e-8,
+                 weight_decay=0.0),
+    "adopt": dict(lr=1e-3, beta1=0.9, beta2=0.9999, eps=1e-6, nesterov=False, use_clipping=True),
+    "ademamix": dict(lr=1e-3, beta1=0.9, beta2=0.999, beta3=0.9999, alpha=5.0, eps=1e-8,
+                     eps_root=0.0, weight_decay=0.0, alpha_warmup=0, beta3_warmup=0),
+    "schedule_free_adamw": dict(lr=0.0025, warmup_steps=0, beta1=0.9, beta2=0.999, eps=1e-8,
+                                weight_decay=0.0, weight_lr_power=2.0),
 }
 
-_BOOL_OPTIONS = ("amsgrad", "nesterov", "centered")
+_BOOL_OPTIONS = ("amsgrad", "nesterov", "centered", "maximize", "decoupled_weight_decay",
+                 "use_clipping")
 
 
 # --------------------------------------------------------------------------
@@ -78,6 +113,12 @@ def _lr(lr, lr_schedule, t):
     return float(lr) if lr_schedule is None else float(lr_schedule(t))
 
 
+def _signed_grad(grads, x, t, maximize):
+    """torch's first line: ``grad = grad if not maximize else -grad``."""
+    g = _grad(grads, x, t)
+    return -g if maximize else g
+
+
 # --------------------------------------------------------------------------
 # SGD  (docs: torch.optim.SGD, "Algorithm")
 #   if lambda != 0:  g <- g + lambda * x
@@ -87,7 +128,7 @@ def _lr(lr, lr_schedule, t):
 #       g <- g + mu b_t  if nesterov  else  b_t
 #   x <- x - lr g
 # --------------------------------------------------------------------------
-def sgd(x0, grads, steps, lr_schedule, lr, momentum, dampening, weight_decay, nesterov):
+def sgd(x0, grads, steps, lr_schedule, lr, momentum, dampening, weight_decay, nesterov, maximize):
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")  # as torch
     x = x0.copy()
@@ -95,7 +136,7 @@ def sgd(x0, grads, steps, lr_schedule, lr, momentum, dampening, weight_decay, ne
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         if weight_decay != 0:
             g = g + weight_decay * x
         if momentum != 0:
@@ -120,13 +161,14 @@ def sgd(x0, grads, steps, lr_schedule, lr, momentum, dampening, weight_decay, ne
 #   state_sum <- state_sum + g^2
 #   x <- x - clr * g / (sqrt(state_sum) + eps)
 # --------------------------------------------------------------------------
-def adagrad(x0, grads, steps, lr_schedule, lr, lr_decay, weight_decay, initial_accumulator_value, eps):
+def adagrad(x0, grads, steps, lr_schedule, lr, lr_decay, weight_decay, initial_accumulator_value,
+            eps, maximize):
     x = x0.copy()
     state_sum = np.full_like(x, initial_accumulator_value)
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         clr = lr_t / (1.0 + (t - 1) * lr_decay)
         if weight_decay != 0:
             g = g + weight_decay * x
@@ -145,7 +187,8 @@ def adagrad(x0, grads, steps, lr_schedule, lr, lr_decay, weight_decay, initial_a
 #   if mu > 0:  b <- mu b + g / (sqrt(vt) + eps) ;  x <- x - lr b
 #   else:       x <- x - lr g / (sqrt(vt) + eps)
 # --------------------------------------------------------------------------
-def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentum, centered):
+def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentum, centered,
+            maximize):
     x = x0.copy()
     v = np.zeros_like(x)
     g_avg = np.zeros_like(x)
@@ -153,7 +196,7 @@ def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentu
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         if weight_decay != 0:
             g = g + weight_decay * x
         v = alpha * v + (1.0 - alpha) * (g * g)
@@ -179,14 +222,14 @@ def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentu
 #   u <- rho u + (1-rho) delta^2
 #   x <- x - lr delta
 # --------------------------------------------------------------------------
-def adadelta(x0, grads, steps, lr_schedule, lr, rho, eps, weight_decay):
+def adadelta(x0, grads, steps, lr_schedule, lr, rho, eps, weight_decay, maximize):
     x = x0.copy()
     v = np.zeros_like(x)
     u = np.zeros_like(x)
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         if weight_decay != 0:
             g = g + weight_decay * x
         v = rho * v + (1.0 - rho) * (g * g)
@@ -208,7 +251,8 @@ def adadelta(x0, grads, steps, lr_schedule, lr, rho, eps, weight_decay):
 # (docs write sqrt(v/(1-beta2^t)) + eps; torch's code divides sqrt(v) by
 #  sqrt(1-beta2^t) -- same math, we follow the code's rounding.)
 # --------------------------------------------------------------------------
-def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled=False):
+def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+         decoupled=False):
     x = x0.copy()
     m = np.zeros_like(x)
     v = np.zeros_like(x)
@@ -216,7 +260,7 @@ def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, ams
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         if weight_decay != 0:
             if decoupled:
                 x = x * (1.0 - lr_t * weight_decay)
@@ -237,8 +281,9 @@ def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, ams
     return out
 
 
-def adamw(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad):
-    return adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled=True)
+def adamw(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize):
+    return adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad,
+                maximize, decoupled=True)
 
 
 # --------------------------------------------------------------------------
@@ -248,14 +293,14 @@ def adamw(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, am
 #   u <- max(beta2 u, |g| + eps)
 #   x <- x - lr/(1-beta1^t) * m / u
 # --------------------------------------------------------------------------
-def adamax(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay):
+def adamax(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, maximize):
     x = x0.copy()
     m = np.zeros_like(x)
     u = np.zeros_like(x)
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         if weight_decay != 0:
             g = g + weight_decay * x
         m = beta1 * m + (1.0 - beta1) * g
@@ -267,8 +312,9 @@ def adamax(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay):
 
 
 # --------------------------------------------------------------------------
-# NAdam  (docs: torch.optim.NAdam, decoupled_weight_decay=False)
-#   if lambda != 0:  g <- g + lambda x
+# NAdam  (docs: torch.optim.NAdam)
+#   if maximize:  g <- -g
+#   if lambda != 0:  x <- x (1 - lr lambda)  if decoupled_weight_decay  else  g <- g + lambda x
 #   mu_t     = beta1 (1 - 0.5 * 0.96^(t psi))
 #   mu_{t+1} = beta1 (1 - 0.5 * 0.96^((t+1) psi))
 #   m <- beta1 m + (1-beta1) g
@@ -279,7 +325,8 @@ def adamax(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay):
 # mu_product is a float64 Python scalar here (torch: 0-d tensor of the default
 # dtype, float32 unless torch's default dtype is float64; see module docstring).
 # --------------------------------------------------------------------------
-def nadam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, momentum_decay):
+def nadam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, momentum_decay,
+          decoupled_weight_decay, maximize):
     x = x0.copy()
     m = np.zeros_like(x)
     v = np.zeros_like(x)
@@ -287,9 +334,12 @@ def nadam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, mo
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         if weight_decay != 0:
-            g = g + weight_decay * x
+            if decoupled_weight_decay:
+                x = x * (1.0 - lr_t * weight_decay)
+            else:
+                g = g + weight_decay * x
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         mu_product = mu_product * mu
@@ -307,8 +357,9 @@ def nadam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, mo
 
 
 # --------------------------------------------------------------------------
-# RAdam  (docs: torch.optim.RAdam, decoupled_weight_decay=False)
-#   if lambda != 0:  g <- g + lambda x
+# RAdam  (docs: torch.optim.RAdam)
+#   if maximize:  g <- -g
+#   if lambda != 0:  x <- x (1 - lr lambda)  if decoupled_weight_decay  else  g <- g + lambda x
 #   m <- beta1 m + (1-beta1) g ;  v <- beta2 v + (1-beta2) g^2
 #   m_hat = m / (1-beta1^t)
 #   rho_inf = 2/(1-beta2) - 1
@@ -326,7 +377,8 @@ def radam_rho_t(t, beta2):
     return rho_inf - 2.0 * t * beta2**t / (1.0 - beta2**t)
 
 
-def radam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay):
+def radam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay,
+          decoupled_weight_decay, maximize):
     x = x0.copy()
     m = np.zeros_like(x)
     v = np.zeros_like(x)
@@ -334,9 +386,12 @@ def radam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay):
     out = []
     for t in range(1, steps + 1):
         lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+        g = _signed_grad(grads, x, t, maximize)
         if weight_decay != 0:
-            g = g + weight_decay * x
+            if decoupled_weight_decay:
+                x = x * (1.0 - lr_t * weight_decay)
+            else:
+                g = g + weight_decay * x
         m = beta1 * m + (1.0 - beta1) * g
         v = beta2 * v + (1.0 - beta2) * (g * g)
         bias_correction1 = 1.0 - beta1**t
@@ -353,6 +408,260 @@ def radam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay):
     return out
 
 
+# --------------------------------------------------------------------------
+# Rprop  (docs: torch.optim.Rprop; code: _single_tensor_rprop)
+#   init: g_prev = 0, step size eta_0 = lr (of the first step)
+#   if maximize:  g <- -g
+#   s = sign(g g_prev)
+#   eta <- clamp(eta * {eta_plus if s > 0, eta_minus if s < 0, 1 otherwise}, min, max)
+#   g <- 0 where s < 0
+#   x <- x - sign(g) eta ;  g_prev <- g
+# (the docs clamp only the changed step sizes; torch's code clamps all, which
+#  differs only for an lr outside [step_size_min, step_size_max]: we follow the code)
+# --------------------------------------------------------------------------
+def rprop(x0, grads, steps, lr_schedule, lr, eta_minus, eta_plus, step_size_min, step_size_max,
+          maximize):
+    x = x0.copy()
+    prev = np.zeros_like(x)
+    step_size = None
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        if step_size is None:
+            step_size = np.full_like(x, lr_t)
+        g = _signed_grad(grads, x, t, maximize)
+        s = np.sign(g * prev)
+        factor = np.where(s > 0, eta_plus, np.where(s < 0, eta_minus, 1.0)).astype(x.dtype)
+        step_size = np.clip(step_size * factor, step_size_min, step_size_max).astype(x.dtype)
+        g = np.where(s < 0, np.zeros_like(g), g)
+        x = x - np.sign(g) * step_size
+        prev = g
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# ASGD  (torch.optim.ASGD; code: _single_tensor_asgd; Polyak & Juditsky 1992)
+#   init: eta = lr (of the first step), mu = 1, ax = 0
+#   if maximize:  g <- -g
+#   if lambda_w != 0:  g <- g + lambda_w x
+#   x <- x (1 - lambd eta) - eta g
+#   ax <- ax + mu (x - ax)  if mu != 1  else  x
+#   eta <- lr_t / (1 + lambd lr_t t)^alpha ;  mu <- 1 / max(1, t - t0)   (for step t + 1)
+# --------------------------------------------------------------------------
+def asgd(x0, grads, steps, lr_schedule, lr, lambd, alpha, t0, weight_decay, maximize):
+    x = x0.copy()
+    ax = np.zeros_like(x)
+    eta, mu = None, 1.0
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        if eta is None:
+            eta = lr_t
+        g = _signed_grad(grads, x, t, maximize)
+        if weight_decay != 0:
+            g = g + weight_decay * x
+        x = x * (1.0 - lambd * eta)
+        x = x - eta * g
+        ax = ax + (x - ax) * mu if mu != 1 else x.copy()
+        eta = lr_t / (1.0 + lambd * lr_t * t) ** alpha
+        mu = 1.0 / max(1.0, t - t0)
+        out.append(x.copy())
+    return out, {"ax": ax}
+
+
+# --------------------------------------------------------------------------
+# Lion  (optax.lion docstring; Chen et al. 2023, Program 1)
+#   c = (1-b1) g + b1 m ;  x <- x - lr (sign(c) + lambda x) ;  m <- (1-b2) g + b2 m
+# --------------------------------------------------------------------------
+def lion(x0, grads, steps, lr_schedule, lr, beta1, beta2, weight_decay):
+    x = x0.copy()
+    m = np.zeros_like(x)
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _grad(grads, x, t)
+        c = (1.0 - beta1) * g + beta1 * m
+        x = x - lr_t * (np.sign(c) + weight_decay * x)
+        m = (1.0 - beta2) * g + beta2 * m
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Yogi  (optax.yogi -> scale_by_yogi(eps_root=0, initial_accumulator_value=1e-6))
+#   m_0 = v_0 = initial_accumulator_value
+#   m <- (1-b1) g + b1 m ;  v <- v - (1-b2) sign(v - g^2) g^2
+#   x <- x - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+# --------------------------------------------------------------------------
+def yogi(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, initial_accumulator_value):
+    x = x0.copy()
+    m = np.full_like(x, initial_accumulator_value)
+    v = np.full_like(x, initial_accumulator_value)
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _grad(grads, x, t)
+        m = (1.0 - beta1) * g + beta1 * m
+        v = v - (1.0 - beta2) * np.sign(v - g * g) * (g * g)
+        x = x - lr_t * ((m / (1.0 - beta1**t)) / (np.sqrt(v / (1.0 - beta2**t)) + eps))
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# AdaBelief  (optax.adabelief docstring; scale_by_belief)
+#   m <- (1-b1) g + b1 m ;  s <- (1-b2) (g - m)^2 + b2 s + eps_root
+#   m_hat = m/(1-b1^t), or with nesterov b1 m/(1-b1^(t+1)) + (1-b1) g/(1-b1^t)
+#   x <- x - lr m_hat / (sqrt(s/(1-b2^t)) + eps)
+# --------------------------------------------------------------------------
+def adabelief(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, nesterov):
+    x = x0.copy()
+    m = np.zeros_like(x)
+    s = np.zeros_like(x)
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _grad(grads, x, t)
+        m = (1.0 - beta1) * g + beta1 * m
+        s = (1.0 - beta2) * (g - m) ** 2 + beta2 * s + eps_root
+        if nesterov:
+            m_hat = beta1 * m / (1.0 - beta1 ** (t + 1)) + (1.0 - beta1) * g / (1.0 - beta1**t)
+        else:
+            m_hat = m / (1.0 - beta1**t)
+        x = x - lr_t * (m_hat / (np.sqrt(s / (1.0 - beta2**t)) + eps))
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Adan  (optax.adan = scale_by_adan + add_decayed_weights + scale_by_learning_rate;
+#        its code, not its docstring's paper form: see the rule's doc)
+#   d = g - g_prev (0 at t = 1)
+#   m <- (1-b1) g + b1 m ;  v <- (1-b2) d + b2 v ;  n <- (1-b3) (g + (1-b2) d)^2 + b3 n
+#   u = (m/(1-b1^t) + (1-b2) v/(1-b2^t)) / (sqrt(n/(1-b3^t) + eps_root) + eps)
+#   x <- x - lr (u + lambda x)
+# --------------------------------------------------------------------------
+def adan(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, eps_root, weight_decay):
+    x = x0.copy()
+    m, v, n = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    g_prev = None
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _grad(grads, x, t)
+        d = np.zeros_like(g) if g_prev is None else g - g_prev
+        m = (1.0 - beta1) * g + beta1 * m
+        v = (1.0 - beta2) * d + beta2 * v
+        n = (1.0 - beta3) * (g + (1.0 - beta2) * d) ** 2 + beta3 * n
+        u = m / (1.0 - beta1**t) + (1.0 - beta2) * (v / (1.0 - beta2**t))
+        u = u / (np.sqrt(n / (1.0 - beta3**t) + eps_root) + eps)
+        x = x - lr_t * (u + weight_decay * x)
+        g_prev = g
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# ADOPT  (optax.contrib.adopt; Taniguchi et al. 2024, Algorithm 2)
+#   t = 1:  v <- g^2, m stays 0, x does not move
+#   t > 1:  u = clip(g / max(sqrt(v), eps), -(t-1)^(1/4), (t-1)^(1/4))  (no clip if off)
+#           v <- (1-b2) g^2 + b2 v ;  m <- (1-b1) u + b1 m
+#           x <- x - lr m   (nesterov: x <- x - lr ((1-b1) u + b1 m))
+# --------------------------------------------------------------------------
+def adopt(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, nesterov, use_clipping):
+    x = x0.copy()
+    m = np.zeros_like(x)
+    v = np.zeros_like(x)
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        g = _grad(grads, x, t)
+        if t == 1:
+            v = g * g
+            out.append(x.copy())
+            continue
+        u = g / np.maximum(np.sqrt(v), eps)
+        if use_clipping:
+            bound = (t - 1) ** 0.25
+            u = np.clip(u, -bound, bound)
+        v = (1.0 - beta2) * (g * g) + beta2 * v
+        m = (1.0 - beta1) * u + beta1 * m
+        step = (1.0 - beta1) * u + beta1 * m if nesterov else m
+        x = x - lr_t * step
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# AdEMAMix  (optax.contrib.ademamix docstring; Pagliardini et al. 2024, Algorithm 1)
+#   with k = t - 1 (optax's count) and the paper's schedulers:
+#   alpha_t = min(k alpha / T_alpha, alpha)
+#   beta3_t = min(exp(ln b1 ln b3 / ((1 - k/T) ln b3 + (k/T) ln b1)), b3)   (T = T_beta3)
+#   m1 <- (1-b1) g + b1 m1 ;  m2 <- (1-beta3_t) g + beta3_t m2 ;  nu <- (1-b2) g^2 + b2 nu
+#   x <- x - lr ((m1/(1-b1^t) + alpha_t m2) / (sqrt(nu/(1-b2^t) + eps_root) + eps) + lambda x)
+# --------------------------------------------------------------------------
+def ademamix(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, alpha, eps, eps_root,
+             weight_decay, alpha_warmup, beta3_warmup):
+    x = x0.copy()
+    m1, m2, nu = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        k = t - 1
+        alpha_t = min(k * alpha / alpha_warmup, alpha) if alpha_warmup else alpha
+        if beta3_warmup and k < beta3_warmup:
+            a = k / beta3_warmup
+            ln1, ln3 = math.log(beta1), math.log(beta3)
+            beta3_t = min(math.exp(ln1 * ln3 / ((1.0 - a) * ln3 + a * ln1)), beta3)
+        else:
+            beta3_t = beta3
+        g = _grad(grads, x, t)
+        m1 = (1.0 - beta1) * g + beta1 * m1
+        m2 = (1.0 - beta3_t) * g + beta3_t * m2
+        nu = (1.0 - beta2) * (g * g) + beta2 * nu
+        u = (m1 / (1.0 - beta1**t) + alpha_t * m2) / (
+            np.sqrt(nu / (1.0 - beta2**t) + eps_root) + eps)
+        x = x - lr_t * (u + weight_decay * x)
+        out.append(x.copy())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Schedule-free AdamW  (optax.contrib.schedule_free docstring; Defazio et al. 2024,
+# Algorithm 1), with the three sequences kept explicitly:
+#   y (gradient point, the iterate), z (AdamW without momentum, z_0 = y_0),
+#   x (average, x_0 = y_0).  gamma_t = lr min((t-1)/W, 1), gamma'_t = lr min(t/W, 1)
+#   (optax's warm-up at count t-1 for the step, at t for the weight; W = 0: none)
+#   v <- (1-b2) g^2 + b2 v
+#   z <- z - gamma_t (g / (sqrt(v/(1-b2^t)) + eps) + lambda y)
+#   c_t = w_t / sum_{s<=t} w_s,  w_t = (max_{s<=t} gamma'_s)^p   (c = 0 while 0/0)
+#   x <- (1 - c_t) x + c_t z ;  y <- b1 x + (1-b1) z
+# --------------------------------------------------------------------------
+def schedule_free_adamw(x0, grads, steps, lr_schedule, lr, warmup_steps, beta1, beta2, eps,
+                        weight_decay, weight_lr_power):
+    y = x0.copy()
+    z, average = y.copy(), y.copy()
+    v = np.zeros_like(y)
+    max_lr = weight_sum = 0.0
+    out = []
+    for t in range(1, steps + 1):
+        lr_t = _lr(lr, lr_schedule, t)
+        step_lr = lr_t * min((t - 1) / warmup_steps, 1.0) if warmup_steps else lr_t
+        weight_lr = lr_t * min(t / warmup_steps, 1.0) if warmup_steps else lr_t
+        g = _grad(grads, y, t)
+        v = (1.0 - beta2) * (g * g) + beta2 * v
+        z = z - step_lr * (g / (np.sqrt(v / (1.0 - beta2**t)) + eps) + weight_decay * y)
+        max_lr = max(max_lr, weight_lr)
+        weight = max_lr**weight_lr_power
+        weight_sum += weight
+        c = weight / weight_sum if weight_sum > 0 else 0.0
+        average = (1.0 - c) * average + c * z
+        y = beta1 * average + (1.0 - beta1) * z
+        out.append(y.copy())
+    return out, {"x": average, "y": y, "z": z}
+
+
 _RULES = {
     "sgd": sgd,
     "adagrad": adagrad,
@@ -364,10 +673,19 @@ _RULES = {
     "adamax": adamax,
     "nadam": nadam,
     "radam": radam,
+    "rprop": rprop,
+    "asgd": asgd,
+    "lion": lion,
+    "yogi": yogi,
+    "adabelief": adabelief,
+    "adan": adan,
+    "adopt": adopt,
+    "ademamix": ademamix,
+    "schedule_free_adamw": schedule_free_adamw,
 }
 
 
-def reference_run(method, x0, grads, lr_schedule=None, **options):
+def reference_run(method, x0, grads, lr_schedule=None, outputs=False, **options):
     """Run ``steps`` optimizer steps of ``method`` from ``x0``.
 
     method      : one of DEFAULTS' keys ("amsgrad" is adam with amsgrad=True).
@@ -379,7 +697,13 @@ def reference_run(method, x0, grads, lr_schedule=None, **options):
                   ``betas`` split into ``beta1``/``beta2`` (``betas=(b1, b2)``
                   is accepted too).  Unknown names raise TypeError.
 
-    Returns the list ``[x_1, ..., x_steps]`` of iterates after each step.
+    outputs     : also return the rule's extra results after the last step
+                  (ASGD's ``ax``; schedule-free AdamW's average ``x``, ``y``
+                  and ``z``): ``(iterates, extras)``, extras ``{}`` for the
+                  other rules.
+
+    Returns the list ``[x_1, ..., x_steps]`` of iterates after each step (for
+    schedule-free AdamW, the gradient points y_t).
     """
     if method not in _RULES:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(_RULES)}")
@@ -409,4 +733,6 @@ def reference_run(method, x0, grads, lr_schedule=None, **options):
     x0 = np.asarray(x0)
     if x0.ndim != 1 or x0.dtype not in (np.float32, np.float64):
         raise TypeError(f"x0 must be a 1-D float32 or float64 array, got {x0.dtype} ndim={x0.ndim}")
-    return _RULES[method](x0.copy(), grads, steps, lr_schedule, **params)
+    result = _RULES[method](x0.copy(), grads, steps, lr_schedule, **params)
+    iterates, extras = result if isinstance(result, tuple) else (result, {})
+    return (iterates, extras) if outputs else iterates

@@ -115,7 +115,8 @@ def test_bad_values_are_errors_not_tracebacks(capsys):
     (["minimize"], ["--method", "--lr", "--maxiter", "--option", "--plot", "rosenbrock"]),
     (["experiment"], [*cli.EXPERIMENTS, "--quick"]),
     (["experiment", "reddi"], ["adamnb experiment reddi", "--quick", "--out"]),
-    (["experiment", "test-functions"], ["--quick", "--out", "--jobs"]),
+    (["experiment", "test-functions"], ["--quick", "--out", "--workers", "--scheduler"]),
+    (["experiment", "multistart"], ["--starts", "--dim", "--workers", "--scheduler"]),
     (["experiment", "bias-correction"], ["--quick", "--out"]),
 ])
 def test_help_everywhere(arguments, expected, capsys):
@@ -126,6 +127,95 @@ def test_help_everywhere(arguments, expected, capsys):
         assert word in out
 
 
+@pytest.mark.parametrize("arguments, shown", [
+    (["--x0", "-1.5,2"], "x0=[-1.5, 2]"),
+    (["--x0", "-1.5, -2"], "x0=[-1.5, -2]"),
+    (["--x0=-1.5,2"], "x0=[-1.5, 2]"),
+    (["--x0", "-.5,1e-3"], "x0=[-0.5, 0.001]"),
+])
+def test_negative_numbers_as_option_values(arguments, shown, capsys):
+    assert cli.main(["minimize", "rosenbrock", "--maxiter", "5", *arguments]) == 0
+    assert shown in capsys.readouterr().out
+
+
+def test_negative_values_reach_the_checks_of_every_numeric_option(capsys):
+    for option, message in (("--lr", "Invalid lr: -0.1"), ("--gtol", "gtol"),
+                            ("--maxiter", "maxiter"), ("--dim", "n=-3")):
+        value = "-3" if option == "--dim" else ("-5" if option == "--maxiter" else "-0.1")
+        assert exit_code(["minimize", "rosenbrock", option, value]) == 2
+        err = capsys.readouterr().err
+        assert "expected one argument" not in err and message in err, (option, err)
+    # Not a number: still an option name, and argparse says so.
+    assert exit_code(["minimize", "rosenbrock", "--x0", "--lr"]) == 2
+    assert "expected one argument" in capsys.readouterr().err
+
+
+def test_join_negative_values_only_joins_numbers_after_known_options():
+    join = cli.join_negative_values
+    options = {"--x0", "--lr"}
+    assert join(["--x0", "-1,2", "--lr", "-1e-3", "-h"], options) == ["--x0=-1,2", "--lr=-1e-3",
+                                                                     "-h"]
+    assert join(["--x0", "-h"], options) == ["--x0", "-h"]
+    assert join(["--quick", "-1"], options) == ["--quick", "-1"]
+
+
+def test_experiment_options_take_negative_numbers():
+    from adamnb.experiments import experiment_parser
+    args = experiment_parser("x", "d", "q", "x").parse_args(["--workers", "-1"])
+    assert args.workers == -1
+
+
+@pytest.mark.parametrize("plot, message", [
+    ("out.xyz", "unsupported file type '.xyz'"),
+    ("", "is a folder"),
+    ("a-file/out.png", "is a file, not a folder"),
+])
+def test_bad_plot_paths_are_errors_before_the_run(plot, message, tmp_path, capsys, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(adamnb, "minimize", lambda *a, **k: pytest.fail("the run started"))
+    assert exit_code(["minimize", "booth", "--plot", str(tmp_path / plot)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_errors_of_the_work_are_one_line(tmp_path, capsys, monkeypatch):
+    from adamnb.nn import datasets
+    monkeypatch.setattr(datasets, "MIRRORS", ["http://127.0.0.1:9/mnist/"])
+    # A damaged MNIST file: found before any run starts.
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (data / name).write_bytes(b"not an IDX file" * 10)
+    assert cli.main(["experiment", "mnist-keras", "--quick", "--data", str(data), "--out",
+                     str(tmp_path / "out"), "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("adamnb: error: ") and err.count("\n") == 1
+    assert "train-images-idx3-ubyte is not a valid MNIST file" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_failed_run_is_one_line_and_keeps_the_finished_ones(tmp_path, capsys, monkeypatch):
+    reddi = cli.load_experiment("reddi")
+    real_play = reddi.play
+
+    def play(amsgrad, steps, alpha=reddi.ALPHA):
+        if amsgrad:
+            raise FloatingPointError("simulated failure")
+        return real_play(amsgrad, steps, alpha)
+
+    monkeypatch.setattr(reddi, "play", play)
+    assert cli.main(["experiment", "reddi", "--quick", "--out", str(tmp_path),
+                     "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]  # after the progress lines, the error: one line
+    assert last.startswith("adamnb: error: ") and "Traceback" not in err
+    assert "1 of 2 cells failed (variant=AMSGrad" in last
+    assert "FloatingPointError: simulated failure" in last
+    assert len(list((tmp_path / ".sweep").glob("*.json"))) == 1  # Adam's, for the next run
+
+
 def test_a_command_is_required(capsys):
     assert exit_code([]) == 2
     assert "COMMAND" in capsys.readouterr().err
@@ -133,20 +223,24 @@ def test_a_command_is_required(capsys):
 
 # --- adamnb experiment ----------------------------------------------------------------------------
 
-def test_experiment_runs_and_stays_quiet_off_a_terminal(tmp_path):
+def test_experiment_runs_and_reports_one_line_per_run_off_a_terminal(tmp_path):
     completed = run_module("experiment", "reddi", "--quick", "--out", str(tmp_path),
                            cwd=tmp_path)  # from anywhere, not only the repository
     assert completed.returncode == 0, completed.stderr
     assert "Adam " in completed.stdout and "AMSGrad" in completed.stdout
     assert f"Wrote {tmp_path}" in completed.stdout
-    assert completed.stderr == ""
+    progress = completed.stderr.splitlines()
+    assert len(progress) == 2, completed.stderr  # one line per finished run, no bar
+    assert {line.split(" variant=")[1].split(",")[0] for line in progress} == {"Adam", "AMSGrad"}
+    assert all(line.startswith("reddi: ") and "(done, " in line for line in progress)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["results"]["Adam"]["final_x"] > 0.9
     assert (tmp_path / "reddi.png").is_file()
 
 
 def test_experiment_through_main(tmp_path, capsys):
-    assert cli.main(["experiment", "bias-correction", "--out", str(tmp_path)]) == 0
+    assert cli.main(["experiment", "bias-correction", "--out", str(tmp_path), "--workers",
+                     "1"]) == 0
     out = capsys.readouterr().out
     assert "with bias correction" in out.lower() or "with)" in out
     assert (tmp_path / "bias_correction.png").is_file()
@@ -165,3 +259,20 @@ def test_console_script():
                                timeout=60)
     assert completed.returncode == 0
     assert completed.stdout.strip() == f"adamnb {adamnb.__version__}"
+
+
+# --- atomic writes --------------------------------------------------------------------------------
+
+def test_atomic_write_reads_back_in_update_modes_and_leaves_nothing_on_failure(tmp_path):
+    from adamnb._io import atomic_write
+    target = tmp_path / "data.bin"
+    with atomic_write(target, "w+b") as stream:
+        stream.write(b"abc")
+        stream.seek(0)
+        assert stream.read() == b"abc"
+    assert target.read_bytes() == b"abc"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(target, "wb") as stream:
+            stream.write(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"abc" and [p.name for p in tmp_path.iterdir()] == ["data.bin"]

@@ -120,12 +120,7 @@ def _nan_below_one(x):
     return g
 
 
-@numba.njit
-def _nan_below_one_jit(x):
-    g = 2.0 * x
-    if x[0] < 1.0:
-        g[0] = np.nan
-    return g
+_nan_below_one_jit = numba.njit(_nan_below_one)
 
 
 @numba.njit

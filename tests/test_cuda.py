@@ -444,7 +444,8 @@ def test_reductions_compile_to_ptx_for_sm90_without_float64_in_float32(kind):
 
 @elementwise
 def _promoting_element(x, g, state, i, c):
-    weight_decay, momentum_now, one_minus_dampening_now, lr, use_momentum, nesterov, momentum = c
+    (maximize, weight_decay, momentum_now, one_minus_dampening_now, lr, use_momentum, nesterov,
+     momentum) = c
     return x - 0.1 * g  # a Python float literal is a float64 constant: float32 work is promoted
 
 

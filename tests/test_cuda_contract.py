@@ -12,39 +12,19 @@ import pytest
 from scipy.optimize import rosen_der
 
 import adamnb
-from adamnb.optimize import _device
 from adamnb.problems import cuda_functions
 from tests import contract_table as table
 from tests.test_contract import RecordingSchedule
-from tests.test_cuda import needs_cuda, quick_simulator_threads
-
-THREADS = 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_simulator_threads():
-    yield from quick_simulator_threads()
-
-
-@pytest.fixture(autouse=True)
-def _tiny_blocks(monkeypatch):
-    monkeypatch.setattr(_device, "THREADS_PER_BLOCK", THREADS)
-    monkeypatch.setattr(cuda_functions, "THREADS_PER_BLOCK", THREADS)
-
-
-def _cuda():
-    from numba import cuda
-    return cuda
+from tests.test_cuda import needs_cuda
+from tests.test_cuda_minimize import _cuda, _quick_simulator_threads, _tiny_blocks  # noqa: F401
 
 
 @needs_cuda
 @pytest.mark.parametrize("method, option, options, base", table.ROWS, ids=table.ROW_IDS)
 def test_every_option_reaches_the_rule_on_the_device(method, option, options, base):
-    res = adamnb.minimize(cuda_functions.rosenbrock, _cuda().to_device(table.X0), method=method,
-                          jac=True, options=table.minimize_options(options))
+    got = table.run_device(method, options, cuda_functions.rosenbrock)
     expected = table.reference(method, options)
-    np.testing.assert_allclose(res.x.copy_to_host(), expected, rtol=table.RTOL,
-                               err_msg=option)
+    np.testing.assert_allclose(got, expected, rtol=table.RTOL, err_msg=option)
 
 
 class HostComputed:

@@ -1,12 +1,15 @@
-"""The experiments (experiments/*.py): their outputs, and the outcomes they demonstrate.
+"""The experiments (adamnb/experiments/*.py): their outputs, and the outcomes they demonstrate.
 
-The scripts are loaded the way the ``adamnb experiment`` command loads them, by file path. The
-test-functions experiment runs once, in its --quick form, for the whole module.
+The modules are loaded the way the ``adamnb experiment`` command loads them. The test-functions
+experiment runs once, in its --quick form on 2 worker processes, for the whole module.
 """
 
 import json
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from adamnb.problems.functions import get
 test_functions = load_experiment("test-functions")
 reddi = load_experiment("reddi")
 bias_correction = load_experiment("bias-correction")
+multistart = load_experiment("multistart")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PNG_BYTES = 300_000
@@ -30,6 +34,7 @@ def assert_small_png(path):
 
 
 def assert_no_temporary_files(folder):
+    """No temporary file, and no store of finished runs once the outputs are written."""
     leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".")]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
@@ -39,7 +44,7 @@ def assert_no_temporary_files(folder):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("test_functions")
-    summary = test_functions.run(out, quick=True, jobs=2)
+    summary = test_functions.run(out, quick=True, workers=2)
     return out, summary
 
 
@@ -136,8 +141,8 @@ def test_references_solve_the_quick_problems(quick_run):
 def test_adam_solves_the_four_classics_within_the_default_budget():
     # The issue's acceptance criterion, at the default budget and grid, without the other methods.
     for name in ("rosenbrock", "booth", "matyas", "beale"):
-        _, _, best, _ = test_functions.tune((name, "adam", test_functions.LR_GRIDS["adam"],
-                                             test_functions.BUDGET))
+        best, _ = test_functions.tune(name, "adam", test_functions.LR_GRIDS["adam"],
+                                      test_functions.BUDGET)
         assert best.final_gap < 1e-6, name
         assert best.steps_to_target is not None and best.steps_to_target <= test_functions.BUDGET
 
@@ -159,10 +164,173 @@ def test_markdown_table_marks_unreached_targets_with_a_dash():
     assert "| adam | - |" in table and "| BFGS | 5 |" in table
 
 
+def test_the_sweep_gives_the_serial_run_s_numbers(quick_run, tmp_path):
+    # The quick run went over 2 worker processes; the same in this process, in order.
+    _, summary = quick_run
+    serial = test_functions.run(tmp_path, quick=True, workers=1, plots=False)
+
+    def numbers(results):
+        return {name: {method: {key: value for key, value in run.items() if key != "wall_time_ms"}
+                       for method, run in by_method.items()}
+                for name, by_method in results.items()}
+
+    assert numbers(serial["results"]) == numbers(summary["results"])
+
+
+def test_quick_figures_say_quick_run(quick_run):
+    _, summary = quick_run
+    histories = {name: {method: np.array([1.0, 0.5, 0.1]) for method in summary["methods"]}
+                 for name in summary["functions"]}
+    for quick in (True, False):
+        figure = test_functions.convergence_figure(histories, summary["functions"],
+                                                   summary["methods"], quick=quick)
+        assert ("quick run" in figure.get_suptitle()) is quick
+
+
+# --- outputs: where they go, checked first, never left half-written -------------------------------
+
+def run_command(*arguments, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "adamnb", *arguments], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
+def test_outputs_go_under_the_current_directory_and_quick_runs_apart(tmp_path):
+    folder = tmp_path / "results" / "bias_correction"
+    quick = folder / "quick"
+
+    def run(*options):
+        completed = run_command("experiment", "bias-correction", "--workers", "1", *options,
+                                cwd=tmp_path)
+        assert completed.returncode == 0, completed.stderr
+
+    run("--quick")  # no full run here yet: the quick run takes the experiment's folder
+    assert json.loads((folder / "summary.json").read_text())["quick"] is True
+    assert (folder / "bias_correction.png").is_file() and not quick.exists()
+    run("--no-plots")  # a full run writes over a quick one
+    assert json.loads((folder / "summary.json").read_text())["quick"] is False
+    run("--quick")  # and a quick run never writes over a full one
+    assert json.loads((quick / "summary.json").read_text())["quick"] is True
+    assert (quick / "bias_correction.png").is_file()
+    assert json.loads((folder / "summary.json").read_text())["quick"] is False
+
+
+@pytest.mark.parametrize("name", ["test-functions", "reddi", "multistart", "mnist-keras"])
+def test_an_unusable_out_is_an_error_before_any_work(name, tmp_path, capsys, monkeypatch):
+    from adamnb import cli
+    module = load_experiment(name)
+    monkeypatch.setattr(module, "run", lambda *a, **k: pytest.fail("the work started"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [(a_file, "is a file, not a folder"),
+             (a_file / "below", f"cannot be created: {a_file} is a file")]
+    for out, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["experiment", name, "--quick", "--out", str(out)])
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+    # No write permission: simulated (the tests run as root, for whom every folder is writable).
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if Path(path) == tmp_path and mode & os.W_OK else real_access(path, mode, **kw)))
+    with pytest.raises(SystemExit):
+        cli.main(["experiment", name, "--quick", "--out", str(tmp_path / "new")])
+    assert f"no write permission in {tmp_path}" in capsys.readouterr().err
+
+
+def _assert_whole(folder):
+    """Every file under ``folder`` is complete: no temporary file, JSON that parses, PNGs that
+    end with their IEND chunk."""
+    for path in folder.rglob("*"):
+        if path.is_dir():
+            continue
+        assert not path.name.endswith(".tmp"), f"temporary file left: {path}"
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            json.loads(data)
+        elif path.suffix == ".png":
+            assert data[:8] == PNG_SIGNATURE and data[-8:-4] == b"IEND", f"partial PNG {path}"
+        elif path.suffix == ".md":
+            assert data.endswith(b"\n"), f"partial table {path}"
+
+
+@pytest.mark.slow
+def test_interrupting_the_experiment_anywhere_leaves_no_partial_file(tmp_path, quick_run):
+    import signal
+    import time
+    out = tmp_path / "out"
+    arguments = [sys.executable, "-m", "adamnb", "experiment", "test-functions", "--quick",
+                 "--out", str(out), "--workers", "2"]
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    store = out / ".sweep"
+    # Ctrl-C (SIGINT to the whole process group) at several points: while starting, in the
+    # middle of the runs, and while the figures are being written.
+    triggers = [lambda: False,
+                lambda: store.is_dir() and len(list(store.glob("*.json"))) >= 4,
+                lambda: (out / "summary.json").exists()]
+    for delay, ready in zip((1.0, 120.0, 120.0), triggers):
+        process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True, env=environment)
+        started = time.monotonic()
+        while process.poll() is None and time.monotonic() - started < delay and not ready():
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+        if process.returncode == 0:
+            continue  # it finished first: nothing to check but the files
+        assert process.returncode in (130, -signal.SIGINT), err
+        if process.returncode == 130:  # inside the command: one line, no traceback
+            assert "Traceback" not in err and "interrupted" in err.splitlines()[-1]
+        if out.exists():
+            _assert_whole(out)
+    completed = subprocess.run(arguments, capture_output=True, text=True, timeout=300,
+                               env=environment)
+    assert completed.returncode == 0, completed.stderr
+    _assert_whole(out)
+    assert not store.exists()  # the outputs are written: the store is gone
+    resumed = json.loads((out / "summary.json").read_text())
+    for name, by_method in quick_run[1]["results"].items():
+        for method, numbers in by_method.items():
+            assert {k: v for k, v in resumed["results"][name][method].items()
+                    if k != "wall_time_ms"} == \
+                {k: v for k, v in numbers.items() if k != "wall_time_ms"}
+
+
+# --- multi-start at scale --------------------------------------------------------------------------
+
+def test_multistart_does_not_depend_on_the_chunking(tmp_path, monkeypatch):
+    import adamnb
+    summary = multistart.run(tmp_path / "a", quick=True, starts=240, workers=1)
+    assert summary["cells"] == 4 and summary["starts"] == 240
+    monkeypatch.setattr(multistart, "CHUNK", 7)
+    # Other chunks, computed last to first (a map-like callable, in this process, where the
+    # batched loop is compiled already).
+    def backwards(func, items):
+        items = list(items)
+        return [func(item) for item in items[::-1]][::-1]
+
+    again = multistart.run(tmp_path / "b", quick=True, starts=240, workers=backwards,
+                           plots=False)
+    assert again["cells"] == 35
+    for key in ("best", "found_global", "final_gap_quantiles", "coordinates_away_from_0",
+                "status_counts"):
+        assert json.dumps(again[key], default=list) == json.dumps(summary[key], default=list)
+    # The best end point is that start's own single-start minimize run, bit for bit.
+    tf = get("rastrigin", n=multistart.DIM)
+    start = multistart.draw_starts(multistart.SEED, 240, multistart.DIM, tf.domain)[
+        summary["best"]["start_index"]]
+    alone = adamnb.minimize(tf.value_and_grad, start, jac=True, method=multistart.METHOD,
+                            options=multistart.QUICK_OPTIONS)
+    assert alone.fun == summary["best"]["fun"]
+    assert np.array_equal(alone.x, summary["best"]["x"])
+    assert sum(summary["coordinates_away_from_0"]) == 240
+    assert_small_png(tmp_path / "a" / "multistart.png")
+
+
 # --- Reddi, Kale & Kumar (2018) -------------------------------------------------------------------
 
 def test_reddi_adam_drifts_to_the_worst_point_and_amsgrad_does_not(tmp_path):
-    summary = reddi.run(tmp_path, quick=True)
+    summary = reddi.run(tmp_path, quick=True, workers=1)
     adam, amsgrad = summary["results"]["Adam"], summary["results"]["AMSGrad"]
     assert summary["best_point"] == -1.0 and summary["worst_point"] == 1.0
     assert adam["final_x"] > 0.9 and adam["mean_x_last_tenth"] > 0.9
@@ -207,7 +375,7 @@ def test_without_bias_correction_the_first_step_is_larger_by_the_predicted_facto
 
 
 def test_bias_correction_demonstration(tmp_path):
-    summary = bias_correction.run(tmp_path)
+    summary = bias_correction.run(tmp_path, workers=1)
     lr = summary["lr"]
     for name in summary["problems"]:
         by_beta2 = summary["results"][name]

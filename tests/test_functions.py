@@ -430,3 +430,157 @@ def test_rosenbrock_gradient_keeps_the_signed_zeros_of_an_accumulated_sum():
     minimiser every term is a (signed) zero and the sums are +0."""
     g = get("rosenbrock", 4).grad(np.ones(4))
     assert not np.signbit(g).any() and (g == 0).all()
+
+
+# ---------------------------------------------------------------------------
+# Integer and bool points: computed in float64, as NumPy promotes them
+# ---------------------------------------------------------------------------
+
+# Every problem with int64 and bool points; other integer dtypes on two problems (each dtype is
+# one more compilation of every function).
+INTEGER_CASES = ([(name, None, dtype) for name in NAMES for dtype in (np.int64, np.bool_)]
+                 + [(name, 3, dtype) for name in SCALABLE for dtype in (np.int64, np.bool_)]
+                 + [(name, None, dtype) for name in ("rosenbrock", "matyas")
+                    for dtype in (np.int32, np.uint8)])
+
+
+def _integer_points(tf, dtype):
+    """Small integer points of the domain (0/1 for bool), including the standard start."""
+    if dtype is np.bool_:
+        return np.array([[1, 0], [0, 1], [1, 1]] if tf.n == 2 else [[1, 0, 1]], dtype=bool)
+    lo, hi = np.ceil(tf.domain[0]), np.floor(tf.domain[1])
+    rng = np.random.default_rng(17)
+    points = rng.integers(max(lo, 0 if dtype is np.uint8 else lo), min(hi, 3) + 1,
+                          size=(4, tf.n))
+    return np.vstack([points, np.round(tf.x0)]).astype(dtype)
+
+
+@pytest.mark.parametrize("name,n,dtype", INTEGER_CASES,
+                         ids=[f"{name}-{n or 2}d-{np.dtype(dtype).name}"
+                              for name, n, dtype in INTEGER_CASES])
+def test_integer_and_bool_points_give_the_float_answer(name, n, dtype):
+    """Matyas at np.array([5, -3]) gave f = 0, g = [0, 0] (integer arithmetic); the answer at
+    [5.0, -3.0] is 16.04, [4.04, -3.96]. Every public function now computes in float64."""
+    tf = get(name, n)
+    for x in _integer_points(tf, dtype):
+        x_float = x.astype(np.float64)
+        f, g = tf.value_and_grad(x_float)
+        f_int, g_int = tf.value_and_grad(x)
+        g_grad = tf.grad(x)
+        g_into = np.full(tf.n, np.nan)
+        f_into = tf.value_and_grad_into(x, g_into)
+        assert g_int.dtype == g_grad.dtype == np.float64
+        assert type(tf.fun(x)) is float
+        for value in (tf.fun(x), f_int, f_into):
+            assert np.float64(value).tobytes() == np.float64(f).tobytes(), (x, value, f)
+        for gradient in (g_int, g_grad, g_into):
+            assert gradient.tobytes() == g.tobytes(), (x, gradient, g)
+        # and the float answer is the reference formula's
+        assert f == pytest.approx(REFERENCE[name](x_float), rel=1e-12, abs=1e-12)
+
+
+def test_matyas_at_an_integer_point_is_the_issue_17_example():
+    from adamnb.problems import functions
+    f, g = functions.matyas_value_and_grad(np.array([5, -3]))
+    assert f == pytest.approx(16.04, rel=1e-15)
+    np.testing.assert_allclose(g, [4.04, -3.96], rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_, np.complex128],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["rosenbrock", "matyas", "ackley"])
+def test_a_gradient_buffer_that_is_not_float_is_refused(name, dtype):
+    """An integer g would receive a truncated gradient: refused, naming the problem."""
+    tf = get(name)
+    g = np.zeros(2, dtype=dtype)
+    with pytest.raises(TypeError, match=r"g must be .*float32 or float64"):
+        tf.value_and_grad_into(tf.x0.copy(), g)
+    assert not g.any()
+
+
+@pytest.mark.filterwarnings("ignore::numba.NumbaPendingDeprecationWarning")  # the list, typed
+@pytest.mark.parametrize("name", ["quadratic", "rosenbrock", "beale", "ackley"])
+def test_bad_arguments_raise_clear_errors(name):
+    tf = get(name)
+    x = np.array(tf.x0)
+    callables = (tf.fun, tf.grad, tf.value_and_grad,
+                 lambda point: tf.value_and_grad_into(point, np.zeros(2)))
+    for call in callables:
+        with pytest.raises(TypeError, match="x must be a NumPy array"):
+            call([1.0, 2.0])
+        with pytest.raises(TypeError, match="x must be a NumPy array"):
+            call(1.5)
+        with pytest.raises(TypeError, match="real numbers, got dtype complex128"):
+            call(x.astype(np.complex128))
+        with pytest.raises(ValueError, match="x must be 1-D, got 2 dimensions"):
+            call(x.reshape(1, 2))
+    if tf.dim is not None:
+        for call in callables:
+            with pytest.raises(ValueError, match=rf"{name} is a 2-dimensional test function"):
+                call(np.zeros(3))
+    with pytest.raises(ValueError, match="g must have the shape of x"):
+        tf.value_and_grad_into(x, np.zeros(3))
+    with pytest.raises(ValueError, match="g must be 1-D"):
+        tf.value_and_grad_into(x, np.zeros((2, 1)))
+    with pytest.raises(TypeError, match="g must be a NumPy array"):
+        tf.value_and_grad_into(x, None)
+
+
+# ---------------------------------------------------------------------------
+# One definition: the four functions agree, run in user code, load from the cache
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,n", CASES, ids=CASE_IDS)
+def test_the_value_is_the_same_bits_from_every_function(name, n):
+    """Each problem's value is written once, so fun and the value-and-gradient functions agree to
+    the bit (before, Beale's fun computed x*y**2 as (x*y)*y and the others as x*(y*y))."""
+    tf = get(name, n)
+    g = np.empty(tf.n)
+    for x in np.vstack([_random_points(tf, 8, seed=21), tf.x0, tf.minimizers]):
+        f = tf.fun(x)
+        assert np.float64(f).tobytes() == np.float64(tf.value_and_grad(x)[0]).tobytes()
+        assert np.float64(f).tobytes() == np.float64(tf.value_and_grad_into(x, g)).tobytes()
+
+
+def test_the_functions_run_inside_a_users_njit_code():
+    import numba
+    from adamnb.problems import functions
+
+    @numba.njit
+    def user(x):
+        g = np.empty_like(x)
+        f = functions.rosenbrock_value_and_grad_into(x, g)
+        return (f + functions.beale(x) + functions.ackley_value_and_grad(x)[0]
+                + functions.rastrigin_grad(x)[0] + g[0])
+
+    x = np.array([0.3, -0.7])
+    expected = (rosen(x) + REFERENCE["beale"](x) + REFERENCE["ackley"](x)
+                + get("rastrigin").grad(x)[0] + rosen_der(x)[0])
+    assert user(x) == pytest.approx(expected, rel=1e-13)
+
+
+def test_a_second_process_loads_the_functions_from_numbas_cache(tmp_path):
+    """cache=True holds for the generated functions: a second process compiles nothing."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import json, numpy as np\n"
+        "from adamnb.problems.functions import FUNCTIONS\n"
+        "stats = []\n"
+        "for name in ('rastrigin', 'rosenbrock', 'beale', 'ackley'):  # each shape of problem\n"
+        "    tf = FUNCTIONS[name]\n"
+        "    x = tf.x0.copy(); g = np.empty_like(x)\n"
+        "    tf.fun(x); tf.grad(x); tf.value_and_grad(x); tf.value_and_grad_into(x, g)\n"
+        "    for f in (tf.fun, tf.grad, tf.value_and_grad, tf.value_and_grad_into):\n"
+        "        stats.append([sum(f.stats.cache_hits.values()),\n"
+        "                      sum(f.stats.cache_misses.values())])\n"
+        "print(json.dumps(stats))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                           check=True) for _ in range(2)]
+    first, second = (np.array(__import__("json").loads(run.stdout)) for run in runs)
+    assert (first[:, 1] == 1).all()  # each compiled once, in the first process
+    assert (second[:, 0] == 1).all() and (second[:, 1] == 0).all(), second

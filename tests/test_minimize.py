@@ -38,10 +38,13 @@ def test_returns_scipy_optimize_result_with_every_field():
 @pytest.mark.parametrize("method", adamnb.METHODS)
 def test_every_method_minimizes_a_quadratic(method):
     lr = {"sgd": 0.1, "adadelta": 1.0, "adagrad": 0.5}.get(method, 0.05)
+    # ASGD's lambd shrinks x at every step (a fixed point off the minimum): off here.
+    extra = {"asgd": {"lambd": 0.0}}.get(method, {})
     res = adamnb.minimize(quadratic, np.zeros(4), method=method, jac=quadratic_grad,
-                          options={"lr": lr, "maxiter": 20000, "gtol": 1e-4})
+                          options={"lr": lr, "maxiter": 20000, "gtol": 1e-4, **extra})
     assert res.success, res.message
-    np.testing.assert_allclose(res.x, 3.0, atol=1e-3)
+    # gtol holds where the gradient was taken: schedule-free's y (its x, the average, lags).
+    np.testing.assert_allclose(res.get("y", res.x), 3.0, atol=1e-3)
 
 
 def test_method_names_are_case_insensitive_and_unknown_ones_list_the_valid():
@@ -397,7 +400,8 @@ def test_optimizer_classes_match_minimize():
         res = adamnb.minimize(fun, [0.5, -1.0, 2.0], method=method, jac=jac,
                               options={"lr": 0.01, "maxiter": 25, "gtol": 0})
         assert res.status == 1
-        assert res.x.tobytes() == x.tobytes(), method
+        # res.x is the rule's reported point (schedule-free: the average, outputs()["x"]).
+        assert res.x.tobytes() == opt.outputs(x).get("x", x).tobytes(), method
 
 
 def test_warnings_are_not_raised_for_valid_calls():

@@ -93,11 +93,16 @@ def test_figure2a_on_cuda_without_a_gpu_is_a_clear_error(capsys):
     assert "no CUDA GPU is available" in capsys.readouterr().err
 
 
-def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
     from adamnb.nn import datasets
     from adamnb.nn.datasets import DatasetError
     # No download may succeed, whether or not this machine is online: port 9 (discard) refuses.
     monkeypatch.setattr(datasets, "MIRRORS", ["http://127.0.0.1:9/mnist/"])
     with pytest.raises(DatasetError, match="ADAMNB_DATA"):
-        cli.main(["experiment", "mnist-keras", "--quick", "--data", str(tmp_path / "none"),
-                  "--out", str(tmp_path)])
+        cli.load_experiment("mnist-keras").run(tmp_path, quick=True,
+                                                data_dir=tmp_path / "none")
+    # The command says it in one line.
+    assert cli.main(["experiment", "mnist-keras", "--quick", "--data", str(tmp_path / "none"),
+                     "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("adamnb: error: ") and err.count("\n") == 1 and "ADAMNB_DATA" in err

@@ -1,7 +1,9 @@
-"""Cross-check the NumPy reference (tests/reference.py) against torch.optim.
+"""Cross-check the NumPy reference (tests/reference.py), and adamnb's own rules, against
+torch.optim.
 
 torch is used only here, as an independent check of the oracle; it runs the
-single-tensor code path (``foreach=False``) on CPU in float64.
+single-tensor code path (``foreach=False``) on CPU in float64. The optax rules have their
+cross-check in tests/test_reference_optax.py.
 """
 
 import math
@@ -13,6 +15,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from reference import DEFAULTS, radam_rho_t, reference_run  # noqa: E402
+
+import adamnb  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
@@ -46,17 +50,30 @@ TORCH_CLASS = {
     "adamax": "Adamax",
     "nadam": "NAdam",
     "radam": "RAdam",
+    "rprop": "Rprop",
+    "asgd": "ASGD",
 }
+#: adamnb's split options -> torch's tuple, as betas.
+TUPLES = {"betas": ("beta1", "beta2"), "etas": ("eta_minus", "eta_plus"),
+          "step_sizes": ("step_size_min", "step_size_max")}
 
 
-def torch_run(method, x0, grad, steps, lr_schedule=None, **options):
-    """Same contract as reference_run, implemented with torch.optim."""
+def torch_kwargs(method, options):
+    """torch's keyword arguments for adamnb's options (split tuples joined again)."""
     kwargs = dict(options)
-    if "beta1" in kwargs or "beta2" in kwargs:
-        d = DEFAULTS[method]
-        kwargs["betas"] = (kwargs.pop("beta1", d.get("beta1")), kwargs.pop("beta2", d.get("beta2")))
+    for joined, (first, second) in TUPLES.items():
+        if first in kwargs or second in kwargs:
+            d = DEFAULTS[method]
+            kwargs[joined] = (kwargs.pop(first, d.get(first)), kwargs.pop(second, d.get(second)))
     if method == "amsgrad":
         kwargs["amsgrad"] = True
+    return kwargs
+
+
+def torch_run(method, x0, grad, steps, lr_schedule=None, optimizer=None, **options):
+    """Same contract as reference_run, implemented with torch.optim (``optimizer``, a list, gets
+    the torch optimizer, for its state)."""
+    kwargs = torch_kwargs(method, options)
     p = torch.nn.Parameter(torch.tensor(x0.copy()))
     opt = getattr(torch.optim, TORCH_CLASS[method])([p], foreach=False, **kwargs)
     out = []
@@ -67,6 +84,8 @@ def torch_run(method, x0, grad, steps, lr_schedule=None, **options):
         p.grad = torch.from_numpy(np.ascontiguousarray(grad(x, t)))
         opt.step()
         out.append(p.detach().numpy().copy())
+    if optimizer is not None:
+        optimizer.append((opt, p))
     return out
 
 
@@ -119,6 +138,24 @@ CASES = [
     ("radam", {}),
     ("radam", dict(lr=0.05)),
     ("radam", dict(lr=0.05, beta1=0.8, beta2=0.99, weight_decay=0.1)),
+    # torch's maximize, on every rule that has it, and decoupled_weight_decay (torch 2.x)
+    ("sgd", dict(lr=0.01, momentum=0.9, maximize=True)),
+    ("adagrad", dict(lr=0.3, maximize=True, weight_decay=0.1)),
+    ("rmsprop", dict(lr=0.01, centered=True, maximize=True)),
+    ("adadelta", dict(maximize=True)),
+    ("adam", dict(lr=0.05, maximize=True, weight_decay=0.1)),
+    ("adamw", dict(lr=0.05, maximize=True, amsgrad=True)),
+    ("adamax", dict(lr=0.05, maximize=True)),
+    ("nadam", dict(lr=0.05, maximize=True)),
+    ("nadam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("radam", dict(lr=0.05, maximize=True)),
+    ("radam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("rprop", {}),
+    ("rprop", dict(lr=0.05, eta_minus=0.3, eta_plus=1.5)),
+    ("rprop", dict(lr=0.05, step_size_min=0.01, step_size_max=0.2, maximize=True)),
+    ("asgd", {}),
+    ("asgd", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=10.0)),
+    ("asgd", dict(lr=0.02, weight_decay=0.1, t0=3.0, maximize=True)),
 ]
 
 
@@ -151,7 +188,7 @@ def test_matches_torch_float64(case):
     assert not np.allclose(got[-1], x0)
 
 
-@pytest.mark.parametrize("method", sorted(DEFAULTS))
+@pytest.mark.parametrize("method", sorted(TORCH_CLASS))
 def test_lr_schedule_matches_torch(method):
     x0, grad = make_problem(seed=1)
     base = 0.05 if method != "adadelta" else 1.0
@@ -159,7 +196,7 @@ def test_lr_schedule_matches_torch(method):
     def schedule(t):
         return base * (0.55 + 0.45 * math.cos(math.pi * t / STEPS))
 
-    opts = dict(weight_decay=0.05)
+    opts = dict(weight_decay=0.05) if method != "rprop" else {}
     if method == "sgd":
         opts.update(momentum=0.9)
     if method == "adagrad":
@@ -216,9 +253,11 @@ def test_defaults_match_torch_signatures():
 
     for method, cls_name in TORCH_CLASS.items():
         sig = inspect.signature(getattr(torch.optim, cls_name).__init__)
-        torch_defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
-        if "betas" in torch_defaults:
-            torch_defaults["beta1"], torch_defaults["beta2"] = torch_defaults.pop("betas")
+        torch_defaults = {k: p.default for k, p in sig.parameters.items()
+                          if p.default is not inspect.Parameter.empty}
+        for joined, (first, second) in TUPLES.items():
+            if joined in torch_defaults:
+                torch_defaults[first], torch_defaults[second] = torch_defaults.pop(joined)
         for key, value in DEFAULTS[method].items():
             if method == "amsgrad" and key == "amsgrad":
                 assert value is True
@@ -260,7 +299,7 @@ def test_api_errors():
     with pytest.raises(TypeError):
         reference_run("adam", x0, grad, steps=3, momentum=0.9)  # not an Adam option
     with pytest.raises(ValueError):
-        reference_run("lion", x0, grad, steps=3)
+        reference_run("no_such_rule", x0, grad, steps=3)
     with pytest.raises(ValueError):
         reference_run("sgd", x0, grad, steps=3, nesterov=True)  # torch: needs momentum
     # betas tuple accepted as alias
@@ -271,3 +310,57 @@ def test_api_errors():
     a = reference_run("amsgrad", x0, grad, steps=5, lr=0.1)
     b = reference_run("adam", x0, grad, steps=5, lr=0.1, amsgrad=True)
     assert all(np.array_equal(u, w) for u, w in zip(a, b))
+
+
+# --- adamnb's rules against torch directly (issue 15's acceptance: 60 steps, float64) ---------
+
+DIRECT_STEPS, DIRECT_RTOL = 60, 1e-10
+#: Every option issue 15 added to a torch rule, and the torch rules it added.
+DIRECT_CASES = [case for case in CASES
+                if case[0] in ("rprop", "asgd") or "maximize" in case[1]
+                or "decoupled_weight_decay" in case[1]]
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=[_case_id(c) for c in DIRECT_CASES])
+def test_adamnb_matches_torch_step_for_step(case):
+    method, opts = case
+    x0, grad = make_problem(steps=DIRECT_STEPS, seed=3)
+    optimizer, x, ours = adamnb.optim.OPTIMIZERS[method](**opts), x0.copy(), []
+    for t in range(1, DIRECT_STEPS + 1):
+        optimizer.step(x, grad(x, t))
+        ours.append(x.copy())
+    torch_optimizer = []
+    with _Float64TorchDefault():  # ASGD's eta and mu, NAdam's mu_product: float64 tensors
+        want = torch_run(method, x0, grad, DIRECT_STEPS, optimizer=torch_optimizer, **opts)
+    assert_runs_close(ours, want, rtol=DIRECT_RTOL, atol=1e-13)
+    assert not np.allclose(ours[-1], x0)
+    if method == "asgd":  # the averaged iterate, torch's state["ax"]
+        opt, p = torch_optimizer[0]
+        np.testing.assert_allclose(optimizer.outputs(x)["ax"], opt.state[p]["ax"].numpy(),
+                                   rtol=DIRECT_RTOL, atol=1e-13)
+
+
+def test_asgd_average_of_the_reference_matches_torch():
+    x0, grad = make_problem()
+    for opts in (dict(lr=0.05, t0=10.0), dict(lr=0.02, lambd=0.01, alpha=0.5, t0=0.0)):
+        _, extras = reference_run("asgd", x0, grad, steps=STEPS, outputs=True, **opts)
+        torch_optimizer = []
+        with _Float64TorchDefault():
+            torch_run("asgd", x0, grad, STEPS, optimizer=torch_optimizer, **opts)
+        opt, p = torch_optimizer[0]
+        np.testing.assert_allclose(extras["ax"], opt.state[p]["ax"].numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_asgd_minimize_reports_the_average_torch_keeps():
+    x0, grad = make_problem(seed=4)
+    opts = dict(lr=0.02, t0=5.0)
+    res = adamnb.minimize(lambda x: 0.0, x0, method="asgd", jac=lambda x: grad(x, 1),
+                          options={**opts, "maxiter": 30, "gtol": 0})
+    torch_optimizer = []
+    with _Float64TorchDefault():
+        want = torch_run("asgd", x0, lambda x, t: grad(x, 1), 30, optimizer=torch_optimizer,
+                         **opts)
+    opt, p = torch_optimizer[0]
+    np.testing.assert_allclose(res.x, want[-1], rtol=DIRECT_RTOL)
+    np.testing.assert_allclose(res.ax, opt.state[p]["ax"].numpy(), rtol=DIRECT_RTOL)
+    assert not np.allclose(res.ax, res.x)  # averaging started at step 6

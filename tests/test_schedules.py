@@ -1,5 +1,6 @@
 """Learning-rate schedules against their formulas and against torch's schedulers' definitions."""
 
+import json
 import math
 
 import numpy as np
@@ -60,3 +61,232 @@ def test_schedules_in_minimize_options():
     for t in range(1, 4):
         expected -= 0.1 * 0.5 ** (t - 1) * 2 * expected
     assert res.x[0] == pytest.approx(expected)
+
+
+# --- torch.optim.lr_scheduler's schedulers, against their definitions (torch needed nowhere) --
+# Each reference below steps a scheduler as torch's documentation defines it, one epoch at a time
+# (recursive forms and counters where torch keeps them), and gives the rate of optimizer step
+# t = 1, 2, ...: the rate before the t-th scheduler step. tests/test_schedules_torch.py checks
+# the same schedules against torch itself.
+
+STEPS = 300
+
+
+def stepped(initial, step, steps=STEPS):
+    """Rates of steps 1..steps from a scheduler with rate ``initial`` at step 1 and
+    ``step(epoch, rate) -> rate`` for epochs 1, 2, ..."""
+    rates, rate = [], initial
+    for epoch in range(1, steps + 1):
+        rates.append(rate)
+        rate = step(epoch, rate)
+    return np.array(rates)
+
+
+def values(schedule, steps=STEPS):
+    t = np.arange(1, steps + 1)
+    rates = schedules.schedule_values(schedule, t)
+    assert rates.tolist() == [schedule(int(s)) for s in t]  # vector and scalar agree, bit for bit
+    return rates
+
+
+def test_multistep_decays_at_each_milestone_once_per_occurrence():
+    milestones = [30, 80, 80, 200]  # 80 twice: two decays there, as torch's Counter does
+    want = stepped(0.1, lambda e, rate: rate * 0.5 ** milestones.count(e))
+    np.testing.assert_allclose(values(schedules.MultiStep(0.1, milestones, 0.5)), want,
+                               rtol=1e-13)
+    assert schedules.MultiStep(0.1, [80, 30], 0.5)(81) == 0.1 * 0.25  # unsorted is fine
+
+
+@pytest.mark.parametrize("start, end, total", [(1 / 3, 1.0, 5), (0.1, 1.0, 120), (1.0, 0.05, 77)])
+def test_linear_is_torchs_recursive_form(start, end, total):
+    # LinearLR.get_lr: lr * (1 + (end - start) / (total * start + (e - 1) (end - start))) while
+    # e <= total, from lr0 * start.
+    def step(e, rate):
+        if e > total:
+            return rate
+        return rate * (1.0 + (end - start) / (total * start + (e - 1) * (end - start)))
+
+    np.testing.assert_allclose(values(schedules.Linear(0.2, start, end, total)),
+                               stepped(0.2 * start, step), rtol=1e-12)
+
+
+@pytest.mark.parametrize("total, power", [(5, 1.0), (250, 2.0), (100, 0.5)])
+def test_polynomial_is_torchs_recursive_form(total, power):
+    def step(e, rate):
+        if e > total:
+            return rate
+        return rate * ((1.0 - e / total) / (1.0 - (e - 1) / total)) ** power
+
+    got = values(schedules.Polynomial(0.3, total, power))
+    np.testing.assert_allclose(got, stepped(0.3, step), rtol=1e-12, atol=1e-300)
+    assert got[total] == 0.0  # reaches 0 after total_iters steps and stays
+
+
+@pytest.mark.parametrize("T_0, T_mult, eta_min", [(10, 1, 0.0), (7, 2, 0.01), (3, 3, 0.0)])
+def test_cosine_warm_restarts_counts_as_torchs_step(T_0, T_mult, eta_min):  # noqa: N803
+    lr, state = 0.5, {"T_cur": 0, "T_i": T_0}
+
+    def rate():
+        cosine = math.cos(math.pi * state["T_cur"] / state["T_i"])
+        return eta_min + (lr - eta_min) * (1 + cosine) / 2
+
+    def step(e, _):
+        state["T_cur"] += 1
+        if state["T_cur"] >= state["T_i"]:
+            state["T_cur"] -= state["T_i"]
+            state["T_i"] *= T_mult
+        return rate()
+
+    np.testing.assert_allclose(values(schedules.CosineWarmRestarts(lr, T_0, T_mult, eta_min)),
+                               stepped(rate(), step), rtol=1e-13)
+
+
+@pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
+def test_cyclic_is_smiths_triangle(mode):
+    # Smith (2017), section 3.1: cycle = floor(1 + e / (2 s)), x = |e / s - 2 cycle + 1|,
+    # lr = base + (max - base) max(0, 1 - x) scale.
+    base, top, size, gamma = 0.01, 0.1, 25, 0.99
+    scale = {"triangular": lambda cycle, e: 1.0,
+             "triangular2": lambda cycle, e: 1 / 2 ** (cycle - 1),
+             "exp_range": lambda cycle, e: gamma ** e}[mode]
+    want = []
+    for e in range(STEPS):
+        cycle = math.floor(1 + e / (2 * size))
+        x = abs(e / size - 2 * cycle + 1)
+        want.append(base + (top - base) * max(0.0, 1 - x) * scale(cycle, e))
+    got = values(schedules.Cyclic(base, top, size, mode=mode, gamma=gamma))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_cyclic_with_a_longer_way_down():
+    got = values(schedules.Cyclic(0.0, 1.0, step_size_up=2, step_size_down=6), steps=10)
+    np.testing.assert_allclose(got, [0, 0.5, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0, 0.5],
+                               atol=1e-15)
+
+
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+def test_one_cycle_goes_up_then_down(anneal):
+    schedule = schedules.OneCycle(1.0, total_steps=100, pct_start=0.3, anneal_strategy=anneal,
+                                  div_factor=20.0, final_div_factor=50.0)
+    rates = values(schedule, steps=101)
+    # phases end after 29 and 99 steps: max/div at t = 1, max at t = 30, max/div/final_div at 100
+    assert rates[0] == pytest.approx(1.0 / 20) and rates[29] == pytest.approx(1.0)
+    assert rates[99] == pytest.approx(1.0 / 20 / 50)
+    assert np.argmax(rates) == 29 and (np.diff(rates[:30]) > 0).all()
+    assert (np.diff(rates[29:100]) < 0).all()
+    # halfway down (64 steps done), either anneal is at the mean of its ends
+    assert schedule(65) == pytest.approx((1.0 + 1.0 / 1000) / 2, rel=1e-14)
+    with pytest.raises(ValueError, match="no rate for step 102"):
+        schedule(102)
+
+
+def test_one_cycle_three_phases_return_to_the_start_before_the_end():
+    schedule = schedules.OneCycle(1.0, total_steps=100, pct_start=0.3, three_phase=True)
+    rates = values(schedule, steps=100)
+    assert rates[29] == pytest.approx(1.0) and rates[58] == pytest.approx(1.0 / 25)
+    assert rates[99] == pytest.approx(1.0 / 25 / 1e4)
+
+
+def test_sequential_restarts_each_schedule_at_its_milestone():
+    first, second = schedules.Linear(1.0, 0.1, 1.0, 10), schedules.Exponential(1.0, 0.9)
+    third = schedules.MultiStep(0.5, [3], 0.1)
+    schedule = schedules.Sequential([first, second, third], milestones=[20, 50])
+    t = np.arange(1, 80)
+    want = np.where(t <= 20, first.values(t),
+                    np.where(t <= 50, second.values(t - 20), third.values(t - 50)))
+    np.testing.assert_array_equal(values(schedule, steps=79), want)
+    assert schedule.pure
+    impure = schedules.Sequential([lambda t: 0.1, 0.2], milestones=[1])
+    assert not impure.pure and [impure(1), impure(2)] == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: schedules.MultiStep(0.1, [-1]), "milestones"),
+    (lambda: schedules.Linear(0.1, start_factor=0.0), "start_factor"),
+    (lambda: schedules.Linear(0.1, end_factor=1.5), "end_factor"),
+    (lambda: schedules.Polynomial(0.1, total_iters=0), "total_iters"),
+    (lambda: schedules.CosineWarmRestarts(0.1, T_0=0), "T_0"),
+    (lambda: schedules.CosineWarmRestarts(0.1, T_0=5, T_mult=1.5), "T_mult"),
+    (lambda: schedules.Cyclic(0.1, 1.0, mode="sawtooth"), "mode"),
+    (lambda: schedules.OneCycle(0.1, 100, pct_start=1.5), "pct_start"),
+    (lambda: schedules.OneCycle(0.1, 100, anneal_strategy="cosine"), "anneal_strategy"),
+    (lambda: schedules.Sequential([0.1, 0.2], milestones=[]), "milestone"),
+    (lambda: schedules.Sequential([0.1, 0.2, 0.3], milestones=[5, 5]), "milestones"),
+    (lambda: schedules.Sequential([schedules.ReduceLROnPlateau(0.1), 0.1], [5]), "objective"),
+    (lambda: schedules.Warmup(schedules.ReduceLROnPlateau(0.1), 5), "objective"),
+    (lambda: schedules.ReduceLROnPlateau(0.1, factor=1.0), "factor"),
+    (lambda: schedules.ReduceLROnPlateau(0.1, mode="lowest"), "mode"),
+    (lambda: schedules.ReduceLROnPlateau(0.1, patience=-1), "patience"),
+])
+def test_bad_scheduler_parameters_name_the_problem(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def plateau_by_hand(lr, metrics, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                    threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+    """torch's documented ReduceLROnPlateau.step, written out: the rate before each metric."""
+    best = math.inf if mode == "min" else -math.inf
+    bad = cooling = 0
+    rates = []
+    for value in metrics:
+        rates.append(lr)
+        if mode == "min":
+            better = value < (best * (1 - threshold) if threshold_mode == "rel"
+                              else best - threshold)
+        else:
+            better = value > (best * (1 + threshold) if threshold_mode == "rel"
+                              else best + threshold)
+        best, bad = (value, 0) if better else (best, bad + 1)
+        if cooling > 0:
+            cooling, bad = cooling - 1, 0
+        if bad > patience:
+            if lr - max(lr * factor, min_lr) > eps:
+                lr = max(lr * factor, min_lr)
+            cooling, bad = cooldown, 0
+    return rates
+
+
+def plateau_metrics(seed=0, steps=STEPS):
+    """A loss that falls, stalls, falls again, with noise: every branch of the scheduler."""
+    rng = np.random.default_rng(seed)
+    trend = np.concatenate([np.linspace(1.0, 0.5, 60), np.full(90, 0.5),
+                            np.linspace(0.5, 0.2, 50), np.full(steps - 200, 0.2)])
+    return (trend + 0.002 * rng.normal(size=steps)).tolist()
+
+
+PLATEAU_CONFIGS = [
+    {},
+    {"patience": 3, "factor": 0.5, "cooldown": 5},
+    {"patience": 0, "threshold": 1e-3, "threshold_mode": "abs", "min_lr": 0.004},
+    {"mode": "max", "patience": 2, "factor": 0.3},
+    {"mode": "max", "threshold_mode": "abs", "threshold": 0.01, "patience": 4, "eps": 0.05},
+]
+
+
+@pytest.mark.parametrize("config", PLATEAU_CONFIGS, ids=lambda c: str(c) or "defaults")
+def test_reduce_on_plateau_follows_torchs_documented_rules(config):
+    metrics = plateau_metrics()
+    if config.get("mode") == "max":
+        metrics = [-m for m in metrics]
+    schedule = schedules.ReduceLROnPlateau(0.1, **config)
+    rates = []
+    for value in metrics:
+        rates.append(schedule(len(rates) + 1))
+        schedule.step(value)
+    assert rates == plateau_by_hand(0.1, metrics, **config)
+    assert len(set(rates)) > 1 or config.get("eps") == 0.05  # it did reduce (or eps forbade it)
+
+
+def test_reduce_on_plateau_round_trips_bit_for_bit_mid_run():
+    schedule = schedules.ReduceLROnPlateau(0.1, patience=2, factor=0.37, cooldown=1)
+    metrics = plateau_metrics(seed=1)
+    for value in metrics[:120]:
+        schedule.step(value)
+    restored = schedules.Schedule.from_dict(json.loads(json.dumps(schedule.to_dict())))
+    assert restored == schedule and restored.state() == schedule.state()
+    for value in metrics[120:]:
+        schedule.step(value)
+        restored.step(value)
+        assert restored(1) == schedule(1)
+    assert schedule.last_lr < 0.1 * 0.37 ** 2

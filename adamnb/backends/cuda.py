@@ -72,7 +72,8 @@ from adamnb.backends.elements import fold_max, fused_update, maximum, project, s
 
 __all__ = ["numba_cuda", "device_function", "project_vector", "is_available", "require_available", "simulator_enabled", "is_device_array",
            "as_device_array", "check_device_vector", "to_device", "cuda_kernel",
-           "cuda_fused_step", "launch_blocks", "step", "Reduction", "number_of_coefficients",
+           "cuda_fused_step", "launch_blocks", "step", "Reduction", "block_tree",
+           "number_of_coefficients",
            "kernel_signature", "compile_ptx_for", "compile_kernel_ptx",
            "compile_reduction_ptx"]
 
@@ -367,9 +368,14 @@ REDUCTIONS = ("max_abs", "sum", "sum_squares")
 _reductions = {}
 
 
-def _block_tree(width, maximum):
+def block_tree(width, maximum):
     """A device function folding a block's ``buffer[0:width]`` into ``buffer[0]`` (a shared-memory
-    tree, halving ``width``, a power of two): NaN-propagating max (:func:`fold_max`) or sum."""
+    tree, halving ``width``, a power of two): NaN-propagating max (:func:`fold_max`) or sum.
+
+    Every thread of the block calls ``tree(buffer, threadIdx.x)`` once its value is in
+    ``buffer[threadIdx.x]``; ``buffer[0]`` holds the result when it returns, until thread 0
+    writes it again (the tree begins with a barrier, so a kernel may fold again at once).
+    """
     fold = device_function(fold_max)
 
     def tree(buffer, tid):
@@ -391,7 +397,7 @@ def _reduction_function(kind, threads_per_block, dtype):
     """The Python source of one pass of a block reduction, not yet compiled.
 
     Each block folds its grid-stride share of ``x`` into one value per thread, then halves the
-    block in shared memory (:func:`_block_tree`) and writes one value per block to
+    block in shared memory (:func:`block_tree`) and writes one value per block to
     ``out[blockIdx.x]``. The second pass is the same kernel on those partials with one block.
     ``max_abs`` is NaN-propagating (:func:`adamnb.backends.elements.fold_max`): a NaN anywhere
     makes the result NaN, so one test ``isfinite(norm)`` catches every non-finite entry.
@@ -405,7 +411,7 @@ def _reduction_function(kind, threads_per_block, dtype):
     squares = kind == "sum_squares"
     width = int(threads_per_block)
     fold = device_function(fold_max)
-    tree = _block_tree(width, maximum)
+    tree = block_tree(width, maximum)
 
     def reduce_pass(x, out):
         buffer = _numba_cuda.shared.array(width, scalar)
@@ -438,7 +444,7 @@ def _stationarity_function(threads_per_block, dtype):
     width = int(threads_per_block)
     fold = device_function(fold_max)
     measure = device_function(stationarity, project=device_function(project))
-    tree = _block_tree(width, True)
+    tree = block_tree(width, True)
 
     def stationarity_pass(x, g, lower, upper, copy, out):
         buffer = _numba_cuda.shared.array(width, scalar)

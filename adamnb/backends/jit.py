@@ -61,6 +61,18 @@ def elementwise(function):
     return numba.extending.register_jitable(inline="always")(function)
 
 
+def overload_inline(function, prefer_literal=False):
+    """Decorator: how numba compiles ``function`` (a Python stand-in) for each argument type.
+
+    numba's ``overload``, with the implementation that the decorated typing function returns
+    spliced into the caller's IR, as :func:`elementwise` functions are, so that a check or a
+    conversion decided at compile time leaves no call behind. With ``prefer_literal`` the typing
+    function sees constant arguments as literal types first, so that their values can become
+    constants of the implementation (a length to compare with, a message to raise).
+    """
+    return numba.extending.overload(function, inline="always", prefer_literal=prefer_literal)
+
+
 _file_stamps = {}
 
 

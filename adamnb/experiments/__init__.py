@@ -1,11 +1,28 @@
-"""The experiments: one script per experiment, each composing the adamnb library.
+"""The experiments: one module per experiment, each composing the adamnb library.
 
-Run one with ``adamnb experiment NAME [--quick] [--out DIR]`` (``adamnb experiment --help`` lists
-them) or as ``python -m adamnb.experiments.NAME``. Each script has a ``main(argv)`` that the ``adamnb``
-command calls, and a ``run(...)`` that returns its summary, for tests.
+Run one with ``adamnb experiment NAME [--quick] [--out DIR] [--workers N | --scheduler ADDRESS]``
+(``adamnb experiment --help`` lists them) or as ``python -m adamnb.experiments.NAME``. Each module
+has a ``main(argv)`` that the ``adamnb`` command calls, and a ``run(...)`` that returns its
+summary, for tests.
 
-This package holds the little the scripts share: output files written atomically, and a progress
-bar that shows on a terminal and stays quiet in logs and CI.
+Where the outputs go
+    ``./results/<experiment>/`` under the current directory, or ``--out DIR``. A ``--quick`` run
+    (its tables and figures say "quick run") never writes over a full run's outputs: where
+    ``./results/<experiment>/`` holds a full run's ``summary.json`` it writes to
+    ``./results/<experiment>/quick/`` instead. The repository's committed results are full runs
+    made from the repository's root, so quick runs there land in the ``quick`` folders, which git
+    ignores. The output folder is checked before any work starts.
+
+How they run
+    Every experiment is a sweep (:mod:`adamnb.sweep`) over its independent runs: on one local
+    process per core by default, ``--workers N`` processes (1: this process), or a Dask cluster
+    (``--scheduler tcp://HOST:8786``). Finished runs are kept in ``OUT/.sweep/`` until the
+    experiment's outputs are written, so that an interrupted run (Ctrl-C) resumes where it
+    stopped when the same command runs again. Progress shows as a bar on a terminal and as one
+    line per finished run otherwise.
+
+This package holds what the modules share: the command line, output files written atomically,
+the sweep with its store, and the machine's description.
 """
 
 import argparse
@@ -20,12 +37,51 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
-from adamnb._io import atomic_write
+from adamnb import sweep as sweeps
+from adamnb._io import OutputError, atomic_write, check_output_folder
+from adamnb.cli import ArgumentParser
 
-__all__ = ["machine", "RESULTS", "write_text", "write_json", "progress", "json_ready", "experiment_parser"]
+__all__ = ["machine", "write_text", "write_json", "progress", "json_ready", "experiment_parser",
+           "parse_arguments", "default_out", "run_cells", "quick_note",
+           "STORE", "finish", "positive_int"]
 
-#: Where the committed outputs live: results/ at the repository's root.
-RESULTS = Path(__file__).resolve().parents[2] / "results"
+#: The folder, inside an experiment's output folder, that keeps finished runs until the outputs
+#: are written (what a resumed run reads back).
+STORE = ".sweep"
+
+
+def default_out(folder, quick=False):
+    """Where an experiment writes by default.
+
+    Parameters
+    ----------
+    folder : str
+        The experiment's folder name (``"test_functions"``).
+    quick : bool
+        A quick run goes to a ``quick`` folder inside when ``results/<folder>`` holds a full
+        run's ``summary.json``, so that it never writes over it.
+
+    Returns
+    -------
+    Path
+        ``results/<folder>`` (or ``results/<folder>/quick``), relative to the current directory.
+    """
+    out = Path("results") / folder
+    return out / "quick" if quick and _holds_full_run(out) else out
+
+
+def _holds_full_run(folder):
+    try:
+        return json.loads((folder / "summary.json").read_text()).get("quick") is not True
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable: treat it as something not to write over
+
+
+def quick_note(quick):
+    """What titles and table headings append for a quick run: " (quick run)", else ""."""
+    return " (quick run)" if quick else ""
 
 
 def write_text(path, text):
@@ -62,28 +118,107 @@ def write_json(path, data):
 
 
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar on stderr that is shown only when stderr is a terminal."""
-    kwargs.setdefault("disable", not sys.stderr.isatty())
+    """A tqdm progress bar on stderr, shown only on a terminal and never in a sweep's workers."""
+    kwargs.setdefault("disable", not sys.stderr.isatty() or sweeps.in_worker())
     kwargs.setdefault("leave", False)
     kwargs.setdefault("file", sys.stderr)
     return tqdm(iterable, **kwargs)
 
 
-def experiment_parser(name, description, quick_help, default_out,
-                      plots_help="write summary.json only"):
-    """The command line every experiment shares: ``--quick``, ``--out DIR`` and ``--no-plots``.
+def positive_int(text):
+    """argparse type: a positive integer."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
 
-    An experiment adds its own options to the returned parser.
+
+def _workers(text):
+    value = int(text)
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of processes, or -1 for "
+                                         f"one per core, got {text}")
+    return value
+
+
+def experiment_parser(name, description, quick_help, folder,
+                      plots_help="write summary.json only"):
+    """The command line every experiment shares.
+
+    ``--quick``, ``--out DIR`` (default ``./results/<folder>``, ``.../quick`` with ``--quick``),
+    ``--no-plots``, ``--workers N`` and ``--scheduler ADDRESS``. An experiment adds its own
+    options to the returned parser and parses with :func:`parse_arguments`.
     """
-    parser = argparse.ArgumentParser(prog=f"adamnb experiment {name}", description=description)
-    parser.add_argument("--quick", action="store_true", help=quick_help)
-    shown = Path(default_out)
-    if shown.is_relative_to(RESULTS.parent):
-        shown = shown.relative_to(RESULTS.parent)
-    parser.add_argument("--out", type=Path, default=default_out,
-                        help=f"output folder (default: {shown} in the repository)")
+    parser = ArgumentParser(prog=f"adamnb experiment {name}", description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{quick_help}; writes to results/{folder}/quick where "
+                             f"results/{folder} holds a full run, unless --out")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default: results/{folder} under the current "
+                             f"directory, results/{folder}/quick with --quick)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help=plots_help)
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="local worker processes (default: one per core; 1: run in this "
+                             "process; -1: one per core)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run on a Dask cluster instead, e.g. tcp://HOST:8786 (needs "
+                             "pip install \"adamnb[distributed]\")")
+    parser.set_defaults(folder=folder)
     return parser
+
+
+def parse_arguments(parser, argv):
+    """Parse ``argv``; fill in the output folder and check it, and the executor's options.
+
+    Every problem is reported before any work starts, as the command's one-line error.
+    """
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = default_out(args.folder, args.quick)
+    try:
+        check_output_folder(args.out, "--out")
+    except OutputError as error:
+        parser.error(str(error))
+    if args.scheduler is not None:
+        if args.workers is not None:
+            parser.error("give --workers or --scheduler, not both")
+        try:
+            sweeps.require_distributed()
+        except ImportError as error:
+            parser.error(f"--scheduler: {error}")
+    return args
+
+
+def run_cells(fn, cells, *, out, desc, workers=None, scheduler=None, store=True):
+    """Run ``fn`` on every cell (``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`,
+    an executor to share between sweeps included); the records, in the cells' order.
+
+    Finished cells are kept in ``out/.sweep`` (with ``store``), so that the same command resumes
+    an interrupted run; the experiment removes the folder (:func:`finish`) once its outputs are
+    written.
+
+    Raises
+    ------
+    adamnb.sweep.SweepError
+        Some cells failed; the message names each with its error. The finished ones stay in
+        the store for the next run.
+    """
+    folder = Path(out) / STORE
+    result = sweeps.sweep(fn, cells, workers=workers, scheduler=scheduler,
+                          store=folder if store else None, desc=desc)
+    result.check(f"; the finished runs are kept in {folder} for the next run" if store else "")
+    return result.records
+
+
+def finish(out):
+    """Remove ``out/.sweep``: the outputs are written, the finished runs are no longer needed.
+
+    Parameters
+    ----------
+    out : str or Path
+        The experiment's output folder.
+    """
+    sweeps.Store(Path(out) / STORE).clear()
 
 
 def machine():

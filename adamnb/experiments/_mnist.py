@@ -4,35 +4,43 @@ Data
     :func:`adamnb.nn.datasets.load_mnist` finds the files (``--data DIR``, else ``ADAMNB_DATA``, else
     the per-user cache, downloading there when missing). ``--quick`` trains on the first
     :data:`QUICK_TRAIN` training images and evaluates on the first :data:`QUICK_TEST` test images,
-    for CI.
+    for CI. The main process loads the data once before the runs start (so that a missing or
+    damaged file is reported at once, and a download happens once); each worker process then
+    reads the files itself, once (on a Dask cluster, every worker needs the files or the
+    download: set ``ADAMNB_DATA`` there).
+
+Threads
+    Every run does its matrix products on :data:`BLAS_THREADS` BLAS thread(s), set with
+    threadpoolctl, whatever the executor: OpenBLAS's sums depend on how many threads share a
+    product, so a fixed count is what gives the same bits in this process, in local worker
+    processes and on a Dask cluster (whose workers default to one thread). The runs of an
+    experiment go side by side instead, one per core.
 """
 
-import argparse
+import functools
 import math
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from threadpoolctl import threadpool_limits
 
 from adamnb import plot
+from adamnb import sweep as sweeps
+from adamnb.experiments import positive_int, quick_note
 from adamnb.nn.datasets import load_mnist
 
 __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load", "plot_curves",
-           "history_summary"]
+           "history_summary", "bar", "blas_threads", "BLAS_THREADS"]
 
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+#: BLAS threads of every run (see the module notes).
+BLAS_THREADS = 1
 
 
 def add_options(parser, default_epochs):
     """``--epochs N`` and ``--data DIR``, the options every MNIST experiment adds."""
-    parser.add_argument("--epochs", type=_positive_int, default=None,
+    parser.add_argument("--epochs", type=positive_int, default=None,
                         help=f"default {default_epochs}")
     parser.add_argument("--data", type=Path, default=None,
                         help="folder of the four MNIST IDX files (default: $ADAMNB_DATA, else the "
@@ -43,19 +51,32 @@ def add_options(parser, default_epochs):
 def run_and_report(args, run, table, **options):
     """Run the experiment with the parsed command line, print its table; exit status 0."""
     summary = run(args.out, quick=args.quick, plots=args.plots, epochs=args.epochs,
-                  data_dir=args.data, **options)
+                  data_dir=args.data, workers=args.workers, scheduler=args.scheduler, **options)
     print(table(summary))
     print(f"Wrote {args.out} in {summary['time_s']:.0f} s")
     return 0
 
 
+@functools.lru_cache(maxsize=2)
 def load(data_dir=None, quick=False):
-    """(X_train, y_train, X_test, y_test): all of MNIST, or its quick subset."""
+    """(X_train, y_train, X_test, y_test): all of MNIST, or its quick subset; read once per
+    process (``data_dir`` a str or None, as a sweep cell holds it)."""
     data = load_mnist(data_dir)
     if not quick:
         return tuple(data)
     return (data.X_train[:QUICK_TRAIN], data.y_train[:QUICK_TRAIN],
             data.X_test[:QUICK_TEST], data.y_test[:QUICK_TEST])
+
+
+def blas_threads():
+    """A context in which BLAS runs on :data:`BLAS_THREADS` threads (one run's setting)."""
+    return threadpool_limits(limits=BLAS_THREADS, user_api="blas")
+
+
+def bar():
+    """The training loops' progress option: their bar in this process, none in a sweep's worker
+    (bars of several processes on one terminal would overwrite each other)."""
+    return False if sweeps.in_worker() else None
 
 
 def history_summary(history):
@@ -75,8 +96,8 @@ def history_summary(history):
 
 
 def plot_curves(curves, path, title, ylabel="training cost", field="train_loss", log=False,
-                ylim=None):
-    """One line per label: ``field`` of its history against epochs."""
+                ylim=None, quick=False):
+    """One line per label: ``field`` of its history (a dict of per-epoch lists) against epochs."""
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = figure.subplots()
     for label, history in curves.items():
@@ -88,7 +109,7 @@ def plot_curves(curves, path, title, ylabel="training cost", field="train_loss",
         ax.set_ylim(*ylim)
     ax.set_xlabel("iterations over the entire dataset (epochs)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(title + quick_note(quick), fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     plot.save_figure(figure, path, palette=True)

@@ -22,12 +22,13 @@ later step tiny, so the run stalls far from the minimum; on Easom they throw x o
 onto the plateau, where the gradient vanishes and the run stalls for good. With correction, neither
 happens.
 
-Outputs, under ``results/bias_correction/`` (or ``--out DIR``): ``bias_correction.png`` (per
-problem: step lengths, f - f* and the paths at the largest beta2) and ``summary.json``.
+Outputs, under ``./results/bias_correction/`` (or ``--out DIR``): ``bias_correction.png`` (per
+problem: step lengths, f - f* and the paths at the largest beta2) and ``summary.json``. Each
+(problem, beta2) pair is one cell of a sweep (:mod:`adamnb.sweep`).
 
-Run: ``adamnb experiment bias-correction [--out DIR]`` (or
-``python -m adamnb.experiments.bias_correction``); about a second. ``--quick`` is accepted for
-uniformity and runs the same.
+Run: ``adamnb experiment bias-correction [--out DIR] [--workers N | --scheduler ADDRESS]`` (or
+``python -m adamnb.experiments.bias_correction``); a few seconds. ``--quick`` is accepted for
+uniformity and computes the same, but writes to ``./results/bias_correction/quick/``.
 """
 
 import math
@@ -39,11 +40,20 @@ import numpy as np
 
 import adamnb
 from adamnb import plot
-from adamnb.experiments import RESULTS, experiment_parser, write_json
+from adamnb import sweep as sweeps
+from adamnb.experiments import (
+    default_out,
+    experiment_parser,
+    finish,
+    parse_arguments,
+    quick_note,
+    run_cells,
+    write_json,
+)
 from adamnb.problems.functions import get
 
 NAME = "bias-correction"
-DEFAULT_OUT = RESULTS / "bias_correction"
+FOLDER = "bias_correction"
 
 PROBLEMS = ("rosenbrock", "easom")
 LR, BETA1, EPS = 0.1, 0.9, 1e-8
@@ -138,15 +148,29 @@ def outcome(tf, path, values):
             "distance": tf.nearest_minimizer_distance(path[-1]), "steps": int(steps.size)}
 
 
-def run(out=DEFAULT_OUT, quick=False, plots=True):
+def compare_cell(cell):
+    """One sweep cell ``{"problem", "beta2"}``: both variants' paths and f values."""
+    traces = compare(get(cell["problem"]), cell["beta2"])
+    return {key: {"path": traces[label][0], "values": traces[label][1]}
+            for key, label in (("with", WITH), ("without", WITHOUT))}
+
+
+def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     """Run both variants on every problem and beta2; write the outputs under ``out``; the summary.
 
-    ``quick`` changes nothing (the experiment takes about a second); it is accepted so that every
-    experiment takes the same options.
+    ``quick`` changes nothing in the computation (the experiment takes seconds); it is accepted
+    so that every experiment takes the same options, and sends the outputs to the quick folder.
+    ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
     """
     started = time.perf_counter()
-    out = Path(out)
-    traces = {(name, beta2): compare(get(name), beta2) for name in PROBLEMS for beta2 in BETA2S}
+    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    cells = sweeps.grid(problem=PROBLEMS, beta2=BETA2S)
+    records = run_cells(compare_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
+    traces = {(cell["problem"], cell["beta2"]): {
+        label: (record[key]["path"], record[key]["values"])
+        for key, label in (("with", WITH), ("without", WITHOUT))}
+        for cell, record in zip(cells, records)}
     summary = {
         "experiment": NAME,
         "quick": quick,
@@ -159,13 +183,14 @@ def run(out=DEFAULT_OUT, quick=False, plots=True):
                     for name in PROBLEMS},
     }
     if plots:
-        save_plot(traces, out / "bias_correction.png")
+        save_plot(traces, out / "bias_correction.png", quick)
     summary["time_s"] = time.perf_counter() - started
     write_json(out / "summary.json", summary)
+    finish(out)
     return summary
 
 
-def save_plot(traces, path):
+def save_plot(traces, path, quick=False):
     """Per problem (one row each): step lengths, f - f* for every beta2, and the two paths."""
     figure, axes = plot.panel_grid(3 * len(PROBLEMS), ncols=3, panel_size=(4.3, 3.3))
     largest = BETA2S[-1]
@@ -218,19 +243,21 @@ def save_plot(traces, path):
                           fontsize="medium")
         path_ax.legend(fontsize="x-small", loc="upper left")
     figure.suptitle(f"Kingma & Ba (2014) section 6.4 in miniature: Adam with and without bias "
-                    f"correction, lr = {LR}, beta1 = {BETA1}", fontsize="medium")
+                    f"correction, lr = {LR}, beta1 = {BETA1}{quick_note(quick)}", fontsize="medium")
     plot.save_figure(figure, path, palette=True)
 
 
 def main(argv=None):
-    """Command-line entry point: ``adamnb experiment bias-correction [--out DIR]``."""
+    """Command-line entry point: ``adamnb experiment bias-correction [--out DIR] [--workers N |
+    --scheduler ADDRESS]``."""
     parser = experiment_parser(
         NAME, "Kingma & Ba (2014) section 6.4 in miniature: with beta2 close to 1, Adam without "
               "bias correction takes huge early steps and stalls; with it, it does not. Writes "
               "bias_correction.png and summary.json.",
-        "accepted for uniformity; this experiment is always quick", DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    summary = run(args.out, quick=args.quick, plots=args.plots)
+        "accepted for uniformity; this experiment is always quick", FOLDER)
+    args = parse_arguments(parser, argv)
+    summary = run(args.out, quick=args.quick, plots=args.plots, workers=args.workers,
+                  scheduler=args.scheduler)
     print(f"Adam with and without bias correction, lr = {LR}, beta1 = {BETA1}, "
           f"{STEPS} steps from the standard start:")
     print(f"{'problem':11s} {'beta2':>8s} | {'largest step':>12s} {'final f - f*':>12s} (with) | "

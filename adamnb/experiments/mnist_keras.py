@@ -22,10 +22,12 @@ the bias correction of the step size (its "epsilon hat"), torch and adamnb after
 from its own (unstated, likely GPU-less laptop) machine and a convolutional Keras model, so only the
 ordering of the times is comparable, not their values.
 
-Outputs under ``results/mnist_keras/``: ``table.md``, ``summary.json`` (with per-epoch
-histories), ``accuracy.png`` and ``loss.png``.
+Outputs under ``./results/mnist_keras/`` (``.../quick/`` with ``--quick``; or ``--out DIR``):
+``table.md``, ``summary.json`` (with per-epoch histories), ``accuracy.png`` and ``loss.png``. Each
+optimizer's training is one cell of a sweep (:mod:`adamnb.sweep`).
 
-Run: ``adamnb experiment mnist-keras [--quick] [--epochs N] [--data DIR] [--out DIR]``.
+Run: ``adamnb experiment mnist-keras [--quick] [--epochs N] [--data DIR] [--out DIR] [--workers N
+| --scheduler ADDRESS]``.
 """
 
 import statistics
@@ -35,14 +37,20 @@ from pathlib import Path
 
 import adamnb
 from adamnb.experiments import (
-    RESULTS,
+    default_out,
     experiment_parser,
+    finish,
     machine,
+    parse_arguments,
+    quick_note,
+    run_cells,
     write_json,
     write_text,
 )
 from adamnb.experiments._mnist import (
     add_options,
+    bar,
+    blas_threads,
     history_summary,
     load,
     plot_curves,
@@ -52,7 +60,7 @@ from adamnb.nn import MLP
 from adamnb.nn.training import train
 
 NAME = "mnist-keras"
-DEFAULT_OUT = RESULTS / "mnist_keras"
+FOLDER = "mnist_keras"
 SIZES, DROPOUT, BATCH, EPOCHS, QUICK_EPOCHS = (784, 512, 512, 10), 0.2, 64, 10, 2
 SEED = 0
 
@@ -70,23 +78,39 @@ ARTICLE = {"Adam": (0.9893, 0.0351, 625), "RMSprop": (0.9887, 0.0348, 609),
            "SGD": (0.9679, 0.1050, 528)}
 
 
-def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None):
-    """Train the MLP with each optimizer; write the table, summary and plots; the summary."""
+def train_cell(cell):
+    """One sweep cell ``{"optimizer", "epochs", "quick", "data"}``: the run's history summary."""
+    X, y, X_test, y_test = load(cell["data"], cell["quick"])
+    optimizer_class, options = KERAS_DEFAULTS[cell["optimizer"]]
+    model = MLP(SIZES, dropout=DROPOUT, seed=SEED)
+    params = model.init(SEED)
+    optimizer = optimizer_class(**options, backend="cpu")
+    with blas_threads():
+        history = train(model, params, optimizer, X, y, epochs=cell["epochs"],
+                        batch_size=BATCH, X_test=X_test, y_test=y_test, seed=SEED,
+                        progress=bar())
+    return {"options": options, **history_summary(history)}
+
+
+def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=None,
+        scheduler=None):
+    """Train the MLP with each optimizer; write the table, summary and plots; the summary.
+
+    ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
+    """
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(out) if out is not None else default_out(FOLDER, quick)
     epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
-    X, y, X_test, y_test = load(data_dir, quick)
-    results, curves = {}, {}
-    for label, (optimizer_class, options) in KERAS_DEFAULTS.items():
-        model = MLP(SIZES, dropout=DROPOUT, seed=SEED)
-        params = model.init(SEED)
-        optimizer = optimizer_class(**options, backend="cpu")
-        history = train(model, params, optimizer, X, y, epochs=epochs, batch_size=BATCH,
-                        X_test=X_test, y_test=y_test, seed=SEED)
-        results[label] = {"options": options, **history_summary(history)}
-        curves[label] = history
-        print(f"  {label:9s} val. accuracy {history[-1]['test_accuracy']:.4f}  val. loss "
-              f"{history[-1]['test_loss']:.4f}  {history.total_seconds:.1f} s", flush=True)
+    data = None if data_dir is None else str(data_dir)
+    _, y, _, y_test = load(data, quick)  # here first: a data problem shows before any run
+    cells = [{"optimizer": label, "epochs": epochs, "quick": quick, "data": data}
+             for label in KERAS_DEFAULTS]
+    records = run_cells(train_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
+    results = {cell["optimizer"]: record for cell, record in zip(cells, records)}
+    for label, result in results.items():
+        print(f"  {label:9s} val. accuracy {result['final_test_accuracy']:.4f}  val. loss "
+              f"{result['final_test_loss']:.4f}  {result['train_seconds']:.1f} s", flush=True)
     summary = {
         "experiment": NAME, "quick": quick, "machine": machine(),
         "model": f"MLP {'-'.join(map(str, SIZES))}, ReLU, dropout {DROPOUT}, Glorot uniform",
@@ -97,20 +121,21 @@ def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None):
     }
     write_text(out / "table.md", table(summary))
     if plots:
+        curves = {label: result["history"] for label, result in results.items()}
+        title = f"NumPy MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, Keras defaults"
         plot_curves(curves, out / "accuracy.png", field="test_accuracy",
-                    ylabel="validation (test) accuracy",
-                    title=f"NumPy MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, Keras defaults")
+                    ylabel="validation (test) accuracy", title=title, quick=quick)
         plot_curves(curves, out / "loss.png", field="test_loss", log=True,
-                    ylabel="validation (test) loss",
-                    title=f"NumPy MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, Keras defaults")
+                    ylabel="validation (test) loss", title=title, quick=quick)
     summary["time_s"] = time.perf_counter() - started
     write_json(out / "summary.json", summary)
+    finish(out)
     return summary
 
 
 def table(summary):
     lines = [f"# Keras MNIST optimizer comparison, rerun with adamnb ({summary['epochs']} epochs, "
-             f"batch {summary['batch_size']})", "",
+             f"batch {summary['batch_size']}){quick_note(summary['quick'])}", "",
              f"Model: {summary['model']}; {summary['train_rows']} training and "
              f"{summary['validation_rows']} validation images; machine: {summary['machine']}.",
              "Time is training only (evaluation excluded): the sum over the epochs, and the median "
@@ -134,8 +159,8 @@ def main(argv=None):
         NAME, "The Keras MNIST optimizer comparison (10 epochs, batch 64, Keras's default "
               "hyperparameters) rerun with a NumPy MLP; writes table.md, summary.json, "
               "accuracy.png and loss.png.",
-        f"{QUICK_EPOCHS} epochs on a subset of MNIST, for CI", DEFAULT_OUT)
-    return run_and_report(add_options(parser, EPOCHS).parse_args(argv), run, table)
+        f"{QUICK_EPOCHS} epochs on a subset of MNIST, for CI", FOLDER)
+    return run_and_report(parse_arguments(add_options(parser, EPOCHS), argv), run, table)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ final training cost. The paper does not state its L2 weight; this uses
 W\\rVert^2`). The training cost is the mean objective over each epoch's minibatches. SGD's
 Nesterov momentum is 0.9; Adam's betas are the paper's defaults (0.9, 0.999).
 
-Outputs under ``results/mnist_logistic/``: ``figure1.png`` (best runs), ``grid.png`` (every run),
-``table.md`` and ``summary.json`` (per-epoch histories of every run).
+Outputs under ``./results/mnist_logistic/`` (``.../quick/`` with ``--quick``; or ``--out DIR``):
+``figure1.png`` (best runs), ``grid.png`` (every run), ``table.md`` and ``summary.json``
+(per-epoch histories of every run). Every (method, alpha) run is one cell of a sweep
+(:mod:`adamnb.sweep`).
 
-Run: ``adamnb experiment mnist-logistic [--quick] [--epochs N] [--data DIR] [--out DIR]``.
+Run: ``adamnb experiment mnist-logistic [--quick] [--epochs N] [--data DIR] [--out DIR]
+[--workers N | --scheduler ADDRESS]``.
 """
 
 import sys
@@ -25,14 +28,20 @@ import time
 from pathlib import Path
 
 from adamnb.experiments import (
-    RESULTS,
+    default_out,
     experiment_parser,
+    finish,
     machine,
+    parse_arguments,
+    quick_note,
+    run_cells,
     write_json,
     write_text,
 )
 from adamnb.experiments._mnist import (
     add_options,
+    bar,
+    blas_threads,
     history_summary,
     load,
     plot_curves,
@@ -43,7 +52,7 @@ from adamnb.nn.training import train_minimize
 from adamnb.optim.schedules import InverseSqrt
 
 NAME = "mnist-logistic"
-DEFAULT_OUT = RESULTS / "mnist_logistic"
+FOLDER = "mnist_logistic"
 L2, BATCH, EPOCHS, QUICK_EPOCHS, SEED = 1e-4, 128, 45, 3, 0
 
 #: method -> (minimize method, fixed options, grid of alpha); the step size is alpha / sqrt(t).
@@ -55,26 +64,44 @@ METHODS = {
 }
 
 
-def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None):
-    """Every method at every grid value; writes table, summary and plots; returns the summary."""
+def train_cell(cell):
+    """One sweep cell ``{"method", "alpha", "epochs", "quick", "data"}`` (method: a label of
+    :data:`METHODS`): the run's status, step count and history summary."""
+    X, y, X_test, y_test = load(cell["data"], cell["quick"])
+    method, fixed, _ = METHODS[cell["method"]]
+    model = SoftmaxRegression(l2=L2)
+    with blas_threads():
+        result, history = train_minimize(
+            model, model.init(SEED), method, X, y, epochs=cell["epochs"], batch_size=BATCH,
+            options={**fixed, "lr": InverseSqrt(cell["alpha"])}, X_test=X_test,
+            y_test=y_test, seed=SEED, progress=bar())
+    return {"status": int(result.status), "nit": int(result.nit), **history_summary(history)}
+
+
+def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=None,
+        scheduler=None):
+    """Every method at every grid value; writes table, summary and plots; returns the summary.
+
+    ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
+    """
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(out) if out is not None else default_out(FOLDER, quick)
     epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
-    X, y, X_test, y_test = load(data_dir, quick)
-    runs, best, curves, everything = {}, {}, {}, {}
-    for label, (method, fixed, grid) in METHODS.items():
-        runs[label] = {}
-        for alpha in (grid[1:3] if quick else grid):
-            model = SoftmaxRegression(l2=L2)
-            result, history = train_minimize(
-                model, model.init(SEED), method, X, y, epochs=epochs, batch_size=BATCH,
-                options={**fixed, "lr": InverseSqrt(alpha)}, X_test=X_test, y_test=y_test,
-                seed=SEED)
-            runs[label][alpha] = {"status": int(result.status), "nit": int(result.nit),
-                                  **history_summary(history)}
-            everything[f"{label}, alpha {alpha:g}"] = history
-            print(f"  {label:13s} alpha {alpha:<6g} training cost {history[-1]['train_loss']:.4f}"
-                  f"  test accuracy {history[-1]['test_accuracy']:.4f}", flush=True)
+    data = None if data_dir is None else str(data_dir)
+    _, y, _, y_test = load(data, quick)  # here first: a data problem shows before any run
+    cells = [{"method": label, "alpha": alpha, "epochs": epochs, "quick": quick, "data": data}
+             for label, (_, _, grid) in METHODS.items()
+             for alpha in (grid[1:3] if quick else grid)]
+    records = run_cells(train_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
+    runs, best, curves, everything = {label: {} for label in METHODS}, {}, {}, {}
+    for cell, record in zip(cells, records):
+        label, alpha = cell["method"], cell["alpha"]
+        runs[label][alpha] = record
+        everything[f"{label}, alpha {alpha:g}"] = record["history"]
+        print(f"  {label:13s} alpha {alpha:<6g} training cost {record['final_train_loss']:.4f}"
+              f"  test accuracy {record['final_test_accuracy']:.4f}", flush=True)
+    for label in METHODS:
         alpha = min(runs[label], key=lambda a: _finite(runs[label][a]["final_train_loss"]))
         best[label] = alpha
         curves[f"{label} (alpha {alpha:g}/sqrt(t))"] = everything[f"{label}, alpha {alpha:g}"]
@@ -91,10 +118,13 @@ def run(out=DEFAULT_OUT, quick=False, plots=True, epochs=None, data_dir=None):
     write_text(out / "table.md", table(summary))
     if plots:
         title = (f"Logistic regression on MNIST (L2 {L2:g}, batch {BATCH}, step alpha/sqrt(t))")
-        plot_curves(curves, out / "figure1.png", title=title, ylim=(0.2, 0.7))  # the paper's axis
-        plot_curves(everything, out / "grid.png", title=title + ": every grid value", log=True)
+        plot_curves(curves, out / "figure1.png", title=title, ylim=(0.2, 0.7),  # the paper's axis
+                    quick=quick)
+        plot_curves(everything, out / "grid.png", title=title + ": every grid value", log=True,
+                    quick=quick)
     summary["time_s"] = time.perf_counter() - started
     write_json(out / "summary.json", summary)
+    finish(out)
     return summary
 
 
@@ -103,7 +133,8 @@ def _finite(value):
 
 
 def table(summary):
-    lines = [f"# Kingma & Ba (2014) Figure 1: logistic regression, {summary['epochs']} epochs", "",
+    lines = [f"# Kingma & Ba (2014) Figure 1: logistic regression, {summary['epochs']} epochs"
+             f"{quick_note(summary['quick'])}", "",
              f"{summary['train_rows']} training / {summary['test_rows']} test images, batch "
              f"{summary['batch_size']}, L2 {summary['l2']:g}, step size alpha/sqrt(t); "
              f"machine: {summary['machine']}. Bold: the alpha shown in figure1.png (lowest final "
@@ -126,8 +157,8 @@ def main(argv=None):
         NAME, "Kingma & Ba (2014) Figure 1: L2-regularised logistic regression on MNIST, Adam "
               "vs SGD-Nesterov vs AdaGrad with step alpha/sqrt(t), alpha from a grid; writes "
               "figure1.png, grid.png, table.md and summary.json.",
-        f"{QUICK_EPOCHS} epochs, two grid values, a subset of MNIST, for CI", DEFAULT_OUT)
-    return run_and_report(add_options(parser, EPOCHS).parse_args(argv), run, table)
+        f"{QUICK_EPOCHS} epochs, two grid values, a subset of MNIST, for CI", FOLDER)
+    return run_and_report(parse_arguments(add_options(parser, EPOCHS), argv), run, table)
 
 
 if __name__ == "__main__":

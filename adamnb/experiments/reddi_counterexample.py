@@ -19,12 +19,13 @@ same with ``amsgrad=True``, with the paper's step size alpha / sqrt(t)
 step. The regret of the first T steps is R_T = sum_t f_t(x_t) - f_t(-1), x_t being the point played
 at step t; an algorithm that learns has R_T / T -> 0.
 
-Outputs, under ``results/reddi/`` (or ``--out DIR``): ``reddi.png`` (x_t and R_t / t against t)
-and ``summary.json``.
+Outputs, under ``./results/reddi/`` (``./results/reddi/quick/`` with ``--quick``, or ``--out
+DIR``): ``reddi.png`` (x_t and R_t / t against t) and ``summary.json``. The two methods are the
+two cells of a sweep (:mod:`adamnb.sweep`).
 
-Run: ``adamnb experiment reddi [--quick] [--out DIR]`` (or
-``python -m adamnb.experiments.reddi_counterexample``): 100,000 steps (a few seconds), or 20,000 with
-``--quick``.
+Run: ``adamnb experiment reddi [--quick] [--out DIR] [--workers N | --scheduler ADDRESS]`` (or
+``python -m adamnb.experiments.reddi_counterexample``): 100,000 steps (a few seconds), or 20,000
+with ``--quick``.
 """
 
 import sys
@@ -36,11 +37,20 @@ from matplotlib.figure import Figure
 
 import adamnb
 from adamnb import plot
-from adamnb.experiments import RESULTS, experiment_parser, progress, write_json
+from adamnb.experiments import (
+    default_out,
+    experiment_parser,
+    finish,
+    parse_arguments,
+    progress,
+    quick_note,
+    run_cells,
+    write_json,
+)
 from adamnb.optim.schedules import InverseSqrt
 
 NAME = "reddi"
-DEFAULT_OUT = RESULTS / "reddi"
+FOLDER = "reddi"
 
 #: The problem: a large gradient once per period, a small one of the other sign otherwise.
 PERIOD, LARGE, SMALL = 101, 1010.0, -10.0
@@ -84,17 +94,34 @@ def play(amsgrad, steps, alpha=ALPHA):
     return played, average_regret
 
 
-def run(out=DEFAULT_OUT, quick=False, plots=True):
+def play_cell(cell):
+    """One sweep cell ``{"variant", "amsgrad", "steps"}``: the summary numbers of the run and
+    its trace once per period (what the plot draws)."""
+    steps = cell["steps"]
+    played, regret = play(cell["amsgrad"], steps)
+    tail = slice(steps - steps // 10, steps)
+    # One point in 101 is the large-gradient step; drawing every point would draw the period's
+    # saw-tooth as a solid band, so the plot shows both curves once per period (at its last step).
+    period_ends = np.arange(PERIOD, steps + 1, PERIOD)
+    return {"final_x": float(played[-1]), "mean_x_last_tenth": float(played[tail].mean()),
+            "average_regret": float(regret[-1]), "t": period_ends,
+            "x": played[period_ends - 1], "regret": regret[period_ends - 1]}
+
+
+def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     """Run both methods, write ``summary.json`` (and ``reddi.png``) under ``out``; the summary.
 
     The summary holds, per method, the final x, the mean x over the last tenth of the steps and the
-    final average regret R_T / T.
+    final average regret R_T / T. ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
     """
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(out) if out is not None else default_out(FOLDER, quick)
     steps = QUICK_STEPS if quick else STEPS
-    traces = {label: play(amsgrad, steps) for label, amsgrad in VARIANTS.items()}
-    tail = slice(steps - steps // 10, steps)
+    cells = [{"variant": label, "amsgrad": amsgrad, "steps": steps}
+             for label, amsgrad in VARIANTS.items()]
+    records = run_cells(play_cell, cells, out=out, workers=workers, scheduler=scheduler,
+                        desc=NAME)
+    traces = {cell["variant"]: record for cell, record in zip(cells, records)}
     summary = {
         "experiment": NAME,
         "quick": quick,
@@ -107,30 +134,29 @@ def run(out=DEFAULT_OUT, quick=False, plots=True):
         "beta2": BETA2,
         "step_size": f"{ALPHA:g} / sqrt(t)",
         "x0": X0,
-        "results": {label: {"final_x": float(played[-1]),
-                            "mean_x_last_tenth": float(played[tail].mean()),
-                            "average_regret": float(regret[-1])}
-                    for label, (played, regret) in traces.items()},
+        "results": {label: {key: trace[key]
+                            for key in ("final_x", "mean_x_last_tenth", "average_regret")}
+                    for label, trace in traces.items()},
     }
     if plots:
-        save_plot(traces, out / "reddi.png")
+        save_plot(traces, out / "reddi.png", quick)
     summary["time_s"] = time.perf_counter() - started
     write_json(out / "summary.json", summary)
+    finish(out)
     return summary
 
 
-def save_plot(traces, path):
-    """x_t and the average regret against t, both methods, log-scaled step axis."""
+def save_plot(traces, path, quick=False):
+    """x_t and the average regret against t, both methods, log-scaled step axis.
+
+    ``traces[label]`` holds ``t`` (the last step of each period), ``x`` and ``regret`` there.
+    """
     figure = Figure(figsize=(10.0, 3.8), layout="constrained")
     position, regret_ax = figure.subplots(1, 2)
     colors = {"Adam": "tab:red", "AMSGrad": "tab:blue"}
-    for label, (played, regret) in traces.items():
-        t = np.arange(1, played.size + 1)
-        # One point in 101 is the large-gradient step; drawing every point would draw the period's
-        # saw-tooth as a solid band, so show both curves once per period (at its last step).
-        period_ends = t[PERIOD - 1::PERIOD]
-        position.plot(period_ends, played[period_ends - 1], color=colors[label], label=label)
-        regret_ax.plot(period_ends, regret[period_ends - 1], color=colors[label], label=label)
+    for label, trace in traces.items():
+        position.plot(trace["t"], trace["x"], color=colors[label], label=label)
+        regret_ax.plot(trace["t"], trace["regret"], color=colors[label], label=label)
     position.axhline(LOWER, color="0.3", linestyle="--", linewidth=1.0)
     position.axhline(UPPER, color="0.3", linestyle=":", linewidth=1.0)
     position.text(1.5 * PERIOD, LOWER + 0.05, "best point x = -1", fontsize="small")
@@ -153,19 +179,22 @@ def save_plot(traces, path):
     for ax in (position, regret_ax):
         ax.grid(True, alpha=0.3)
     figure.suptitle(f"Reddi et al. (2018): f_t(x) = 1010x if t mod 101 = 1 else -10x on [-1, 1]; "
-                    f"beta1 = {BETA1}, beta2 = {BETA2}, step {ALPHA:g}/sqrt(t)", fontsize="medium")
+                    f"beta1 = {BETA1}, beta2 = {BETA2}, step {ALPHA:g}/sqrt(t){quick_note(quick)}",
+                    fontsize="medium")
     plot.save_figure(figure, path, palette=True)
 
 
 def main(argv=None):
-    """Command-line entry point: ``adamnb experiment reddi [--quick] [--out DIR]``."""
+    """Command-line entry point: ``adamnb experiment reddi [--quick] [--out DIR] [--workers N |
+    --scheduler ADDRESS]``."""
     parser = experiment_parser(
         NAME, "Reddi, Kale & Kumar (2018): on f_t(x) = 1010x (t mod 101 == 1) else -10x over "
               "[-1, 1], Adam drifts to x = +1, the worst point; AMSGrad goes to -1. Writes "
               "reddi.png and summary.json.",
-        f"{QUICK_STEPS} steps instead of {STEPS}", DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    summary = run(args.out, quick=args.quick, plots=args.plots)
+        f"{QUICK_STEPS} steps instead of {STEPS}", FOLDER)
+    args = parse_arguments(parser, argv)
+    summary = run(args.out, quick=args.quick, plots=args.plots, workers=args.workers,
+                  scheduler=args.scheduler)
     print(f"Reddi et al. (2018), {summary['steps']} steps, best point x = -1:")
     for label, numbers in summary["results"].items():
         print(f"  {label:8s} final x = {numbers['final_x']:+.4f}   mean x over the last tenth = "

@@ -7,7 +7,13 @@ L-BFGS-B run on the same problems as references (their "steps" are iterations, e
 search). Every run calls ``adamnb.minimize(tf.fun, tf.x0, jac=tf.grad, ...)`` with the test
 function's own numba-compiled value and gradient, as a user would.
 
-Outputs, under ``results/test_functions/`` (or ``--out DIR``), all written atomically:
+Every (method, function) pair is one cell of a sweep (:mod:`adamnb.sweep`), and so is every
+scipy reference run and every figure: the cells spread over one worker process per core by
+default, ``--workers N`` processes, or a Dask cluster (``--scheduler tcp://HOST:8786``), with the
+same numbers on each (wall times aside).
+
+Outputs, under ``./results/test_functions/`` (``./results/test_functions/quick/`` with
+``--quick``; or ``--out DIR``), all written atomically by the main process:
 
 ``table.md``
     Steps to first reach f - f* < 1e-6 for every method and function, then every number: the
@@ -21,15 +27,16 @@ Outputs, under ``results/test_functions/`` (or ``--out DIR``), all written atomi
     The paths over the function's contour (log-spaced levels), one panel per method, with the
     start, the end and the known minima marked.
 
-Run: ``adamnb experiment test-functions [--quick] [--out DIR] [--jobs N]`` (or
-``python -m adamnb.experiments.test_functions ...``). The default run takes about a minute on two cores;
-``--quick`` (fewer functions, a shorter budget and a coarser grid) takes seconds, for CI.
+Run: ``adamnb experiment test-functions [--quick] [--out DIR] [--workers N | --scheduler
+ADDRESS]`` (or ``python -m adamnb.experiments.test_functions ...``). ``--quick`` (fewer
+functions, a shorter budget and a coarser grid) takes seconds, for CI. How long the default run
+takes, cold and warm, is in docs/benchmarks.md.
 """
 
-import multiprocessing
-import os
+import dataclasses
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,17 +48,22 @@ import scipy.optimize
 
 import adamnb
 from adamnb import plot
+from adamnb import sweep as sweeps
+from adamnb._io import atomic_write
 from adamnb.experiments import (
-    RESULTS,
+    default_out,
     experiment_parser,
-    progress,
+    finish,
+    parse_arguments,
+    quick_note,
+    run_cells,
     write_json,
     write_text,
 )
 from adamnb.problems.functions import FUNCTIONS
 
 NAME = "test-functions"
-DEFAULT_OUT = RESULTS / "test_functions"
+FOLDER = "test_functions"
 
 #: Update steps per run (scipy's references: iterations).
 BUDGET = 3000
@@ -109,6 +121,15 @@ class Run:
         if not self.diverged and self.final_gap < TARGET_GAP:
             return (0, self.steps_to_target, self.final_gap)
         return (1, np.inf if self.diverged else self.final_gap, 0.0)
+
+    def record(self):
+        """Everything, histories included, as a sweep record (see :meth:`from_record`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record):
+        """The run a sweep record holds."""
+        return cls(**record)
 
     def numbers(self):
         """The JSON-ready numbers of this run (no histories)."""
@@ -168,13 +189,16 @@ def run_reference(tf, method, budget):
                     wall_time_s, result.fun, result.x)
 
 
-def tune(task):
+def tune(function_name, method, grid, budget):
     """Run one method on one function at every rate of its grid; the best run and the grid's.
 
-    ``task`` is ``(function_name, method, grid, budget)``, one picklable tuple, so that worker
-    processes can take it. Returns ``(function_name, method, best_run, grid_numbers)``.
+    Returns
+    -------
+    best : Run
+        The run chosen by :data:`CRITERION`.
+    grid_numbers : list of dict
+        Every rate's outcome: ``lr``, ``final_gap``, ``steps_to_target``, ``stopped``.
     """
-    function_name, method, grid, budget = task
     tf = FUNCTIONS[function_name]
     # The first call compiles minimize's loop for this (method, function) pair; keep that one-off
     # cost out of the measured wall times.
@@ -184,45 +208,46 @@ def tune(task):
     grid_numbers = [{"lr": run.lr, "final_gap": run.final_gap,
                      "steps_to_target": run.steps_to_target, "stopped": run.stopped}
                     for run in runs]
-    return function_name, method, best, grid_numbers
+    return best, grid_numbers
 
 
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def run_cell(cell):
+    """One cell of the sweep: ``{"function", "method", "budget"}``, plus ``"grid"`` (the
+    learning rates) for adamnb's methods; the record ``{"best": Run.record(), "grid": ...}``."""
+    tf = FUNCTIONS[cell["function"]]
+    if cell["method"] in REFERENCES:
+        best, grid_numbers = run_reference(tf, cell["method"], cell["budget"]), None
+    else:
+        best, grid_numbers = tune(cell["function"], cell["method"], cell["grid"],
+                                  cell["budget"])
+    return {"best": best.record(), "grid": grid_numbers}
 
 
-def _map_in_processes(function, items, jobs):
-    """``map(function, items)`` over ``jobs`` worker processes, results in completion order.
-
-    Workers are forked: they inherit the loaded modules, including this one when the ``adamnb``
-    command loaded it from its file path, which a freshly spawned interpreter could not import by
-    name. Where fork is unavailable, or with one job, the work runs in this process.
-    """
-    jobs = max(1, min(jobs, len(items)))
-    if jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from map(function, items)
-        return
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        yield from pool.imap_unordered(function, items)
+def cells_of(functions, grids, budget):
+    """The sweep's cells: every method of adamnb on every function, then scipy's references."""
+    cells = [{"function": name, "method": method, "grid": list(grids[method]), "budget": budget}
+             for name in functions for method in adamnb.METHODS]
+    cells += [{"function": name, "method": method, "budget": budget}
+              for name in functions for method in REFERENCES]
+    return cells
 
 
-def run(out=DEFAULT_OUT, quick=False, jobs=None, plots=True):
+def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     """Run the experiment, write its outputs under ``out`` and return the summary.
 
     Parameters
     ----------
-    out : path, default results/test_functions
-        Output folder, created if needed.
+    out : path, optional
+        Output folder, created if needed; default ``./results/test_functions`` (``.../quick``
+        for a quick run).
     quick : bool, default False
         The CI version: :data:`QUICK_FUNCTIONS`, :data:`QUICK_BUDGET` steps and every third rate
         of each grid.
-    jobs : int, optional
-        Worker processes; by default one per available core.
     plots : bool, default True
         Also write the PNG figures.
+    workers, scheduler
+        Where the runs go, as in :func:`adamnb.sweep.sweep`: default one local process per
+        core; ``workers=1`` this process; ``scheduler`` a Dask cluster.
 
     Returns
     -------
@@ -230,61 +255,56 @@ def run(out=DEFAULT_OUT, quick=False, jobs=None, plots=True):
         The contents of ``summary.json``.
     """
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(out) if out is not None else default_out(FOLDER, quick)
     budget = QUICK_BUDGET if quick else BUDGET
     functions = QUICK_FUNCTIONS if quick else tuple(FUNCTIONS)
     grids = {method: grid[::3] if quick else grid for method, grid in LR_GRIDS.items()}
-    jobs = jobs or _cores()
-
-    tasks = [(name, method, grids[method], budget) for name in functions
-             for method in adamnb.METHODS]
-    best, grid_numbers = {}, {}
-    for name, method, run_, numbers in progress(_map_in_processes(tune, tasks, jobs),
-                                                total=len(tasks), desc=NAME, unit="pair"):
-        best[name, method] = run_
-        grid_numbers[name, method] = numbers
-    for name in functions:
-        for method in REFERENCES:
-            best[name, method] = run_reference(FUNCTIONS[name], method, budget)
-
+    cells = cells_of(functions, grids, budget)
     methods = (*adamnb.METHODS, *REFERENCES)
-    summary = {
-        "experiment": NAME,
-        "quick": quick,
-        "budget": budget,
-        "gtol": GTOL,
-        "target_gap": TARGET_GAP,
-        "criterion": CRITERION,
-        "lr_grids": {method: list(grids[method]) for method in adamnb.METHODS},
-        "functions": list(functions),
-        "methods": list(methods),
-        "problems": {name: {"description": FUNCTIONS[name].description,
-                            "fmin": FUNCTIONS[name].fmin, "x0": FUNCTIONS[name].x0,
-                            "minimizers": FUNCTIONS[name].minimizers} for name in functions},
-        "results": {name: {method: {**best[name, method].numbers(),
-                                    **({"grid": grid_numbers[name, method]}
-                                       if (name, method) in grid_numbers else {})}
-                           for method in methods}
-                    for name in functions},
-        "environment": {"python": platform.python_version(), "numpy": np.__version__,
-                        "numba": numba.__version__, "scipy": scipy.__version__,
-                        "adamnb": adamnb.__version__, "machine": platform.machine(),
-                        "system": platform.system(), "cores": _cores(), "jobs": jobs},
-    }
-    summary["runs_time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    write_text(out / "table.md", markdown_table(summary))
-    if plots:
-        # One figure per task, drawn in the worker processes too: a contour figure takes about
-        # a second, and there are as many as functions.
-        figures = [("convergence", best, functions, methods, out / "convergence.png")]
-        figures += [("trajectories", {key: run_ for key, run_ in best.items() if key[0] == name},
-                     name, methods, out / f"trajectories_{name}.png") for name in functions]
-        for _ in progress(_map_in_processes(_save_figure, figures, jobs), total=len(figures),
-                          desc=f"{NAME} plots", unit="figure"):
-            pass
+    with sweeps.executor(workers, scheduler) as executor:
+        records = run_cells(run_cell, cells, out=out, workers=executor, desc=NAME)
+        best = {(cell["function"], cell["method"]): Run.from_record(record["best"])
+                for cell, record in zip(cells, records)}
+        grid_numbers = {(cell["function"], cell["method"]): record["grid"]
+                        for cell, record in zip(cells, records) if record["grid"] is not None}
+        summary = {
+            "experiment": NAME,
+            "quick": quick,
+            "budget": budget,
+            "gtol": GTOL,
+            "target_gap": TARGET_GAP,
+            "criterion": CRITERION,
+            "lr_grids": {method: list(grids[method]) for method in adamnb.METHODS},
+            "functions": list(functions),
+            "methods": list(methods),
+            "problems": {name: {"description": FUNCTIONS[name].description,
+                                "fmin": FUNCTIONS[name].fmin, "x0": FUNCTIONS[name].x0,
+                                "minimizers": FUNCTIONS[name].minimizers}
+                         for name in functions},
+            "results": {name: {method: {**best[name, method].numbers(),
+                                        **({"grid": grid_numbers[name, method]}
+                                           if (name, method) in grid_numbers else {})}
+                               for method in methods}
+                        for name in functions},
+            "environment": {"python": platform.python_version(), "numpy": np.__version__,
+                            "numba": numba.__version__, "scipy": scipy.__version__,
+                            "adamnb": adamnb.__version__, "machine": platform.machine(),
+                            "system": platform.system(), "cores": sweeps.available_cores(),
+                            "executor": executor.describe()},
+        }
+        summary["runs_time_s"] = time.perf_counter() - started
+        write_json(out / "summary.json", summary)
+        write_text(out / "table.md", markdown_table(summary))
+        if plots:
+            figures = figure_cells(best, functions, methods, quick)
+            pictures = run_cells(draw_figure, figures, out=out, workers=executor,
+                                 desc=f"{NAME} plots", store=False)
+            for cell, picture in zip(figures, pictures):
+                with atomic_write(out / cell["file"], "wb") as stream:
+                    stream.write(picture["png"])
     summary["total_time_s"] = time.perf_counter() - started
     write_json(out / "summary.json", summary)
+    finish(out)
     return summary
 
 
@@ -383,18 +403,48 @@ def _styles(methods):
     return styles
 
 
-def _save_figure(task):
-    kind, *arguments = task
-    (save_convergence if kind == "convergence" else save_trajectories)(*arguments)
+def figure_cells(best, functions, methods, quick):
+    """One sweep cell per figure, holding the data it draws (figures render in the workers)."""
+    cells = [{"figure": "convergence", "file": "convergence.png", "quick": quick,
+              "functions": list(functions), "methods": list(methods),
+              "histories": {name: {method: best[name, method].fun_history for method in methods}
+                            for name in functions}}]
+    cells += [{"figure": "trajectories", "file": f"trajectories_{name}.png", "quick": quick,
+               "function": name, "methods": list(methods),
+               "runs": {method: {"path": best[name, method].path, "lr": best[name, method].lr,
+                                 "final_gap": best[name, method].final_gap}
+                        for method in methods}}
+              for name in functions]
+    return cells
 
 
-def save_convergence(best, functions, methods, path):
-    """One panel per function, f - f* against the step for every method at its chosen rate."""
+def draw_figure(cell):
+    """Render one figure cell; the record ``{"png": bytes}`` (the main process writes the file,
+    so that no worker ever leaves a file half-written in the output folder)."""
+    if cell["figure"] == "convergence":
+        figure = convergence_figure(cell["histories"], cell["functions"], cell["methods"],
+                                    cell["quick"])
+        options = {}
+    else:
+        figure = trajectories_figure(cell["function"], cell["runs"], cell["methods"],
+                                     cell["quick"])
+        # dpi 90 keeps the busiest contour (Rastrigin's egg box) under 300 KB.
+        options = {"dpi": 90}
+    with tempfile.TemporaryDirectory(prefix="adamnb-figure-") as folder:
+        path = plot.save_figure(figure, Path(folder) / cell["file"], palette=True, **options)
+        return {"png": path.read_bytes()}
+
+
+def convergence_figure(histories, functions, methods, quick=False):
+    """One panel per function, f - f* against the step for every method at its chosen rate.
+
+    ``histories[function][method]`` is the f history of the chosen run.
+    """
     styles = _styles(methods)
     figure, axes = plot.panel_grid(len(functions) + 1, ncols=min(4, len(functions) + 1),
                                    panel_size=(3.6, 2.8))
     for ax, name in zip(axes, functions):
-        runs = {method: best[name, method].fun_history for method in methods}
+        runs = {method: histories[name][method] for method in methods}
         plot.plot_convergence(runs, fmin=FUNCTIONS[name].fmin, ax=ax, styles=styles,
                               target=TARGET_GAP, legend=False, title=name,
                               xlabel="step (BFGS: iteration), log scale", ylabel="f - f*")
@@ -412,45 +462,43 @@ def save_convergence(best, functions, methods, path):
                      ncols=2, title=f"method (dotted: f - f* = {TARGET_GAP:g})",
                      title_fontsize="small")
     figure.suptitle(f"Convergence from the standard start, each method at its chosen learning "
-                    f"rate (f - f* below {plot.DEFAULT_FLOOR:g} drawn at {plot.DEFAULT_FLOOR:g})",
-                    fontsize="medium")
-    plot.save_figure(figure, path, palette=True)
+                    f"rate (f - f* below {plot.DEFAULT_FLOOR:g} drawn at {plot.DEFAULT_FLOOR:g})"
+                    f"{quick_note(quick)}", fontsize="medium")
+    return figure
 
 
-def save_trajectories(best, name, methods, path):
-    """The paths of every method on one function, one panel each, over its log contour."""
+def trajectories_figure(name, runs, methods, quick=False):
+    """The paths of every method on one function, one panel each, over its log contour.
+
+    ``runs[method]`` holds the chosen run's ``path``, ``lr`` and ``final_gap``.
+    """
     tf = FUNCTIONS[name]
-    runs = {method: best[name, method].path for method in methods}
     titles = {}
     for method in methods:
-        r = best[name, method]
-        rate = "" if r.lr is None else f", lr {format_lr(r.lr)}"
-        titles[method] = f"{method}{rate}\nf - f* = {r.final_gap:.1e}"
+        rate = "" if runs[method]["lr"] is None else f", lr {format_lr(runs[method]['lr'])}"
+        titles[method] = f"{method}{rate}\nf - f* = {runs[method]['final_gap']:.1e}"
     styles = _styles(methods)
-    figure = plot.plot_trajectories(
-        tf.fun, runs, minimizers=tf.minimizers, fmin=tf.fmin, domain=tf.domain, titles=titles,
+    return plot.plot_trajectories(
+        tf.fun, {method: runs[method]["path"] for method in methods}, minimizers=tf.minimizers,
+        fmin=tf.fmin, domain=tf.domain, titles=titles,
         colors={method: style["color"] for method, style in styles.items()}, ncols=4,
         panel_size=(3.0, 2.8), resolution=160, levels=12,
         suptitle=f"{name} from x0 = ({tf.x0[0]:g}, {tf.x0[1]:g}): contours of f - f* on "
-                 f"log-spaced levels")
-    # dpi 90 keeps the busiest contour (Rastrigin's egg box) under 300 KB.
-    plot.save_figure(figure, path, dpi=90, palette=True)
+                 f"log-spaced levels{quick_note(quick)}")
 
 
 def main(argv=None):
-    """Command-line entry point: ``adamnb experiment test-functions [--quick] [--out DIR]``."""
+    """Command-line entry point: ``adamnb experiment test-functions [--quick] [--out DIR]
+    [--workers N | --scheduler ADDRESS]``."""
     parser = experiment_parser(
         NAME, "Every adamnb method on every classic 2-D test function, each at the best learning "
               "rate of a small grid, with scipy's BFGS and L-BFGS-B as references. Writes "
               "table.md, summary.json, convergence.png and trajectories_*.png.",
         f"CI version: {', '.join(QUICK_FUNCTIONS)} only, {QUICK_BUDGET} steps, three rates per "
-        "method", DEFAULT_OUT, plots_help="write the table and summary.json only")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default: one per available core)")
-    args = parser.parse_args(argv)
-    if args.jobs is not None and args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    summary = run(args.out, quick=args.quick, jobs=args.jobs, plots=args.plots)
+        "method", FOLDER, plots_help="write the table and summary.json only")
+    args = parse_arguments(parser, argv)
+    summary = run(args.out, quick=args.quick, plots=args.plots, workers=args.workers,
+                  scheduler=args.scheduler)
     print(markdown_table(summary))
     print(f"Wrote {args.out} in {summary['total_time_s']:.1f} s")
     return 0

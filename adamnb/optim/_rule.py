@@ -18,9 +18,14 @@ A rule is written once, in one module of :mod:`adamnb.optim.rules`, as:
   numbers ``t`` (1-based) and their learning rates ``lr``.
 * ``slots``: the state vectors, in row order, with torch's state names; ``rows(options)`` says how
   many a configuration uses (only the last optional slot in use adds a row).
-* the options (:class:`Hyperparameter`: name, default, range) with torch's keyword names
-  (``betas`` split into ``beta1`` and ``beta2``), and ``doc``: the update in math with its sources,
-  which becomes the docstring of the rule's optimizer class.
+* the options (:class:`Hyperparameter`: name, default, range) with the defining library's keyword
+  names (torch's, ``betas`` split into ``beta1`` and ``beta2``; optax's ``b1``, ``b2``, ``b3``
+  become ``beta1``, ``beta2``, ``beta3``), and ``doc``: the update in math with its sources, which
+  becomes the docstring of the rule's optimizer class.
+* optionally ``outputs(options, x, state)``: what a run reports beside its iterate, computed on
+  the host from the final ``x`` and state (ASGD's average ``ax``; schedule-free AdamW's evaluation
+  point, which replaces ``x``). ``minimize`` puts them in its result, the classes give them from
+  :meth:`adamnb.optim.Optimizer.outputs`.
 
 Every driver and every optimizer class reads the scalars through one :class:`CoefficientStream`,
 so they all take the same steps, to the bit.
@@ -38,7 +43,8 @@ import numpy as np
 from adamnb.optim.schedules import Schedule, checked_rate
 
 __all__ = ["Hyperparameter", "UpdateRule", "CoefficientStream", "power", "lr_option",
-           "beta_option", "eps_option", "WEIGHT_DECAY", "RESERVED_OPTION_NAMES"]
+           "beta_option", "eps_option", "WEIGHT_DECAY", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY",
+           "RESERVED_OPTION_NAMES"]
 
 #: Option names that belong to the drivers (``maxiter``, ``gtol`` ... of
 #: :data:`adamnb.optimize.DRIVER_OPTIONS`), never to a rule: a rule whose hyperparameter took one
@@ -52,8 +58,8 @@ RESERVED_OPTION_NAMES = frozenset({"maxiter", "gtol", "tol", "disp", "return_all
 class Hyperparameter:
     """One option of an update rule: its default, its type and its allowed range.
 
-    ``kind`` is "float", "bool" or "lr" (a float or a schedule). ``low``/``high`` bound a float
-    option; ``low_open``/``high_open`` make a bound strict.
+    ``kind`` is "float", "int" (a whole number, e.g. a count of steps), "bool" or "lr" (a float or
+    a schedule). ``low``/``high`` bound a number; ``low_open``/``high_open`` make a bound strict.
     """
 
     name: str
@@ -69,6 +75,8 @@ class Hyperparameter:
         """The allowed values in words, e.g. ``0 <= beta1 < 1``."""
         if self.kind == "bool":
             return "True or False"
+        if math.isinf(self.low) and math.isinf(self.high):
+            return f"{self.name} any real number"
         left = f"{self.low:g} {'<' if self.low_open else '<='} {self.name}"
         if math.isinf(self.high):
             return left
@@ -94,14 +102,16 @@ class Hyperparameter:
         if self.kind == "lr" and callable(value) and not hasattr(value, "__float__"):
             return value  # a schedule, checked at every step (adamnb.optim.schedules)
         number = _real_scalar(value)
-        if number is None:
-            raise ValueError(f"Invalid {self.name}: {value!r}; expected a real number with "
+        if number is None or (self.kind == "int" and not (math.isfinite(number)
+                                                          and number == int(number))):
+            what = "a whole number" if self.kind == "int" else "a real number"
+            raise ValueError(f"Invalid {self.name}: {value!r}; expected {what} with "
                              f"{self.range_text()}")
         too_low = number <= self.low if self.low_open else number < self.low
         too_high = number >= self.high if self.high_open else number > self.high
         if math.isnan(number) or too_low or too_high or (math.isinf(number) and self.kind == "lr"):
             raise ValueError(f"Invalid {self.name}: {value!r}; expected {self.range_text()}")
-        return number
+        return int(number) if self.kind == "int" else number
 
 
 def _real_scalar(value):
@@ -148,6 +158,16 @@ def eps_option(default, doc="term added to the denominator for numerical stabili
 
 WEIGHT_DECAY = Hyperparameter("weight_decay", 0.0, "L2 penalty coefficient (added to the gradient)")
 
+#: torch's ``maximize``: the gradient is negated before anything else, so the rule ascends.
+MAXIMIZE = Hyperparameter("maximize", False, "maximize the objective: the gradient is negated "
+                          "first, as torch.optim's maximize=True", kind="bool")
+
+#: torch 2.x's ``decoupled_weight_decay`` of NAdam and RAdam: ``x *= 1 - lr weight_decay`` before
+#: the step (AdamW's decay) instead of the L2 term ``g += weight_decay x``.
+DECOUPLED_WEIGHT_DECAY = Hyperparameter(
+    "decoupled_weight_decay", False, "decay x by 1 - lr weight_decay before the step (AdamW's "
+    "decoupled decay) instead of adding weight_decay x to the gradient", kind="bool")
+
 
 def _unpacked_names(element):
     """The names the element's first statement unpacks its last parameter into, or None."""
@@ -173,11 +193,15 @@ class UpdateRule:
     configuration of another rule (``amsgrad`` is Adam with ``amsgrad=True``); ``check`` validates
     combinations of options; ``initial_state(options, slot)`` gives a slot's value at step 0
     (default 0); ``scalar_state`` and ``scalar_series`` carry host scalars from step to step
-    (NAdam's running product of momentum factors): ``scalar_series(options, t, scalars)`` returns
-    the per-step series of each, as keyword arguments of ``coefficients``, and their values
-    after the last step. ``class_name`` names the optimizer class generated for the rule (None:
-    no class of its own), ``summary`` is one line, ``doc`` the math and sources, ``source`` the
-    paper and library the formulas follow.
+    (NAdam's running product of momentum factors, ASGD's previous rate):
+    ``scalar_series(options, t, lr, scalars)`` returns the per-step series of each, as keyword
+    arguments of ``coefficients``, and their values after the last step. ``outputs(options, x,
+    state)`` gives a run's extra results from the final iterate and state (NumPy arrays; ``x``
+    may carry leading batch axes, ``state`` then has shape (..., rows, n)): a dict of arrays whose
+    key ``"x"``, if present, replaces the reported iterate. ``class_name`` names the optimizer
+    class generated for the rule (None: no class of its own), ``summary`` is one line, ``doc`` the
+    math and sources, ``source`` the paper and library the formulas follow, ``defined_by`` the
+    library function the rule reproduces (default ``torch.optim.<class_name>``).
 
     Raises
     ------
@@ -202,6 +226,8 @@ class UpdateRule:
     fixed: dict = field(default_factory=dict)
     scalar_state: dict = field(default_factory=dict)
     scalar_series: Callable = None
+    outputs: Callable = None
+    defined_by: str = None
 
     def __post_init__(self):
         unpacked = _unpacked_names(self.element)
@@ -218,6 +244,13 @@ class UpdateRule:
                              "(maxiter, gtol, ...); give the hyperparameter another name")
         if len(set(names)) != len(names):
             raise ValueError(f"rule {self.name!r}: an option is declared twice in {names}")
+
+    @property
+    def library(self):
+        """The library function whose formulas, defaults and names the rule follows."""
+        if self.defined_by:
+            return self.defined_by
+        return f"torch.optim.{self.class_name}" if self.class_name else "torch.optim"
 
     @property
     def n_coefficients(self):
@@ -265,7 +298,7 @@ class UpdateRule:
         lr = np.asarray(lr, dtype=np.float64)
         series = {}
         if self.scalar_series is not None:
-            series, scalars = self.scalar_series(options, t, scalars)
+            series, scalars = self.scalar_series(options, t, lr, scalars)
         values = self.coefficients(options, t, lr, **series)
         if set(values) != set(self.scalars):
             raise ValueError(f"rule {self.name!r}: coefficients gave {sorted(values)}, the "

@@ -29,7 +29,7 @@ from adamnb.backends import cpu as kernels
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
 from adamnb._io import atomic_write
-from adamnb.optim.schedules import Schedule, as_schedule
+from adamnb.optim.schedules import Schedule, as_schedule, fresh_copy
 
 
 _FLOAT_TYPES = (np.float32, np.float64)
@@ -195,6 +195,24 @@ class Optimizer:
             kernel(x, g, self.state, c)
         self.t, self.scalars = t, dict(self._stream.scalars)
 
+    def outputs(self, x):
+        """The rule's extra results at iterate ``x`` (its current state), as host arrays: ASGD's
+        averaged iterate ``{"ax": ...}``; schedule-free AdamW's evaluation point, iterate and
+        z sequence ``{"x": ..., "y": ..., "z": ...}`` (optax's ``schedule_free_eval_params``);
+        ``{}`` for the other rules, and before the first step.
+
+        Parameters
+        ----------
+        x : ndarray or device array, shape (n,)
+            The vector this optimizer updates.
+        """
+        if self.rule.outputs is None or self.state is None:
+            return {}
+        on_device = self._state_on_device()
+        state = self.state.copy_to_host() if on_device else self.state
+        host = x.copy_to_host() if on_device else np.asarray(x)
+        return self.rule.outputs(self.options, host, state)
+
     def state_dict(self):
         """A snapshot of the optimizer: method, options, step count, state vectors, host scalars.
 
@@ -203,17 +221,21 @@ class Optimizer:
         ``lr`` schedule is kept as the object itself; a state on the CUDA device is copied to
         host arrays). :func:`save_state_dict` stores it without pickle.
 
+        A schedule that holds state (:class:`adamnb.optim.schedules.ReduceLROnPlateau`) is copied
+        as it is now: the snapshot does not change when the schedule steps on.
+
         Returns
         -------
         dict
             ``{"method": str, "options": dict, "step": int, "state": {slot: ndarray},
-            "scalars": {name: float}}``; ``state`` names torch's slots (``exp_avg``, ...).
+            "scalars": {name: float}}``; ``state`` names the rule's slots (torch's
+            ``exp_avg``, ...).
         """
         state = self.state.copy_to_host() if self._state_on_device() else self.state
         rows = 0 if state is None else state.shape[0]
         return {
             "method": self.rule.name,
-            "options": dict(self.options),
+            "options": {name: fresh_copy(value) for name, value in self.options.items()},
             "step": self.t,
             "state": {slot: state[row].copy()
                       for row, slot in enumerate(self.rule.slots[:rows])},
@@ -224,9 +246,10 @@ class Optimizer:
         """Restore a snapshot from :meth:`state_dict` (options, step count, state and scalars).
 
         Everything is checked before anything changes, so a rejected snapshot leaves this
-        optimizer as it was. The state goes to the CUDA device for ``backend="cuda"`` or when this
-        optimizer's state is there already; otherwise it stays on the host until a step with
-        device arrays.
+        optimizer as it was. A stateful schedule in the snapshot is copied: after loading, step
+        it through ``optimizer.schedule``. The state goes to the CUDA device for
+        ``backend="cuda"`` or when this optimizer's state is there already; otherwise it stays
+        on the host until a step with device arrays.
 
         Raises
         ------
@@ -238,6 +261,7 @@ class Optimizer:
         """
         options, step, vectors, scalars = _checked_state_dict(self.rule, state_dict)
         to_device = self.backend == "cuda" or self._state_on_device()
+        options["lr"] = fresh_copy(options["lr"])
         self.options = options
         self.schedule = as_schedule(options["lr"])
         self.t = step
@@ -377,12 +401,12 @@ def _option_from_json(value):
 
 
 def _class_doc(rule):
-    lines = [f"{rule.summary[0].upper()}{rule.summary[1:]}, as {_torch_name(rule)}.", ""]
+    lines = [f"{rule.summary[0].upper()}{rule.summary[1:]}, as {rule.library}.", ""]
     if rule.doc:
         lines += [inspect.cleandoc(rule.doc), ""]
     lines += ["Parameters", "----------"]
     for hp in rule.hyperparameters:
-        kind = {"lr": "float or schedule", "bool": "bool"}.get(hp.kind, "float")
+        kind = {"lr": "float or schedule", "bool": "bool", "int": "int"}.get(hp.kind, "float")
         lines += [f"{hp.name} : {kind}, default {hp.default!r}",
                   f"    {hp.doc[0].upper()}{hp.doc[1:]}; {hp.range_text()}."]
     lines += ["parallel, backend : keyword-only", "    Where the update runs; see :class:`Optimizer`.",
@@ -391,10 +415,6 @@ def _class_doc(rule):
               "    An unknown option (the message lists the valid ones).", "", "Notes", "-----",
               f"Source: {rule.source}."]
     return "\n".join(lines) + "\n"
-
-
-def _torch_name(rule):
-    return f"torch.optim.{rule.class_name}" if rule.class_name else "torch.optim"
 
 
 #: The optimizer class of each method name that has one ("amsgrad" is Adam(amsgrad=True)).

@@ -464,6 +464,6 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     usable = np.flatnonzero(status != 3)
     best = int(usable[np.argmin(F[usable])]) if usable.size else -1
     result = build_result(run, X, F, G, counts[:, 0].copy(), counts[:, 1].copy(),
-                          counts[:, 2].copy(), status)
+                          counts[:, 2].copy(), status, state=states)
     result.best = best
     return result

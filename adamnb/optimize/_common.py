@@ -20,12 +20,14 @@ here, once:
           x_prev = x; x = P(update(x, g))               # the rule's element, projected
           f, g = fun(copy of x); nit += 1
           f or any g_i not finite -> x = x_prev, f and g the last finite ones, status 3
-          record x and f (return_all); callback (StopIteration -> status 99)
+          record x and f (return_all); feed f to a schedule that follows the objective
+          (ReduceLROnPlateau); callback (StopIteration -> status 99)
 
   where ``||g||_stat`` is the infinity-norm of ``g``, or with bounds that of the projected
   gradient ``P(x - g) - x`` (L-BFGS-B's ``pgtol`` measure), and NaN when any ``g_i`` is not
   finite (:mod:`adamnb.backends.elements`);
-* the result (:func:`build_result`) and its status messages (:data:`STATUS_MESSAGES`).
+* the result (:func:`build_result`) and its status messages (:data:`STATUS_MESSAGES`), with the
+  rule's extra outputs (ASGD's ``ax``; schedule-free AdamW's evaluation point as ``x``).
 """
 
 import collections.abc
@@ -39,10 +41,11 @@ import numpy as np
 from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
 
 from adamnb.optim._rule import RESERVED_OPTION_NAMES
-from adamnb.optim.schedules import as_schedule
+from adamnb.optim.schedules import as_schedule, fresh_copy
 
 __all__ = ["DRIVER_OPTIONS", "STATUS_MESSAGES", "Run", "prepare", "as_x0", "as_bounds",
-           "iterate", "build_result", "wrap_callback", "caller_stacklevel", "warn_unused"]
+           "iterate", "objective_feed", "rule_outputs", "build_result", "wrap_callback",
+           "caller_stacklevel", "warn_unused"]
 
 #: Driver options every method accepts beside its rule's hyperparameters: (default, meaning).
 DRIVER_OPTIONS = {
@@ -97,8 +100,21 @@ class Run:
     compiled: object = None
     fast: bool = False
 
-    def stream(self, dtype):
-        """The run's :class:`adamnb.optim.CoefficientStream`, in ``dtype``."""
+    def stream(self, dtype, fed=False):
+        """The run's :class:`adamnb.optim.CoefficientStream`, in ``dtype``.
+
+        ``fed`` says the caller gives the objective to a schedule that follows it
+        (:func:`iterate` does, through :func:`objective_feed`).
+
+        Raises
+        ------
+        ValueError
+            The schedule follows the objective (ReduceLROnPlateau) and ``fed`` is False: a
+            driver with many objectives (``minimize_batch``) has no single one to give it.
+        """
+        if getattr(self.schedule, "needs_objective", False) and not fed:
+            raise ValueError(f"{type(self.schedule).__name__} follows the objective of one run; "
+                             "this driver runs many at once and cannot feed it (use minimize)")
         return self.rule.stream(self.options, self.schedule, dtype, maxiter=self.maxiter)
 
     def next_args(self):
@@ -151,7 +167,8 @@ def prepare(rule, args, options):
         elif stochastic:
             driver["gtol"] = 0.0
     validated = rule.validate(hyperparameters)
-    return Run(rule=rule, options=validated, schedule=as_schedule(validated["lr"]),
+    # A stateful schedule runs on a copy: the same call gives the same run twice.
+    return Run(rule=rule, options=validated, schedule=fresh_copy(as_schedule(validated["lr"])),
                maxiter=_check_maxiter(driver["maxiter"]),
                gtol=_check_real("gtol", driver["gtol"]),
                disp=bool(driver["disp"]), record=bool(driver["return_all"]),
@@ -343,7 +360,8 @@ def iterate(run, ops, x, f, g, spare, norm, state, notify, allvecs, fun_history)
 
     Returns ``(status, nit, f, g)``: ``g`` is whichever buffer holds the gradient at ``x``.
     """
-    stream = run.stream(x.dtype)
+    stream = run.stream(x.dtype, fed=True)
+    feed = objective_feed(run, f)
     table, column, nit = None, 0, 0
     while True:
         if run.gtol > 0 and norm <= run.gtol:
@@ -364,6 +382,8 @@ def iterate(run, ops, x, f, g, spare, norm, state, notify, allvecs, fun_history)
         if allvecs is not None:
             allvecs.append(ops.snapshot(x))
             fun_history.append(f)
+        if feed is not None:
+            feed(f)
         if notify is not None:
             try:
                 notify(x, f)
@@ -371,11 +391,57 @@ def iterate(run, ops, x, f, g, spare, norm, state, notify, allvecs, fun_history)
                 return 99, nit, f, g
 
 
-def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_history=None):
+def objective_feed(run, f0):
+    """What gives the run's objective values to a schedule that follows them
+    (:class:`adamnb.optim.schedules.ReduceLROnPlateau`), or None for any other schedule.
+
+    The returned ``feed(f)`` is called with ``f`` after every step. It passes it on at once,
+    unless ``args`` is a stream with epochs (:func:`adamnb.minibatches`: it has
+    ``batches_per_epoch`` and ``epoch``); then it collects the minibatch values of each epoch,
+    from ``f0`` on, and passes their mean once the epoch's last minibatch has been drawn, as a
+    training loop calls torch's ``scheduler.step(loss)`` once per epoch.
+    """
+    schedule = run.schedule
+    if not getattr(schedule, "needs_objective", False):
+        return None
+    stream = run.args
+    if not (run.stochastic and hasattr(stream, "batches_per_epoch") and hasattr(stream, "epoch")):
+        return schedule.step
+    values, seen = [f0], [stream.epoch]
+
+    def feed(f):
+        values.append(f)
+        if stream.epoch != seen[0]:
+            schedule.step(math.fsum(values) / len(values))
+            values.clear()
+            seen[0] = stream.epoch
+
+    return feed
+
+
+def rule_outputs(run, x, state):
+    """The rule's extra results from the final ``x`` and ``state`` (host or device arrays; see
+    :attr:`adamnb.optim.UpdateRule.outputs`), as arrays of the same kind: ``{}`` for most rules.
+    """
+    if run.rule.outputs is None or state is None:
+        return {}
+    if isinstance(x, np.ndarray):
+        return run.rule.outputs(run.options, x, state)
+    from adamnb.backends import cuda as cuda_backend  # only device runs get here
+
+    outputs = run.rule.outputs(run.options, x.copy_to_host(), state.copy_to_host())
+    return {name: cuda_backend.to_device(np.ascontiguousarray(value))
+            for name, value in outputs.items()}
+
+
+def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_history=None,
+                 state=None):
     """The ``scipy.optimize.OptimizeResult`` of a run, and scipy's summary when ``disp``.
 
     For a batch of starts, ``status`` and the counts are arrays over the starts; ``success`` is
-    then an array and ``message`` a list.
+    then an array and ``message`` a list. With ``state``, the rule's extra outputs
+    (:func:`rule_outputs`) join the result; an output named ``x`` replaces the iterate (``fun``
+    and ``jac`` stay those of the iterate, where the last gradient was taken).
     """
     if np.ndim(status) == 0:
         success, message = status == 0, STATUS_MESSAGES[int(status)]
@@ -383,6 +449,7 @@ def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_histor
         success, message = status == 0, [STATUS_MESSAGES[int(s)] for s in status]
     result = OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=nfev, njev=njev, status=status,
                             success=success, message=message)
+    result.update(rule_outputs(run, x, state))
     if run.record:
         result.allvecs = allvecs
         result.fun_history = np.array(fun_history)

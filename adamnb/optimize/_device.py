@@ -248,4 +248,4 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, state, notify, allvecs,
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
-                        fun_history)
+                        fun_history, state=state)

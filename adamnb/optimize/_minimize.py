@@ -60,7 +60,7 @@ def minimize_with_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, state, notify, allvecs,
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
-                        fun_history)
+                        fun_history, state=state)
 
 
 def _method_callable(rule):
@@ -248,7 +248,8 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
 def _options_text(rule):
     title = f"Options for method {rule.name!r}"
     lines = [title, "-" * len(title), f"{rule.summary[0].upper()}{rule.summary[1:]}.",
-             f"Source: {rule.source}.", "", "Hyperparameters (torch.optim's names and defaults):"]
+             f"Source: {rule.source}.", "",
+             f"Hyperparameters (the names and defaults of {rule.library}):"]
     for hp in rule.hyperparameters:
         default = rule.fixed.get(hp.name, hp.default)
         pinned = " (fixed by this method)" if hp.name in rule.fixed else ""

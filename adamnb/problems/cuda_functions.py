@@ -2,19 +2,20 @@ r"""Batched n-D Rosenbrock and Rastrigin on the GPU, and device objectives for `
 
 For a device array ``X`` of shape ``(k, n)`` (k points, one per row) the kernels compute the
 values ``f`` (shape ``(k,)``) and gradients ``G`` (shape ``(k, n)``) on the device, in X's dtype
-(float32 or float64), with the formulas of :mod:`adamnb.problems.functions`:
+(float32 or float64):
 
 .. math::
 
     \mathrm{rosenbrock}(x) &= \sum_{i=0}^{n-2} 100\,(x_{i+1} - x_i^2)^2 + (1 - x_i)^2, \\
-    \partial_i &= 200\,(x_i - x_{i-1}^2)\,[i > 0]
-                 - \big(400\, x_i (x_{i+1} - x_i^2) + 2 (1 - x_i)\big)\,[i < n-1], \\
-    \mathrm{rastrigin}(x) &= \sum_{i=0}^{n-1} x_i^2 + A\,(1 - \cos 2\pi x_i), \qquad
-    \partial_i = 2 x_i + 2\pi A \sin 2\pi x_i, \quad A = 10.
+    \mathrm{rastrigin}(x) &= \sum_{i=0}^{n-1} x_i^2 + A\,(1 - \cos 2\pi x_i), \quad A = 10.
 
-The gradient is written as :func:`adamnb.problems.functions.rosenbrock_value_and_grad` accumulates it
-(left neighbour's term plus own term, the same operations in the same order), so without fused
-multiply-adds it is the CPU's bits; the values are sums, whose order differs (below).
+Nothing here restates a formula: each thread evaluates the one definition that
+:mod:`adamnb.problems.functions` compiles for the CPU, compiled here as a CUDA device function:
+:func:`~adamnb.problems.functions.rastrigin_term` for coordinate ``i``, and
+:func:`~adamnb.problems.functions.rosenbrock_pair` for the pairs ``(i - 1, i)`` and
+``(i, i + 1)`` that coordinate ``i`` belongs to, whose derivatives it adds as the CPU loop does
+(``(0 + left pair's) + own pair's``). So without fused multiply-adds the gradient is the CPU's
+bits; the values are sums, whose order differs (below).
 
 Work decomposition
     One thread per row would serialise the common cases (one long vector for ``minimize``, or a
@@ -23,13 +24,14 @@ Work decomposition
     row, the threads of the ``gridDim.x`` blocks stride over the columns, consecutive threads on
     consecutive elements (coalesced reads of ``X`` and writes of ``G``). Each element's gradient
     needs only its neighbours, so it is written directly; each block folds its share of the
-    row's value terms into one partial sum (shared-memory tree, as :class:`adamnb.backends.cuda.Reduction`)
-    and a second small kernel adds a row's partials in order, one thread per row. ``gridDim.x``
+    row's value terms into one partial sum (:func:`adamnb.backends.cuda.block_tree`, the tree of
+    :class:`~adamnb.backends.cuda.Reduction`) and a second small kernel adds a row's partials in
+    order, one thread per row. ``gridDim.x``
     is ``min(ceil(n / threads), 32 * SMs)`` and ``gridDim.y`` fills the rest of the same cap, so
     a single huge vector and many small ones both fill the GPU.
 
 Numerics
-    All arithmetic is in X's dtype (constants are cast once, closure constants of the kernel), so
+    All arithmetic is in X's dtype (constants are cast to it, and folded at compile time), so
     float32 kernels do no float64 work; the only float64 instructions in their PTX are those
     that libdevice's ``cosf``/``sinf`` use to reduce huge arguments (Payne-Hanek), as any CUDA
     program calling ``cosf`` has. The value is summed as per-thread strided sums combined in a
@@ -46,83 +48,74 @@ Objectives for :func:`adamnb.optimize._device.minimize_on_device`
 ``numba.cuda`` is imported only when a kernel is first needed.
 """
 
-import math
-
 import numpy as np
 
 from adamnb.backends import cuda as cuda_backend
-from adamnb.problems.functions import _RASTRIGIN_A
+from adamnb.problems import functions
 
 __all__ = ["rosenbrock_batch", "rastrigin_batch", "DeviceObjective", "rosenbrock", "rastrigin",
-           "OBJECTIVES", "kernel_ptx"]
+           "OBJECTIVES", "kernel_ptx", "THREADS_PER_BLOCK"]
 
 #: Threads per block of the launches here (a power of two; tests patch in a tiny one).
 THREADS_PER_BLOCK = cuda_backend.DEFAULT_THREADS_PER_BLOCK
 
+#: Each problem's one definition in :mod:`adamnb.problems.functions`: a per-coordinate term, or
+#: the term of a pair of neighbours.
+_DEFINITIONS = {"rosenbrock": ("pair", functions.rosenbrock_pair),
+                "rastrigin": ("term", functions.rastrigin_term)}
+
 _kernels = {}
-# numba.cuda once imported; reached through this module global (the simulator swaps it).
+# numba.cuda (adamnb.backends.cuda.numba_cuda), bound on first use: the kernels here reach it
+# through this module global, which the simulator swaps for its fake module while they run.
 _numba_cuda = None
 
 
-def _cuda():
+def _bind_cuda():
     global _numba_cuda
-    if _numba_cuda is None:
-        _numba_cuda = cuda_backend._cuda()
+    _numba_cuda = cuda_backend.numba_cuda()
     return _numba_cuda
 
 
 # --- kernels --------------------------------------------------------------------------------------
 
-def _rosenbrock_terms(dtype):
-    """Device function ``terms(X, r, i, n) -> (value term of i, gradient of i)`` of row r."""
-    T = np.dtype(dtype).type
-    zero, one, two = T(0.0), T(1.0), T(2.0)
-    c100, c200, c400 = T(100.0), T(200.0), T(400.0)
-
-    def terms(X, r, i, n):
-        xi = X[r, i]
-        value = zero
-        left = zero
-        right = zero
-        if i + 1 < n:
-            a = X[r, i + 1] - xi * xi
-            b = one - xi
-            value = c100 * a * a + b * b
-            right = -c400 * xi * a - two * b
+def _pair_element(pair):
+    """The element ``(x, i) -> (value term of i, df/dx_i)`` of a sum over neighbouring pairs, from
+    the pair's ``(value, d_first, d_second)``, with the CPU's operations:
+    ``(0 + d_second(i - 1)) + d_first(i)`` (see :func:`adamnb.problems.functions.rosenbrock_pair`).
+    """
+    def element(x, i):
+        T = x.dtype.type
+        value = T(0.0)
+        d_first = T(0.0)
+        d_second = T(0.0)
+        if i + 1 < x.shape[0]:
+            value, d_first, _ = pair(x, i)
         if i > 0:
-            x_left = X[r, i - 1]
-            left = c200 * (xi - x_left * x_left)
-        return value, left + right
+            _, _, d_second = pair(x, i - 1)
+        return value, (T(0.0) + d_second) + d_first
 
-    return terms
-
-
-def _rastrigin_terms(dtype):
-    T = np.dtype(dtype).type
-    one, two = T(1.0), T(2.0)
-    A = T(_RASTRIGIN_A)
-    w = T(2.0 * math.pi)
-    wA = T(2.0 * math.pi * _RASTRIGIN_A)
-
-    def terms(X, r, i, n):
-        xi = X[r, i]
-        return xi * xi + A * (one - math.cos(w * xi)), two * xi + wA * math.sin(w * xi)
-
-    return terms
+    return element
 
 
-_TERMS = {"rosenbrock": _rosenbrock_terms, "rastrigin": _rastrigin_terms}
+def _device_element(name):
+    """The device function ``element(x, i) -> (value term, derivative)`` of ``name``."""
+    shape, definition = _DEFINITIONS[name]
+    element = cuda_backend.device_function(definition)
+    if shape == "pair":
+        element = cuda_backend.device_function(_pair_element(element))
+    return element
 
 
 def _value_and_grad_function(name, threads_per_block, dtype):
     """The Python source of the batched value-and-gradient kernel, not yet compiled."""
     from numba import from_dtype
-    cuda = _cuda()
+    _bind_cuda()
     dtype = np.dtype(dtype)
     scalar = from_dtype(dtype)
     zero = dtype.type(0)
     width = int(threads_per_block)
-    terms = cuda.jit(device=True)(_TERMS[name](dtype))
+    element = _device_element(name)
+    tree = cuda_backend.block_tree(width, False)
 
     def value_and_grad(X, G, partials):
         rows, n = X.shape
@@ -131,29 +124,23 @@ def _value_and_grad_function(name, threads_per_block, dtype):
         start = _numba_cuda.blockIdx.x * width + tid
         stride = _numba_cuda.gridDim.x * width
         for r in range(_numba_cuda.blockIdx.y, rows, _numba_cuda.gridDim.y):
+            x = X[r]
             acc = zero
             for i in range(start, n, stride):
-                value, gradient = terms(X, r, i, n)
+                value, gradient = element(x, i)
                 acc += value
                 G[r, i] = gradient
             buffer[tid] = acc
-            _numba_cuda.syncthreads()
-            half = width // 2
-            while half > 0:
-                if tid < half:
-                    buffer[tid] += buffer[tid + half]
-                _numba_cuda.syncthreads()
-                half //= 2
+            tree(buffer, tid)  # the tree begins with a barrier: the buffer is free for the next row
             if tid == 0:
                 partials[r, _numba_cuda.blockIdx.x] = buffer[0]
-            _numba_cuda.syncthreads()  # the buffer is reused by the next row
 
     return value_and_grad
 
 
 def _row_sums_function():
     """``f[r] = sum_b partials[r, b]``, in order, one thread per row."""
-    _cuda()
+    _bind_cuda()
 
     def row_sums(partials, f):
         for r in range(_numba_cuda.grid(1), f.size, _numba_cuda.gridsize(1)):
@@ -168,22 +155,23 @@ def _row_sums_function():
 def _kernel(name, threads_per_block, dtype):
     key = (name, int(threads_per_block), np.dtype(dtype))
     if key not in _kernels:
-        _kernels[key] = _cuda().jit(_value_and_grad_function(*key))
+        _kernels[key] = _bind_cuda().jit(_value_and_grad_function(*key))
     return _kernels[key]
 
 
 def _row_sums_kernel():
     if "row_sums" not in _kernels:
-        _kernels["row_sums"] = _cuda().jit(_row_sums_function())
+        _kernels["row_sums"] = _bind_cuda().jit(_row_sums_function())
     return _kernels["row_sums"]
 
 
 def _grid(rows, n, threads_per_block):
-    """(blocks along a row, blocks over the rows) within the cap of :func:`launch_blocks`."""
-    cap = cuda_backend.BLOCKS_PER_SM * cuda_backend._sm_count()
+    """(blocks along a row, blocks over the rows): as many as :func:`launch_blocks` allows."""
     along = cuda_backend.launch_blocks(n, threads_per_block)
-    over = max(1, min(rows, cap // along, 65535))
-    return along, over
+    # launch_blocks(k * threads) is min(k, the cap of blocks per launch): with k = rows * along
+    # it leaves min(rows, cap // along) rows of `along` blocks.
+    over = cuda_backend.launch_blocks(rows * along * threads_per_block, threads_per_block) // along
+    return along, max(1, min(over, 65535))
 
 
 def _check_threads(threads_per_block):
@@ -203,7 +191,7 @@ def _check_out(out, shape, dtype, name):
 
 def _batch(name, X, f, G, threads_per_block, partials=None):
     cuda_backend.require_available(f"adamnb.problems.cuda_functions.{name}_batch")
-    cuda = _cuda()
+    cuda = cuda_backend.numba_cuda()
     X = cuda_backend.as_device_array(X, "X")
     if np.dtype(X.dtype).type not in (np.float32, np.float64):
         raise TypeError(f"X must have dtype float32 or float64, got {X.dtype}")
@@ -273,8 +261,9 @@ class DeviceObjective:
     """
 
     def __init__(self, name):
-        if name not in _TERMS:
-            raise ValueError(f"Invalid objective: {name!r}; expected one of {sorted(_TERMS)}")
+        if name not in _DEFINITIONS:
+            raise ValueError(f"Invalid objective: {name!r}; expected one of "
+                             f"{sorted(_DEFINITIONS)}")
         self.name = name
         self._workspaces = {}
 
@@ -287,7 +276,7 @@ class DeviceObjective:
         n = x.size
         key = (n, np.dtype(x.dtype), _check_threads(None))
         if key not in self._workspaces:
-            cuda = _cuda()
+            cuda = cuda_backend.numba_cuda()
             if len(self._workspaces) > 4:
                 self._workspaces.clear()
             along, _ = _grid(1, max(n, 1), key[2])
@@ -309,11 +298,12 @@ OBJECTIVES = {"rosenbrock": rosenbrock, "rastrigin": rastrigin}
 def kernel_ptx(name, dtype, threads_per_block=None, cc=(9, 0)):
     """PTX of ``name``'s kernels for ``dtype``: ``{"value_and_grad": ..., "row_sums": ...}``.
 
-    Needs NVVM but no GPU; not in the simulator (see :func:`adamnb.backends.cuda.compile_kernel_ptx`).
+    Needs NVVM but no GPU; not in the simulator (see
+    :func:`adamnb.backends.cuda.compile_kernel_ptx`).
     """
     from numba import from_dtype
-    if name not in _TERMS:
-        raise ValueError(f"Invalid objective: {name!r}; expected one of {sorted(_TERMS)}")
+    if name not in _DEFINITIONS:
+        raise ValueError(f"Invalid objective: {name!r}; expected one of {sorted(_DEFINITIONS)}")
     scalar = from_dtype(np.dtype(dtype))
     tpb = _check_threads(threads_per_block)
     return {

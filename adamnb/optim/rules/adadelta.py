@@ -3,12 +3,15 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option, lr_option
+from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option,
+                                lr_option)
 
 
 @elementwise
 def adadelta_element(x, g, state, i, c):
-    weight_decay, rho, one_minus_rho, eps, lr = c
+    maximize, weight_decay, rho, one_minus_rho, eps, lr = c
+    if maximize != 0:
+        g = -g
     g = g + weight_decay * x
     square_avg = rho * state[0, i] + one_minus_rho * g * g
     state[0, i] = square_avg
@@ -25,11 +28,13 @@ ADADELTA = UpdateRule(
         Hyperparameter("rho", 0.9, "decay of the running averages", high=1.0),
         eps_option(1e-6),
         WEIGHT_DECAY,
+        MAXIMIZE,
     ),
     slots=("square_avg", "acc_delta"),
     rows=lambda o: 2,
-    scalars=("weight_decay", "rho", "one_minus_rho", "eps", "lr"),
-    coefficients=lambda o, t, lr: {"weight_decay": o["weight_decay"], "rho": o["rho"],
+    scalars=("maximize", "weight_decay", "rho", "one_minus_rho", "eps", "lr"),
+    coefficients=lambda o, t, lr: {"maximize": float(o["maximize"]),
+                                   "weight_decay": o["weight_decay"], "rho": o["rho"],
                                    "one_minus_rho": 1.0 - o["rho"], "eps": o["eps"], "lr": lr},
     element=adadelta_element,
     summary="unit-corrected steps from running averages of squared gradients and updates "
@@ -38,7 +43,7 @@ ADADELTA = UpdateRule(
     doc=r"""
     .. math::
 
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
+        g_t &\leftarrow -g_t \ \text{(maximize)}, \qquad g_t \leftarrow g_t + \lambda x_{t-1} \\
         v_t &= \rho v_{t-1} + (1-\rho) g_t^2 \\
         \Delta x_t &= \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t \\
         u_t &= \rho u_{t-1} + (1-\rho) \Delta x_t^2 \\

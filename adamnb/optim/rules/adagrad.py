@@ -3,12 +3,15 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option, lr_option
+from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option,
+                                lr_option)
 
 
 @elementwise
 def adagrad_element(x, g, state, i, c):
-    weight_decay, clr, eps = c
+    maximize, weight_decay, clr, eps = c
+    if maximize != 0:
+        g = -g
     g = g + weight_decay * x
     total = state[0, i] + g * g
     state[0, i] = total
@@ -24,11 +27,13 @@ ADAGRAD = UpdateRule(
         WEIGHT_DECAY,
         Hyperparameter("initial_accumulator_value", 0.0, "initial value of the sum of squares"),
         eps_option(1e-10),
+        MAXIMIZE,
     ),
     slots=("sum",),
     rows=lambda o: 1,
-    scalars=("weight_decay", "clr", "eps"),
-    coefficients=lambda o, t, lr: {"weight_decay": o["weight_decay"],
+    scalars=("maximize", "weight_decay", "clr", "eps"),
+    coefficients=lambda o, t, lr: {"maximize": float(o["maximize"]),
+                                   "weight_decay": o["weight_decay"],
                                    "clr": lr / (1.0 + (t - 1) * o["lr_decay"]), "eps": o["eps"]},
     element=adagrad_element,
     initial_state=lambda o, slot: o["initial_accumulator_value"],
@@ -37,7 +42,8 @@ ADAGRAD = UpdateRule(
     doc=r"""
     .. math::
 
-        g_t &\leftarrow g_t + \lambda x_{t-1}, \qquad
+        g_t &\leftarrow -g_t \ \text{(maximize)}, \qquad
+        g_t \leftarrow g_t + \lambda x_{t-1}, \qquad
         \tilde\eta_t = \eta_t / (1 + (t-1)\,\mathrm{lr\_decay}) \\
         s_t &= s_{t-1} + g_t^2 \qquad (s_0 = \mathrm{initial\_accumulator\_value}) \\
         x_t &= x_{t-1} - \tilde\eta_t\, g_t / (\sqrt{s_t} + \epsilon)""",

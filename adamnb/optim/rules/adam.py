@@ -1,19 +1,23 @@
 """Adam (Kingma & Ba, 2014), AMSGrad (Reddi, Kale & Kumar, 2018) and AdamW (Loshchilov & Hutter,
 2019), as torch.optim.Adam and torch.optim.AdamW: one element, three configurations."""
 
+import dataclasses
 import math
 
 import numpy as np
 
 from adamnb.backends.elements import maximum
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option, power
+from adamnb.optim._rule import (MAXIMIZE, Hyperparameter, UpdateRule, beta_option, eps_option,
+                                lr_option, power)
 
 
 @elementwise
 def adam_element(x, g, state, i, c):
-    (weight_decay, decay_factor, one_minus_beta1, beta2, one_minus_beta2, step_size,
+    (maximize, weight_decay, decay_factor, one_minus_beta1, beta2, one_minus_beta2, step_size,
      bias_correction2_sqrt, eps, amsgrad) = c
+    if maximize != 0:
+        g = -g
     x = x * decay_factor  # AdamW's decoupled decay; exactly x for Adam (factor 1)
     g = g + weight_decay * x  # Adam's L2 penalty; exactly g for AdamW (weight_decay 0 here)
     m = state[0, i] + one_minus_beta1 * (g - state[0, i])
@@ -26,14 +30,14 @@ def adam_element(x, g, state, i, c):
     return x - step_size * (m / (math.sqrt(v) / bias_correction2_sqrt + eps))
 
 
-_SCALARS = ("weight_decay", "decay_factor", "one_minus_beta1", "beta2", "one_minus_beta2",
-            "step_size", "bias_correction2_sqrt", "eps", "amsgrad")
+_SCALARS = ("maximize", "weight_decay", "decay_factor", "one_minus_beta1", "beta2",
+            "one_minus_beta2", "step_size", "bias_correction2_sqrt", "eps", "amsgrad")
 
 
 def _coefficients(decoupled):
     def coefficients(o, t, lr):
         beta1, beta2, decay = o["beta1"], o["beta2"], o["weight_decay"]
-        return {"weight_decay": 0.0 if decoupled else decay,
+        return {"maximize": float(o["maximize"]), "weight_decay": 0.0 if decoupled else decay,
                 "decay_factor": 1.0 - lr * decay if decoupled else 1.0,
                 "one_minus_beta1": 1.0 - beta1, "beta2": beta2, "one_minus_beta2": 1.0 - beta2,
                 "step_size": lr / (1.0 - power(beta1, t)),
@@ -51,6 +55,7 @@ def _hyperparameters(weight_decay_default, weight_decay_doc):
         Hyperparameter("weight_decay", weight_decay_default, weight_decay_doc),
         Hyperparameter("amsgrad", False, "use the running maximum of the second moment "
                        "(Reddi et al., 2018)", kind="bool"),
+        MAXIMIZE,
     )
 
 
@@ -60,6 +65,7 @@ _ROWS = lambda o: 3 if o["amsgrad"] else 2  # noqa: E731
 _MATH = r"""
     .. math::
 
+        g_t &\leftarrow -g_t \ \text{(maximize)} \\
         g_t &\leftarrow g_t + \lambda x_{t-1} \\
         m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
         v_t &= \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
@@ -95,14 +101,11 @@ ADAM = UpdateRule(
     doc=_MATH + _PAPER,
 )
 
-AMSGRAD = UpdateRule(
+AMSGRAD = dataclasses.replace(
+    ADAM,
     name="amsgrad",
-    hyperparameters=ADAM.hyperparameters,
-    slots=_SLOTS,
-    rows=_ROWS,
-    scalars=_SCALARS,
-    coefficients=ADAM.coefficients,
-    element=adam_element,
+    class_name=None,  # adamnb.Adam(amsgrad=True)
+    defined_by="torch.optim.Adam",
     fixed={"amsgrad": True},
     summary="Adam with the running maximum of the second moment (Reddi, Kale & Kumar, 2018)",
     source="Reddi, Kale & Kumar (2018), ICLR; torch.optim.Adam(amsgrad=True)",

@@ -2,12 +2,15 @@
 
 from adamnb.backends.elements import maximum
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import WEIGHT_DECAY, UpdateRule, beta_option, eps_option, lr_option, power
+from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, UpdateRule, beta_option, eps_option,
+                                lr_option, power)
 
 
 @elementwise
 def adamax_element(x, g, state, i, c):
-    weight_decay, one_minus_beta1, beta2, eps, clr = c
+    maximize, weight_decay, one_minus_beta1, beta2, eps, clr = c
+    if maximize != 0:
+        g = -g
     g = g + weight_decay * x
     m = state[0, i] + one_minus_beta1 * (g - state[0, i])
     u = maximum(beta2 * state[1, i], abs(g) + eps)
@@ -25,11 +28,13 @@ ADAMAX = UpdateRule(
         beta_option("beta2", 0.999, "decay rate of the exponentially weighted infinity norm"),
         eps_option(1e-8),
         WEIGHT_DECAY,
+        MAXIMIZE,
     ),
     slots=("exp_avg", "exp_inf"),
     rows=lambda o: 2,
-    scalars=("weight_decay", "one_minus_beta1", "beta2", "eps", "clr"),
-    coefficients=lambda o, t, lr: {"weight_decay": o["weight_decay"],
+    scalars=("maximize", "weight_decay", "one_minus_beta1", "beta2", "eps", "clr"),
+    coefficients=lambda o, t, lr: {"maximize": float(o["maximize"]),
+                                   "weight_decay": o["weight_decay"],
                                    "one_minus_beta1": 1.0 - o["beta1"], "beta2": o["beta2"],
                                    "eps": o["eps"], "clr": lr / (1.0 - power(o["beta1"], t))},
     element=adamax_element,
@@ -38,7 +43,7 @@ ADAMAX = UpdateRule(
     doc=r"""
     .. math::
 
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
+        g_t &\leftarrow -g_t \ \text{(maximize)}, \qquad g_t \leftarrow g_t + \lambda x_{t-1} \\
         m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
         u_t &= \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
         x_t &= x_{t-1} - \frac{\eta_t}{1-\beta_1^t} \frac{m_t}{u_t}

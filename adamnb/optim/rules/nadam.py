@@ -5,15 +5,18 @@ import math
 import numpy as np
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import (WEIGHT_DECAY, Hyperparameter, UpdateRule, beta_option, eps_option,
-                                lr_option, power)
+from adamnb.optim._rule import (DECOUPLED_WEIGHT_DECAY, MAXIMIZE, WEIGHT_DECAY, Hyperparameter,
+                                UpdateRule, beta_option, eps_option, lr_option, power)
 
 
 @elementwise
 def nadam_element(x, g, state, i, c):
-    (weight_decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2, eps, gradient_step,
-     momentum_step) = c
-    g = g + weight_decay * x
+    (maximize, weight_decay, decay_factor, one_minus_beta1, beta2, one_minus_beta2,
+     bias_correction2, eps, gradient_step, momentum_step) = c
+    if maximize != 0:
+        g = -g
+    x = x * decay_factor  # decoupled decay; exactly x (factor 1) otherwise
+    g = g + weight_decay * x  # L2 penalty; exactly g (weight_decay 0 here) when decoupled
     m = state[0, i] + one_minus_beta1 * (g - state[0, i])
     v = beta2 * state[1, i] + one_minus_beta2 * g * g
     state[0, i] = m
@@ -28,7 +31,7 @@ def nadam_momentum(o, t):
     return o["beta1"] * (1.0 - 0.5 * 0.96 ** (t * o["momentum_decay"]))
 
 
-def _mu_products(o, t, scalars):
+def _mu_products(o, t, lr, scalars):
     # Multiplied one step at a time (cumprod is sequential), as a per-step loop would.
     products = np.cumprod(np.concatenate(([scalars["mu_product"]], nadam_momentum(o, t))))[1:]
     return {"mu_product": products}, {"mu_product": float(products[-1])}
@@ -37,7 +40,10 @@ def _mu_products(o, t, scalars):
 def _coefficients(o, t, lr, mu_product):
     mu, mu_next = nadam_momentum(o, t), nadam_momentum(o, t + 1)
     beta2 = o["beta2"]
-    return {"weight_decay": o["weight_decay"], "one_minus_beta1": 1.0 - o["beta1"], "beta2": beta2,
+    decoupled, decay = o["decoupled_weight_decay"], o["weight_decay"]
+    return {"maximize": float(o["maximize"]), "weight_decay": 0.0 if decoupled else decay,
+            "decay_factor": 1.0 - lr * decay if decoupled else 1.0,
+            "one_minus_beta1": 1.0 - o["beta1"], "beta2": beta2,
             "one_minus_beta2": 1.0 - beta2, "bias_correction2": 1.0 - power(beta2, t),
             "eps": o["eps"], "gradient_step": lr * (1.0 - mu) / (1.0 - mu_product),
             "momentum_step": lr * mu_next / (1.0 - mu_product * mu_next)}
@@ -53,11 +59,13 @@ NADAM = UpdateRule(
         eps_option(1e-8),
         WEIGHT_DECAY,
         Hyperparameter("momentum_decay", 4e-3, "psi in Dozat's momentum schedule"),
+        DECOUPLED_WEIGHT_DECAY,
+        MAXIMIZE,
     ),
     slots=("exp_avg", "exp_avg_sq"),
     rows=lambda o: 2,
-    scalars=("weight_decay", "one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction2",
-             "eps", "gradient_step", "momentum_step"),
+    scalars=("maximize", "weight_decay", "decay_factor", "one_minus_beta1", "beta2",
+             "one_minus_beta2", "bias_correction2", "eps", "gradient_step", "momentum_step"),
     coefficients=_coefficients,
     element=nadam_element,
     # The product mu_1 ... mu_t, a float64 host scalar saved with the state. torch keeps it in a
@@ -72,7 +80,9 @@ NADAM = UpdateRule(
 
     .. math::
 
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
+        g_t &\leftarrow -g_t \ \text{(maximize)} \\
+        g_t &\leftarrow g_t + \lambda x_{t-1} \quad\text{or, with decoupled\_weight\_decay,}\quad
+        x_{t-1} \leftarrow (1 - \eta_t\lambda)\, x_{t-1} \\
         m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
         v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
         d_t &= \sqrt{v_t / (1-\beta_2^t)} + \epsilon \\

@@ -5,14 +5,18 @@ import math
 import numpy as np
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import WEIGHT_DECAY, UpdateRule, beta_option, eps_option, lr_option, power
+from adamnb.optim._rule import (DECOUPLED_WEIGHT_DECAY, MAXIMIZE, WEIGHT_DECAY, UpdateRule,
+                                beta_option, eps_option, lr_option, power)
 
 
 @elementwise
 def radam_element(x, g, state, i, c):
-    (weight_decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction1, lr, rectified,
-     rectification, bias_correction2_sqrt, eps) = c
-    g = g + weight_decay * x
+    (maximize, weight_decay, decay_factor, one_minus_beta1, beta2, one_minus_beta2,
+     bias_correction1, lr, rectified, rectification, bias_correction2_sqrt, eps) = c
+    if maximize != 0:
+        g = -g
+    x = x * decay_factor  # decoupled decay; exactly x (factor 1) otherwise
+    g = g + weight_decay * x  # L2 penalty; exactly g (weight_decay 0 here) when decoupled
     m = state[0, i] + one_minus_beta1 * (g - state[0, i])
     v = beta2 * state[1, i] + one_minus_beta2 * g * g
     state[0, i] = m
@@ -39,7 +43,10 @@ def _coefficients(o, t, lr):
     # Only the rectified steps use r_t; elsewhere its radicand may be negative, so it is masked.
     radicand = np.where(rectified, (rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                         / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t), 0.0)
-    return {"weight_decay": o["weight_decay"], "one_minus_beta1": 1.0 - beta1, "beta2": beta2,
+    decoupled, decay = o["decoupled_weight_decay"], o["weight_decay"]
+    return {"maximize": float(o["maximize"]), "weight_decay": 0.0 if decoupled else decay,
+            "decay_factor": 1.0 - lr * decay if decoupled else 1.0,
+            "one_minus_beta1": 1.0 - beta1, "beta2": beta2,
             "one_minus_beta2": 1.0 - beta2, "bias_correction1": 1.0 - power(beta1, t), "lr": lr,
             "rectified": rectified.astype(float),
             "rectification": np.sqrt(np.maximum(radicand, 0.0)),
@@ -55,11 +62,14 @@ RADAM = UpdateRule(
         beta_option("beta2", 0.999, "decay rate of the second-moment estimate"),
         eps_option(1e-8),
         WEIGHT_DECAY,
+        DECOUPLED_WEIGHT_DECAY,
+        MAXIMIZE,
     ),
     slots=("exp_avg", "exp_avg_sq"),
     rows=lambda o: 2,
-    scalars=("weight_decay", "one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction1",
-             "lr", "rectified", "rectification", "bias_correction2_sqrt", "eps"),
+    scalars=("maximize", "weight_decay", "decay_factor", "one_minus_beta1", "beta2",
+             "one_minus_beta2", "bias_correction1", "lr", "rectified", "rectification",
+             "bias_correction2_sqrt", "eps"),
     coefficients=_coefficients,
     element=radam_element,
     summary="Adam with the variance of the adaptive step rectified (Liu et al., 2020)",
@@ -76,7 +86,9 @@ RADAM = UpdateRule(
         \ \text{if } \rho_t > 5, \quad\text{else}\quad x_t = x_{t-1} - \eta_t \hat m_t \\
         r_t &= \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
 
-    (after :math:`g_t \leftarrow g_t + \lambda x_{t-1}`).""",
+    (after :math:`g_t \leftarrow -g_t` with ``maximize``, then
+    :math:`g_t \leftarrow g_t + \lambda x_{t-1}`, or with ``decoupled_weight_decay``
+    :math:`x_{t-1} \leftarrow (1 - \eta_t \lambda)\, x_{t-1}`, as torch 2.x).""",
 )
 
 RULES = (RADAM,)

@@ -3,12 +3,15 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option, lr_option
+from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option,
+                                lr_option)
 
 
 @elementwise
 def rmsprop_element(x, g, state, i, c):
-    weight_decay, alpha, one_minus_alpha, eps, lr, momentum, centered = c
+    maximize, weight_decay, alpha, one_minus_alpha, eps, lr, momentum, centered = c
+    if maximize != 0:
+        g = -g
     g = g + weight_decay * x
     square_avg = alpha * state[0, i] + one_minus_alpha * g * g
     state[0, i] = square_avg
@@ -37,12 +40,15 @@ RMSPROP = UpdateRule(
         Hyperparameter("momentum", 0.0, "momentum factor"),
         Hyperparameter("centered", False, "normalise by the estimated variance of the gradient",
                        kind="bool"),
+        MAXIMIZE,
     ),
     slots=("square_avg", "momentum_buffer", "grad_avg"),
     rows=lambda o: 3 if o["centered"] else (2 if o["momentum"] > 0 else 1),
-    scalars=("weight_decay", "alpha", "one_minus_alpha", "eps", "lr", "momentum", "centered"),
+    scalars=("maximize", "weight_decay", "alpha", "one_minus_alpha", "eps", "lr", "momentum",
+             "centered"),
     coefficients=lambda o, t, lr: {
-        "weight_decay": o["weight_decay"], "alpha": o["alpha"], "one_minus_alpha": 1.0 - o["alpha"],
+        "maximize": float(o["maximize"]), "weight_decay": o["weight_decay"], "alpha": o["alpha"],
+        "one_minus_alpha": 1.0 - o["alpha"],
         "eps": o["eps"], "lr": lr, "momentum": o["momentum"], "centered": float(o["centered"])},
     element=rmsprop_element,
     summary="steps scaled by a running root-mean-square of the gradient (Hinton, 2012)",
@@ -51,7 +57,7 @@ RMSPROP = UpdateRule(
     doc=r"""
     .. math::
 
-        g_t &\leftarrow g_t + \lambda x_{t-1} \\
+        g_t &\leftarrow -g_t \ \text{(maximize)}, \qquad g_t \leftarrow g_t + \lambda x_{t-1} \\
         v_t &= \alpha v_{t-1} + (1-\alpha) g_t^2 \\
         \bar g_t &= \alpha \bar g_{t-1} + (1-\alpha) g_t, \quad
         d_t = \sqrt{v_t - \bar g_t^2} + \epsilon \ \text{(centered)}

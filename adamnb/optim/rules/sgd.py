@@ -3,12 +3,15 @@
 import numpy as np
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import WEIGHT_DECAY, Hyperparameter, UpdateRule, lr_option
+from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, lr_option
 
 
 @elementwise
 def sgd_element(x, g, state, i, c):
-    weight_decay, momentum_now, one_minus_dampening_now, lr, use_momentum, nesterov, momentum = c
+    (maximize, weight_decay, momentum_now, one_minus_dampening_now, lr, use_momentum, nesterov,
+     momentum) = c
+    if maximize != 0:
+        g = -g
     g = g + weight_decay * x
     if use_momentum != 0:
         # On step 1 the coefficients are (0, 1): the buffer becomes exactly g, as torch clones it.
@@ -23,7 +26,8 @@ def sgd_element(x, g, state, i, c):
 
 def _coefficients(o, t, lr):
     first = t == 1
-    return {"weight_decay": o["weight_decay"], "momentum_now": np.where(first, 0.0, o["momentum"]),
+    return {"maximize": float(o["maximize"]), "weight_decay": o["weight_decay"],
+            "momentum_now": np.where(first, 0.0, o["momentum"]),
             "one_minus_dampening_now": np.where(first, 1.0, 1.0 - o["dampening"]), "lr": lr,
             "use_momentum": float(o["momentum"] != 0), "nesterov": float(o["nesterov"]),
             "momentum": o["momentum"]}
@@ -45,11 +49,12 @@ SGD = UpdateRule(
         Hyperparameter("dampening", 0.0, "dampening for momentum", high=1.0),
         WEIGHT_DECAY,
         Hyperparameter("nesterov", False, "use Nesterov momentum", kind="bool"),
+        MAXIMIZE,
     ),
     slots=("momentum_buffer",),
     rows=lambda o: 1 if o["momentum"] != 0 else 0,
-    scalars=("weight_decay", "momentum_now", "one_minus_dampening_now", "lr", "use_momentum",
-             "nesterov", "momentum"),
+    scalars=("maximize", "weight_decay", "momentum_now", "one_minus_dampening_now", "lr",
+             "use_momentum", "nesterov", "momentum"),
     coefficients=_coefficients,
     element=sgd_element,
     check=_check,
@@ -60,6 +65,7 @@ SGD = UpdateRule(
 
     .. math::
 
+        g_t &\leftarrow -g_t \ \text{(maximize)} \\
         g_t &\leftarrow g_t + \lambda x_{t-1} \\
         b_t &= \begin{cases} g_t & t = 1 \\ \mu b_{t-1} + (1-\tau) g_t & t > 1 \end{cases} \\
         g_t &\leftarrow g_t + \mu b_t \ \text{(nesterov)} \quad\text{or}\quad g_t \leftarrow b_t \\

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from adamnb.backends import cuda as cuda_backend
-from adamnb.problems import cuda_functions as cuda_objectives
+from adamnb.problems import cuda_functions
 from adamnb.problems import functions
 from tests.test_cuda import (
     APPROXIMATE,
@@ -28,20 +28,15 @@ DTYPES = [np.float32, np.float64]
 VALUE_RTOL = {np.float32: 2e-6, np.float64: 1e-14}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quick_simulator_threads():
-    yield from quick_simulator_threads()
+_quick_simulator_threads = pytest.fixture(quick_simulator_threads, autouse=True, scope="module",
+                                          name="_quick_simulator_threads")
 
 
 @pytest.fixture(autouse=True)
 def _tiny_launches(monkeypatch):
-    monkeypatch.setattr(cuda_objectives, "THREADS_PER_BLOCK", 4)
-    monkeypatch.setattr(cuda_backend, "BLOCKS_PER_SM", 2)  # the simulator has one SM: 2 blocks
-
-
-def _cuda():
-    from numba import cuda
-    return cuda
+    """4 threads per block, and 2 blocks (the simulator's one SM) per launch at most."""
+    monkeypatch.setattr(cuda_functions, "THREADS_PER_BLOCK", 4)
+    monkeypatch.setattr(cuda_backend, "BLOCKS_PER_SM", 2)
 
 
 def _cpu(name):
@@ -52,60 +47,62 @@ def _cpu(name):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("name", NAMES)
 def test_batch_matches_the_cpu_functions_row_by_row(name, dtype):
-    cuda = _cuda()
+    cuda = cuda_backend.numba_cuda()
     rng = np.random.default_rng(7)
-    X = rng.uniform(-2, 2, size=(3, 11)).astype(dtype)  # 11 columns over 2 blocks of 4 threads
-    f, G = getattr(cuda_objectives, f"{name}_batch")(cuda.to_device(X))
+    # 11 columns over 2 blocks of 4 threads; a row with the minimiser's and signed zeros
+    X = np.vstack([rng.uniform(-2, 2, size=(3, 11)),
+                   [1, 1, 1, -0.0, 0, -0.0, 1, 1, 0, -0.0, 1]]).astype(dtype)
+    f, G = getattr(cuda_functions, f"{name}_batch")(cuda.to_device(X))
     f, G = f.copy_to_host(), G.copy_to_host()
-    assert f.dtype == G.dtype == dtype and f.shape == (3,) and G.shape == X.shape
-    for r in range(3):
+    assert f.dtype == G.dtype == dtype and f.shape == (4,) and G.shape == X.shape
+    for r in range(4):
         expected_f, expected_g = _cpu(name)(X[r])
         assert f[r] == pytest.approx(expected_f, rel=VALUE_RTOL[dtype])
         if name == "rosenbrock" or dtype is np.float64:
-            np.testing.assert_array_equal(G[r], expected_g)
+            assert G[r].tobytes() == expected_g.tobytes(), (G[r], expected_g)  # signs of 0 too
         else:
             np.testing.assert_allclose(G[r], expected_g, rtol=1e-6, atol=1e-6)
 
 
 @needs_cuda
 def test_rows_beyond_the_grid_short_rows_and_output_buffers():
-    cuda = _cuda()
+    cuda = cuda_backend.numba_cuda()
     rng = np.random.default_rng(8)
     # 5 rows on a 2 x 1 grid: blockIdx.y strides over the rows; rows of 1 and 2 columns too.
     for n in (1, 2, 9):
         X = rng.uniform(-2, 2, size=(5, n))
         f_out, G_out = cuda.device_array(5), cuda.device_array((5, n))
-        f, G = cuda_objectives.rosenbrock_batch(cuda.to_device(X), f_out, G_out)
+        f, G = cuda_functions.rosenbrock_batch(cuda.to_device(X), f_out, G_out)
         assert f is f_out and G is G_out
         for r in range(5):
             expected_f, expected_g = functions.rosenbrock_value_and_grad(X[r])
             assert f.copy_to_host()[r] == pytest.approx(expected_f, rel=1e-14, abs=1e-300)
             np.testing.assert_array_equal(G.copy_to_host()[r], expected_g)
-    f, G = cuda_objectives.rastrigin_batch(cuda.device_array((0, 3)))
+    f, G = cuda_functions.rastrigin_batch(cuda.device_array((0, 3)))
     assert f.shape == (0,) and G.shape == (0, 3)
 
 
 @needs_cuda
 def test_batch_inputs_are_checked():
-    cuda = _cuda()
+    cuda = cuda_backend.numba_cuda()
     with pytest.raises(TypeError, match="NumPy array on the host"):
-        cuda_objectives.rosenbrock_batch(np.ones((2, 3)))
+        cuda_functions.rosenbrock_batch(np.ones((2, 3)))
     with pytest.raises(ValueError, match="2-D"):
-        cuda_objectives.rosenbrock_batch(cuda.to_device(np.ones(3)))
+        cuda_functions.rosenbrock_batch(cuda.to_device(np.ones(3)))
     with pytest.raises(TypeError, match="float32 or float64"):
-        cuda_objectives.rosenbrock_batch(cuda.to_device(np.ones((2, 3), np.int64)))
+        cuda_functions.rosenbrock_batch(cuda.to_device(np.ones((2, 3), np.int64)))
     with pytest.raises(ValueError, match="G must be"):
-        cuda_objectives.rosenbrock_batch(cuda.to_device(np.ones((2, 3))),
-                                         G=cuda.device_array((2, 3), np.float32))
+        cuda_functions.rosenbrock_batch(cuda.to_device(np.ones((2, 3))),
+                                        G=cuda.device_array((2, 3), np.float32))
     with pytest.raises(ValueError, match="power of two"):
-        cuda_objectives.rastrigin_batch(cuda.to_device(np.ones((2, 3))), threads_per_block=3)
+        cuda_functions.rastrigin_batch(cuda.to_device(np.ones((2, 3))), threads_per_block=3)
 
 
 @needs_cuda
 @pytest.mark.parametrize("name", NAMES)
 def test_device_objective_returns_a_float_and_alternates_two_gradient_buffers(name):
-    cuda = _cuda()
-    objective = cuda_objectives.OBJECTIVES[name]
+    cuda = cuda_backend.numba_cuda()
+    objective = cuda_functions.OBJECTIVES[name]
     points = [np.linspace(-1.5, 2.0, 9).astype(np.float32) + shift for shift in (0, 0.1, 0.2)]
     f1, g1 = objective(cuda.to_device(points[0]))
     expected_f, expected_g = _cpu(name)(points[0])
@@ -127,9 +124,9 @@ def test_device_objective_returns_a_float_and_alternates_two_gradient_buffers(na
 def test_minimize_on_device_with_rastrigin_follows_the_host_run():
     import adamnb
     from adamnb.optimize._device import minimize_on_device
-    cuda = _cuda()
+    cuda = cuda_backend.numba_cuda()
     x0 = np.linspace(2.5, 3.5, 6)
-    res = minimize_on_device("adam", cuda_objectives.rastrigin, cuda.to_device(x0), jac=True,
+    res = minimize_on_device("adam", cuda_functions.rastrigin, cuda.to_device(x0), jac=True,
                              lr=0.02, maxiter=8)
     host = adamnb.minimize(lambda x: functions.rastrigin_value_and_grad(x), x0, method="adam",
                            jac=True, options={"lr": 0.02, "maxiter": 8})
@@ -140,7 +137,7 @@ def test_minimize_on_device_with_rastrigin_follows_the_host_run():
 
 def test_objective_names_are_checked():
     with pytest.raises(ValueError, match="Invalid objective"):
-        cuda_objectives.DeviceObjective("ackley")
+        cuda_functions.DeviceObjective("ackley")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -149,7 +146,7 @@ def test_kernels_compile_to_ptx_for_sm90(name, dtype):
     reason = _ptx_toolchain_missing()
     if reason:
         pytest.skip(reason)
-    ptx = cuda_objectives.kernel_ptx(name, dtype, cc=(9, 0))
+    ptx = cuda_functions.kernel_ptx(name, dtype, cc=(9, 0))
     assert set(ptx) == {"value_and_grad", "row_sums"}
     for text in ptx.values():
         assert ".target sm_90" in text and ".entry" in text
