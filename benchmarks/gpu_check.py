@@ -254,16 +254,17 @@ def main(argv=None):
     args.size, args.repeats = min(args.size, 256), min(args.repeats, 1)
     # The simulator runs every thread of a block as a Python thread: small tiles and a short
     # switch interval keep it quick (as tests/test_cuda*.py do); no result changes.
-    from adamnb.nn import cuda_models
+    from adamnb.backends import cuda as cuda_backend
+    from adamnb.nn import cuda_ops
 
-    saved = cuda_models.TILE, sys.getswitchinterval()
-    cuda_models.TILE = 4
+    saved = cuda_ops.TILE, cuda_backend.DEFAULT_THREADS_PER_BLOCK, sys.getswitchinterval()
+    cuda_ops.TILE, cuda_backend.DEFAULT_THREADS_PER_BLOCK = 4, 8
     sys.setswitchinterval(5e-4)
     try:
         return check(args, argv)
     finally:
-        cuda_models.TILE = saved[0]
-        sys.setswitchinterval(saved[1])
+        cuda_ops.TILE, cuda_backend.DEFAULT_THREADS_PER_BLOCK = saved[:2]
+        sys.setswitchinterval(saved[2])
 
 
 def check(args, argv):
