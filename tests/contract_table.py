@@ -196,8 +196,10 @@ def run_python(method, options):
 
 def run_compiled(method, options):
     rosenbrock = adamnb.functions.get("rosenbrock")
+    # A run this short takes the host loop by default (compiling would cost more than the run):
+    # compiled=True asks for the compiled loop.
     res = adamnb.minimize(rosenbrock.value_and_grad, X0, method=method, jac=True,
-                          options=minimize_options(options))
+                          options={**minimize_options(options), "compiled": True})
     return _result(method, res)
 
 

@@ -16,25 +16,38 @@ a tuple of x's dtype (:class:`adamnb.optim.CoefficientStream`) and the arrays ke
 nothing recompiles after the first step and float32 work is never promoted to float64.
 
 Kernels are cached on disk by numba. The closure captures the element (a ``register_jitable``
-function, pickled by reference) and the loop kind, which makes the cache entry of every
-(rule, loop kind, dtype) distinct and stable across processes.
+function, pickled by reference), the loop kind and the source stamp of the element's module and of
+:mod:`adamnb.backends.elements` (:func:`adamnb.backends.jit.source_stamp`), which makes the cache
+entry of every (rule, loop kind, dtype) distinct, stable across processes, and renewed when the
+element's code changes.
+
+:func:`strided_view` is the compiled drivers' window onto one start's coordinates inside a batch
+laid out start-innermost (:mod:`adamnb.optimize._batch`): a 1-D view without a reference count.
 """
 
 import numba
 import numpy as np
+from numba.core import cgutils, ir_utils
+from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from adamnb.backends import elements
 from adamnb.backends.elements import fold_max, fused_update, project, stationarity
-from adamnb.backends.jit import elementwise, jit
+from adamnb.backends.jit import elementwise, jit, source_stamp
 
 __all__ = ["PARALLEL_THRESHOLD", "cpu_kernel", "fused_kernel", "fused_update_of",
            "stationarity_norm", "stationarity_norm_serial", "stationarity_norm_parallel",
-           "project_vector",
-           "use_parallel", "cast_coefficients"]
+           "project_vector", "use_parallel", "cast_coefficients", "element_stamp",
+           "strided_view"]
 
-#: Vectors at least this long use the threaded kernels when the caller leaves the choice to us;
-#: below it the cost of waking the thread pool exceeds the work.
-PARALLEL_THRESHOLD = 1 << 16
+#: Vectors at least this long use the threaded kernels when the caller leaves the choice to us.
+#: numba's OpenMP worker threads keep spinning for a few milliseconds after a threaded kernel
+#: returns; in a training loop they take the cores the next matrix product's BLAS threads need,
+#: which cost a NumPy MLP step 20% with a 10^6-parameter threaded update on 2 cores
+#: (``benchmarks/bench_threads.py``). A memory-bound update gains little from threads below some
+#: 10 ms of serial work (about 2 * 10^7 float32 parameters of Adam), so below that size the
+#: serial kernel is the default; ``parallel=True`` or ``backend="parallel"`` asks for threads.
+PARALLEL_THRESHOLD = 1 << 24
 #: Elements per chunk of the threaded norm: each thread folds whole chunks, then one thread folds
 #: the chunks' results, so the result does not depend on the number of threads.
 _NORM_CHUNK = 1 << 14
@@ -42,22 +55,32 @@ _NORM_CHUNK = 1 << 14
 _kernels = {}
 
 
+def element_stamp(element):
+    """:func:`adamnb.backends.jit.source_stamp` of ``element`` and the shared per-element code:
+    what a cached kernel around ``element`` captures (module notes)."""
+    return source_stamp(element, elements)
+
+
 def _build_cpu_kernel(element, parallel, cache=True):
     loop = numba.prange if parallel else range
+    stamp = element_stamp(element)
 
     @jit(parallel=parallel, cache=cache)
     def kernel(x, g, state, c):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key (module notes)
         for i in loop(x.size):
             x[i] = element(x[i], g[i], state, i, c)
 
     return kernel
 
 
-def _build_fused_kernel(update, n_coefficients, parallel):
+def _build_fused_kernel(element, update, n_coefficients, parallel):
     loop = numba.prange if parallel else range
+    stamp = element_stamp(element)
 
     @jit(parallel=parallel)
     def kernel(x, g, state, table, column, previous, lower, upper):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key (module notes)
         c = to_fixed_tuple(table[:, column], n_coefficients)
         bounded = lower.size > 0
         for i in loop(x.size):
@@ -93,8 +116,8 @@ def fused_kernel(rule, parallel):
     """
     key = ("fused", rule.element, bool(parallel))
     if key not in _kernels:
-        _kernels[key] = _build_fused_kernel(fused_update_of(rule), rule.n_coefficients,
-                                            bool(parallel))
+        _kernels[key] = _build_fused_kernel(rule.element, fused_update_of(rule),
+                                            rule.n_coefficients, bool(parallel))
     return _kernels[key]
 
 
@@ -158,3 +181,41 @@ def cast_coefficients(coefficients, dtype):
     """The per-step scalars as a tuple of ``dtype`` scalars (rounded once, as torch does)."""
     scalar = np.dtype(dtype).type
     return tuple(scalar(value) for value in coefficients)
+
+
+@intrinsic
+def strided_view(typingctx, array, start, count, step):
+    """``array.flat[start : start + count * step : step]`` as a 1-D array that shares ``array``'s
+    memory and has no reference count (a null meminfo): the compiled batch passes each start's
+    coordinates to the objective this way from inside a function compiled without numba's
+    runtime, where slicing would need one. The caller keeps ``array`` alive while the view is
+    used. ``array`` must be C-contiguous."""
+    if not (isinstance(array, numba.types.Array) and array.layout == "C"):
+        return None
+    result = numba.types.Array(array.dtype, 1, "A")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
+
+        source = make_array(signature.args[0])(context, builder, args[0])
+        intp = context.get_value_type(numba.types.intp)
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        first, length, stride = (context.cast(builder, value, kind, numba.types.intp)
+                                 for value, kind in zip(args[1:], signature.args[1:]))
+        view = make_array(result)(context, builder)
+        populate_array(view, data=builder.gep(source.data, [first]),
+                       shape=cgutils.pack_array(builder, [length]),
+                       strides=cgutils.pack_array(builder, [builder.mul(stride, intp(itemsize))]),
+                       itemsize=intp(itemsize), meminfo=None)
+        return view._getvalue()
+
+    return result(array, start, count, step), codegen
+
+
+def _strided_view_aliases(lhs, args, alias_map, arg_aliases):
+    ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
+
+
+# numba's dead-code removal drops writes to an array it believes nothing else can see; a view made
+# by an intrinsic is such an array unless numba is told that it aliases its source.
+ir_utils.alias_func_extensions[("strided_view", __name__)] = _strided_view_aliases

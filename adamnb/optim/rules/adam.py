@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from adamnb.backends.elements import maximum
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (MAXIMIZE, Hyperparameter, UpdateRule, beta_option, eps_option,
                                 lr_option, power)
@@ -24,7 +25,7 @@ def adam_element(x, g, state, i, c):
     state[0, i] = m
     state[1, i] = v
     if amsgrad != 0:
-        v = max(state[2, i], v)
+        v = maximum(state[2, i], v)
         state[2, i] = v
     return x - step_size * (m / (math.sqrt(v) / bias_correction2_sqrt + eps))
 
