@@ -18,9 +18,7 @@ with the ratio adamnb / fastest PyTorch variant. Run:
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +27,9 @@ import adamnb
 from adamnb.experiments import machine, write_json
 from adamnb.nn import MLP
 
+from epochs import adamnb_epoch, against_torch, report  # benchmarks/epochs.py
+
 SIZES, DROPOUT, BATCH, LR = (784, 1000, 1000, 10), 0.5, 128, 1e-3
-
-
-def adamnb_epoch(model, params, optimizer, X, y, rng):
-    gradient = np.empty_like(params)
-    order = rng.permutation(len(y))
-    started = time.perf_counter()
-    for start in range(0, len(y), BATCH):
-        rows = order[start:start + BATCH]
-        model.loss_and_grad(params, X[rows], y[rows], out=gradient)
-        optimizer.step(params, gradient)
-    return time.perf_counter() - started
 
 
 def torch_setup(torch, fused):
@@ -54,19 +43,6 @@ def torch_setup(torch, fused):
     network.train()
     optimizer = torch.optim.Adam(network.parameters(), lr=LR, fused=fused or None)
     return network, optimizer
-
-
-def torch_epoch(torch, network, optimizer, X, y):
-    loss_function = torch.nn.CrossEntropyLoss()
-    order = torch.randperm(len(y))
-    started = time.perf_counter()
-    for start in range(0, len(y), BATCH):
-        rows = order[start:start + BATCH]
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_function(network(X[rows]), y[rows])
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - started
 
 
 def main(argv=None):
@@ -92,41 +68,14 @@ def main(argv=None):
     params = model.init(0)
     optimizer = adamnb.Adam(lr=LR, backend="cpu")
     rng = np.random.default_rng(1)
-    contenders = {"adamnb": lambda: adamnb_epoch(model, params, optimizer, X, y, rng)}
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch is not installed: timing adamnb alone")
-    if torch is not None:
-        torch.set_num_threads(cores)
-        tX, ty = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
-        for label, fused in (("torch Adam (foreach)", False), ("torch Adam (fused)", True)):
-            network, torch_optimizer = torch_setup(torch, fused)
-            contenders[label] = (lambda n=network, o=torch_optimizer:
-                                 torch_epoch(torch, n, o, tX, ty))
-
-    for run in contenders.values():  # warm-up: compilation, first-touch allocations
-        run()
-    times = {label: [] for label in contenders}
-    for _ in range(args.repeats):
-        for label, run in contenders.items():
-            times[label].append(run())
-    medians = {label: statistics.median(t) for label, t in times.items()}
-    print(f"One epoch, MLP {'-'.join(map(str, SIZES))}, dropout {DROPOUT}, batch {BATCH}, Adam; "
-          f"{data}; median of {args.repeats}; {machine()}")
-    for label, seconds in medians.items():
-        print(f"  {label:22s} {seconds:7.2f} s   (runs: "
-              f"{', '.join(f'{t:.2f}' for t in times[label])})")
-    figures = {"machine": machine(), "data": data, "repeats": args.repeats,
-               "median_seconds": medians, "times": times}
-    if torch is not None:
-        fastest = min((label for label in medians if label.startswith("torch")),
-                      key=medians.get)
-        ratio = medians["adamnb"] / medians[fastest]
-        figures["ratio_to_fastest_torch"] = ratio
-        figures["torch_version"] = torch.__version__
-        print(f"  adamnb / {fastest}: {ratio:.2f}x the time")
+    times, torch = against_torch(
+        lambda: adamnb_epoch(model, params, optimizer, X, y, rng, BATCH), torch_setup, X, y,
+        BATCH, cores, args.repeats)
+    figures = report(times, torch,
+                     f"One epoch, MLP {'-'.join(map(str, SIZES))}, dropout {DROPOUT}, batch "
+                     f"{BATCH}, Adam; {data}; median of {args.repeats} interleaved rounds; "
+                     f"{machine()}",
+                     {"machine": machine(), "data": data, "repeats": args.repeats})
     if args.json is not None:
         write_json(args.json, figures)
     return 0

@@ -3,7 +3,7 @@
 For each rule it times adamnb's kernel (serial and parallel), a NumPy implementation of the same
 rule (with the temporaries NumPy needs), and a plain streaming kernel that moves the same bytes
 (reads x, g and the state vectors, writes x and the state vectors: 28 bytes per parameter for
-Adam). Where PyTorch is installed it also times ``torch.optim.Adam(fused=True)`` on the same arrays
+Adam), threaded and serial: each kernel is compared with the streaming kernel of its kind. Where PyTorch is installed it also times ``torch.optim.Adam(fused=True)`` on the same arrays
 (shared memory, no copies). Every number is the median of repeated steps, with all contenders
 interleaved round by round in one process, so the ratios compare like with like on a noisy machine.
 
@@ -27,28 +27,37 @@ from adamnb.optim import rules
 from adamnb.optim.optimizers import OPTIMIZERS
 
 
-@numba.njit(parallel=True, cache=True)
-def _streaming(x, g, s0, s1, s2, rows):
-    # The row tests are loop-invariant; LLVM hoists them and vectorises each variant.
-    for i in numba.prange(x.size):
-        gi = g[i]
-        if rows >= 1:
-            s0[i] = s0[i] + gi
-        if rows >= 2:
-            s1[i] = s1[i] + gi
-        if rows >= 3:
-            s2[i] = s2[i] + gi
-        x[i] = x[i] + gi
+def _streaming_kernel(parallel):
+    loop = numba.prange if parallel else range
+
+    @numba.njit(parallel=parallel, cache=True)
+    def kernel(x, g, s0, s1, s2, rows):
+        # The row tests are loop-invariant; LLVM hoists them and vectorises each variant.
+        for i in loop(x.size):
+            gi = g[i]
+            if rows >= 1:
+                s0[i] = s0[i] + gi
+            if rows >= 2:
+                s1[i] = s1[i] + gi
+            if rows >= 3:
+                s2[i] = s2[i] + gi
+            x[i] = x[i] + gi
+
+    return kernel
 
 
-def streaming(x, g, state):
+_STREAMING = {parallel: _streaming_kernel(parallel) for parallel in (False, True)}
+
+
+def streaming(x, g, state, parallel=True):
     """Move the bytes of an update with trivial arithmetic: the memory-bandwidth yardstick.
 
-    Reads x, g and each state vector and writes x and each state vector, as the update does.
+    Reads x, g and each state vector and writes x and each state vector, as the update does;
+    threaded (``parallel``) or serial, the yardstick of the threaded or serial kernel.
     """
     rows = state.shape[0]
     vectors = [state[k] if k < rows else x[:0] for k in range(3)]
-    _streaming(x, g, vectors[0], vectors[1], vectors[2], rows)
+    _STREAMING[parallel](x, g, vectors[0], vectors[1], vectors[2], rows)
 
 
 def numpy_adam(x, g, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -107,6 +116,7 @@ def bench_rule(method, n, repeats, torch):
         "adamnb parallel": lambda: parallel.step(x, g),
         "adamnb serial": lambda: serial.step(x, g),
         "streaming (same bytes)": lambda: streaming(x, g, yardstick_state),
+        "serial streaming (same bytes)": lambda: streaming(x, g, yardstick_state, False),
         "NumPy": lambda: numpy_step(method, x, g, numpy_state, 10),
     }
     if torch is not None and method == "adam":
@@ -139,18 +149,21 @@ def main(argv=None):
     print(f"# machine: {machine()}")
     if torch is not None:
         print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads")
-    header = ("method", "B/param", "adamnb par", "adamnb ser", "streaming", "NumPy", "torch fused",
-              "vs streaming", "vs NumPy", "vs torch")
+    header = ("method", "B/param", "adamnb par", "streaming par", "par vs streaming",
+              "adamnb ser", "streaming ser", "ser vs streaming", "NumPy", "torch fused",
+              "par vs NumPy", "par vs torch")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in results:
         ns = r["ns_per_parameter"]
-        ours = ns["adamnb parallel"]
+        ours, serial = ns["adamnb parallel"], ns["adamnb serial"]
         torch_ns = ns.get("torch.optim.Adam(fused=True)")
-        row = [r["method"], str(r["bytes_per_parameter"]), f"{ours:.3f}", f"{ns['adamnb serial']:.3f}",
-               f"{ns['streaming (same bytes)']:.3f}", f"{ns['NumPy']:.3f}",
+        row = [r["method"], str(r["bytes_per_parameter"]), f"{ours:.3f}",
+               f"{ns['streaming (same bytes)']:.3f}",
+               f"{ns['streaming (same bytes)'] / ours:.0%}", f"{serial:.3f}",
+               f"{ns['serial streaming (same bytes)']:.3f}",
+               f"{ns['serial streaming (same bytes)'] / serial:.0%}", f"{ns['NumPy']:.3f}",
                f"{torch_ns:.3f}" if torch_ns else "-",
-               f"{ns['streaming (same bytes)'] / ours:.0%} of its throughput",
                f"{ns['NumPy'] / ours:.1f}x faster",
                f"{ours / torch_ns:.2f}x its time" if torch_ns else "-"]
         print("| " + " | ".join(row) + " |")

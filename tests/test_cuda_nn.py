@@ -1,4 +1,5 @@
-"""adamnb.nn.cuda_models against adamnb.nn's CPU MLP: products, masks, gradients, evaluation, training.
+"""The MLP on device arrays (adamnb.nn.cuda_ops, adamnb.nn.cuda_models) against the CPU: products,
+masks, gradients, evaluation, training.
 
 Simulator tests (``NUMBA_ENABLE_CUDASIM=1 python -m pytest -q tests/test_cuda*.py``) use 4 x 4
 tiles for the matrix products and 8 threads per block elsewhere, so the tiny layers (sizes
@@ -13,16 +14,14 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb.nn import MLP
+from adamnb.backends import cuda as cuda_backend
+from adamnb.nn import MLP, cuda_ops
 from adamnb.nn import cuda_models as cuda_nn
+from adamnb.nn import models as nn_models
+from adamnb.nn.elements import ELEMENTS
 from adamnb.nn.training import History, train
-from tests.test_cuda import (
-    APPROXIMATE,
-    F32_ARITHMETIC,
-    _ptx_toolchain_missing,
-    needs_cuda,
-    quick_simulator_threads,
-)
+from tests.test_cuda import (APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda,
+                             quick_simulator_threads)
 from tests.test_nn import random_params as _params
 
 SIZES = (6, 5, 4, 3)
@@ -37,8 +36,8 @@ def _quick_simulator_threads():
 
 @pytest.fixture(autouse=True)
 def _tiny_blocks(monkeypatch):
-    monkeypatch.setattr(cuda_nn, "TILE", 4)
-    monkeypatch.setattr(cuda_nn, "THREADS_PER_BLOCK", 8)
+    monkeypatch.setattr(cuda_ops, "TILE", 4)
+    monkeypatch.setattr(cuda_backend, "DEFAULT_THREADS_PER_BLOCK", 8)
 
 
 def _cuda():
@@ -65,11 +64,11 @@ def test_tiled_products_match_numpy_in_all_three_layouts(layout, dtype):
     cuda = _cuda()
     rng = np.random.default_rng(2)
     M, N, K = 7, 5, 9  # none a multiple of the 4 x 4 tile: edge tiles are partial
-    trans_a, trans_b = cuda_nn._GEMM_LAYOUTS[layout]
+    trans_a, trans_b = cuda_nn.GEMM_LAYOUTS[layout]
     A = rng.normal(size=(K, M) if trans_a else (M, K)).astype(dtype)
     B = rng.normal(size=(N, K) if trans_b else (K, N)).astype(dtype)
     C = cuda.device_array((M, N), dtype)
-    cuda_nn._gemm(layout, cuda.to_device(A), cuda.to_device(B), C, 4)
+    cuda_backend.gemm(cuda.to_device(A), cuda.to_device(B), C, trans_a, trans_b, 4)
     expected = (A.T if trans_a else A) @ (B.T if trans_b else B)
     np.testing.assert_allclose(C.copy_to_host(), expected, **TOLERANCE[dtype])
 
@@ -118,31 +117,35 @@ def test_dropout_masks_are_the_cpus_exactly(dtype):
     cpu, gpu = _twins(dtype, dropout=0.5, input_dropout=0.3)
     params = _params(cpu)
     X, y = _problem(dtype)
-    cpu.training_calls = gpu.training_calls = 5  # any call number: masks depend on it
-    cpu.loss_and_grad(params, X, y)
     cuda_model = cuda_nn.CudaMLP(gpu)
-    cuda_model.loss_and_grad(cuda.to_device(params), cuda.to_device(X), cuda.to_device(y))
-    activations, _, dropped_input = cpu._workspace(ROWS)
-    work = cuda_model._workspace(ROWS)
-    # input dropout: X * scale or 0, the same bits
-    assert _same_bits(work["dropped_input"].copy_to_host(), dropped_input)
-    assert 0 < np.count_nonzero(dropped_input == 0) < dropped_input.size
-    # hidden layers: the same units dropped (or inactive), so the same zeros
-    for k in range(len(SIZES) - 2):
-        hidden_gpu = work["activations"][k].copy_to_host()
-        np.testing.assert_array_equal(hidden_gpu == 0, activations[k] == 0)
-        np.testing.assert_allclose(hidden_gpu, activations[k], **TOLERANCE[dtype])
-    # the masks change with the call number (the workspace is overwritten: copy first)
-    first = dropped_input.copy()
-    cpu.loss_and_grad(params, X, y)
-    assert not np.array_equal(cpu._workspace(ROWS)[2] == 0, first == 0)
+    d_params, d_X = cuda.to_device(params), cuda.to_device(X)
+    for call in (5, 6):  # any call number: the masks depend on it
+        on_cpu = cpu.activations(params, X, call=call)
+        on_gpu = cuda_model.activations(d_params, d_X, call=call)
+        # input dropout: X * scale or 0, the same bits
+        assert _same_bits(on_gpu[0], on_cpu[0])
+        assert 0 < np.count_nonzero(on_cpu[0] == 0) < on_cpu[0].size
+        # hidden layers: the same units dropped (or inactive), so the same zeros
+        for k in range(1, len(SIZES) - 1):
+            np.testing.assert_array_equal(on_gpu[k] == 0, on_cpu[k] == 0)
+            np.testing.assert_allclose(on_gpu[k], on_cpu[k], **TOLERANCE[dtype])
+        if call == 5:
+            first = on_cpu[0]
+    # the masks change with the call number
+    assert not np.array_equal(on_cpu[0] == 0, first == 0)
+    assert cpu.training_calls == gpu.training_calls == 0  # activations() draws no call number
+    # and a training call draws the masks that activations() shows for its call number
+    cpu.training_calls = gpu.training_calls = 5
+    f, _ = cpu.loss_and_grad(params, X, y)
+    f_gpu, _ = cuda_model.loss_and_grad(d_params, d_X, cuda.to_device(y))
+    assert f_gpu == pytest.approx(f, rel=TOLERANCE[dtype]["rtol"])
 
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_evaluate_and_loss_match_the_cpu_model_across_chunks(dtype, monkeypatch):
     cuda = _cuda()
-    monkeypatch.setattr(cuda_nn, "EVALUATION_CHUNK", 4)  # 11 rows: chunks of 4, 4 and 3
+    monkeypatch.setattr(nn_models, "EVALUATION_CHUNK", 4)  # 11 rows: chunks of 4, 4 and 3
     cpu, gpu = _twins(dtype, dropout=0.5, l2=0.05)
     params = _params(cpu)
     X, y = _problem(dtype, rows=11, seed=4)
@@ -155,6 +158,23 @@ def test_evaluate_and_loss_match_the_cpu_model_across_chunks(dtype, monkeypatch)
     assert cuda_model.loss(d_params, d_X, d_y) == pytest.approx(
         cpu.loss(params, X, y), rel=TOLERANCE[dtype]["rtol"])
     assert gpu.training_calls == 0  # evaluation draws no masks
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_nan_logits_never_count_as_correct_on_the_device(dtype):
+    """Issue 10, item 8: the CPU's fix (a row of NaN logits has no argmax) holds on the device."""
+    cuda = _cuda()
+    cpu, gpu = _twins(dtype)
+    params = cpu.init(0)
+    params[:] = np.nan
+    X, _ = _problem(dtype, rows=8)
+    y = np.array([0, 1, 0, 2, 0, 1, 0, 2])  # half the labels are class 0
+    loss, accuracy = cpu.evaluate(params, X, y)
+    assert np.isnan(loss) and accuracy == 0.0
+    loss_gpu, accuracy_gpu = cuda_nn.CudaMLP(gpu).evaluate(
+        cuda.to_device(params), cuda.to_device(X), cuda.to_device(y))
+    assert np.isnan(loss_gpu) and accuracy_gpu == 0.0
 
 
 @needs_cuda
@@ -184,6 +204,24 @@ def test_inputs_are_checked_and_bad_labels_explained():
         cuda_model.loss_and_grad(params, d_X, cuda.to_device(bad))
     with pytest.raises(ValueError, match="tile"):
         cuda_nn.CudaMLP(model, tile=33)
+
+
+@needs_cuda
+def test_device_arrays_go_through_the_model_itself_and_convolutions_say_they_have_no_gpu_path():
+    cuda = _cuda()
+    cpu, gpu = _twins(np.float64, dropout=0.5)
+    params = _params(cpu)
+    X, y = _problem(np.float64)
+    f, g = cpu.loss_and_grad(params, X, y)
+    f_gpu, g_gpu = gpu.loss_and_grad(cuda.to_device(params), cuda.to_device(X), cuda.to_device(y))
+    assert f_gpu == pytest.approx(f, rel=1e-12)
+    np.testing.assert_allclose(g_gpu.copy_to_host(), g, **TOLERANCE[np.float64])
+    from adamnb.nn import Conv2D, Dense, Flatten, Sequential
+    cnn = Sequential([Conv2D(2, 3, activation="relu"), Flatten(), Dense(3)], input_shape=(5, 5, 1))
+    with pytest.raises(TypeError, match="without a GPU path"):
+        cnn.loss_and_grad(cuda.to_device(cnn.init(0)), cuda.to_device(np.zeros((2, 5, 5, 1),
+                                                                                np.float32)),
+                          cuda.to_device(np.zeros(2, np.int64)))
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -256,10 +294,10 @@ def test_every_kernel_compiles_to_ptx_for_sm90(dtype):
     if reason:
         pytest.skip(reason)
     ptx = cuda_nn.kernel_ptx(dtype, tile=16, cc=(9, 0))
-    assert set(ptx) == set(cuda_nn._GEMM_LAYOUTS) | set(cuda_nn._ELEMENTWISE)
+    assert set(ptx) == set(cuda_nn.GEMM_LAYOUTS) | set(ELEMENTS)
     for name, text in ptx.items():
         assert ".target sm_90" in text and ".entry" in text, name
-        if name != "softmax_cross_entropy":
+        if name != "softmax_cross_entropy_row":
             assert not APPROXIMATE.search(text), (name, APPROXIMATE.search(text))
         if dtype is np.float32:
             # no float64 work at all in float32 kernels, not even conversions
@@ -267,12 +305,12 @@ def test_every_kernel_compiles_to_ptx_for_sm90(dtype):
     # The softmax's exp and log are libdevice's accurate expf/log, which use a hardware
     # approximation internally (ex2.approx in expf, an rcp.approx seed refined by Newton steps
     # in log): those and nothing else; the softmax's own division is IEEE.
-    softmax = ptx["softmax_cross_entropy"]
+    softmax = ptx["softmax_cross_entropy_row"]
     approximate = set(re.findall(r"\b[a-z0-9]+(?:\.[a-z0-9]+)*\.(?:approx|ftz)(?:\.[a-z0-9]+)*",
                                  softmax))
     assert approximate <= {"ex2.approx.ftz.f32", "rcp.approx.ftz.f64"}, approximate
     assert re.search(r"\bdiv\.rn\.f(?:32|64)\b", softmax)
-    for layout in cuda_nn._GEMM_LAYOUTS:
+    for layout in cuda_nn.GEMM_LAYOUTS:
         assert "bar.sync" in ptx[layout] and ".shared" in ptx[layout]
     if dtype is np.float32:
         assert F32_ARITHMETIC.search(ptx["gemm_nn"])

@@ -403,3 +403,124 @@ def test_real_mnist_end_to_end():
     square = load_mnist(directory, download=False, flatten=False)
     assert square.X_train.shape == (60000, 28, 28)
     np.testing.assert_array_equal(square.X_test.reshape(10000, 784), data.X_test)
+
+
+# --- every problem is a DatasetError (issue 17, item 6) ---------------------------------------------
+
+def test_a_data_directory_that_is_a_file_is_a_dataset_error(tmp_path, small, server):
+    not_a_directory = tmp_path / "mnist"
+    not_a_directory.write_text("a file, not a folder")
+    for download in (False, True):
+        with pytest.raises(DatasetError, match="is not a directory") as raised:
+            load_mnist(not_a_directory, download=download, mirrors=[server.url("good/")])
+        assert raised.value.path == not_a_directory
+    assert server.requests == []
+
+
+def test_a_directory_that_cannot_be_created_is_a_dataset_error(tmp_path, small, server):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a parent folder should be")
+    directory = blocker / "mnist"
+    with pytest.raises(DatasetError, match="cannot create the data directory") as raised:
+        load_mnist(directory, mirrors=[server.url("good/")])
+    assert raised.value.path == directory and isinstance(raised.value.__cause__, OSError)
+    assert server.requests == []
+
+
+def test_an_unreadable_file_is_a_dataset_error(tmp_path, small, monkeypatch):
+    # The tests run as root, which chmod cannot lock out: make the open itself fail as it would
+    # for a user without read permission.
+    place(tmp_path, small, suffix="")
+    refused = tmp_path / LABELS[1]
+    real_open = open
+
+    def guarded_open(file, *args, **kwargs):
+        if Path(file) == refused:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", guarded_open)
+    with pytest.raises(DatasetError, match="cannot read it.*Permission denied") as raised:
+        load_mnist(tmp_path, download=False)
+    assert raised.value.path == refused
+    with pytest.raises(DatasetError, match="Permission denied"):
+        read_idx(refused)
+
+
+def test_a_directory_in_place_of_a_data_file_is_a_dataset_error(tmp_path):
+    (tmp_path / "folder-idx1-ubyte").mkdir()
+    with pytest.raises(DatasetError, match="cannot read it") as raised:
+        read_idx(tmp_path / "folder-idx1-ubyte")
+    assert raised.value.path == tmp_path / "folder-idx1-ubyte"
+
+
+def test_header_sizes_whose_product_overflows_int64_are_rejected(tmp_path):
+    # 2**31 * 2**31 * 4 = 2**64, which int64 arithmetic wraps to 0: the empty payload "matched".
+    path = write(tmp_path / "huge-idx3-ubyte", idx_bytes(np.zeros(0), magic=0x0803,
+                                                          dims=(2 ** 31, 2 ** 31, 4)))
+    with pytest.raises(DatasetError, match="truncated: the header declares "
+                                           "2147483648 x 2147483648 x 4 = 18446744073709551616"):
+        read_idx(path)
+
+
+def test_a_short_labels_file_is_blamed_not_the_images(tmp_path, small):
+    place(tmp_path, small)
+    labels = tmp_path / f"{LABELS[0]}.gz"
+    write(labels, idx_bytes(small[LABELS[0]][:-1]))
+    with pytest.raises(DatasetError) as raised:
+        load_mnist(tmp_path, download=False)
+    assert raised.value.path == labels
+    assert str(raised.value).startswith(f"{labels} is not a valid MNIST file")
+
+
+class EncodingServer(Server):
+    """Serves the ``.gz`` files with ``Content-Encoding: gzip``, as some mirrors do: the client
+    then decompresses them on the fly."""
+
+    def __init__(self, root):
+        self.root, self.requests = Path(root), []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def end_headers(self):
+                if self.path.endswith(".gz"):
+                    self.send_header("Content-Encoding", "gzip")
+                super().end_headers()
+
+            def guess_type(self, path):
+                return "application/octet-stream"
+
+            def log_message(self, *args):
+                pass
+
+        handler = functools.partial(Handler, directory=str(self.root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+
+def test_a_mirror_serving_gz_with_content_encoding_gzip_is_accepted(tmp_path, small, server):
+    encoding = EncodingServer(server.root)
+    try:
+        data = load_mnist(tmp_path, mirrors=[encoding.url("good/")])
+    finally:
+        encoding.close()
+    assert_matches(data, small)
+    for name in NAMES:  # stored compressed, as from any other mirror
+        content = gzip.decompress((tmp_path / f"{name}.gz").read_bytes())
+        assert hashlib.sha256(content).hexdigest() == datasets.SHA256[name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.gz" for n in NAMES)
+
+
+def test_a_directory_that_cannot_be_searched_is_a_dataset_error(tmp_path, small, monkeypatch):
+    # As root, chmod cannot take the search permission away: fail the stat as it would fail.
+    place(tmp_path, small)
+    real_stat = Path.stat
+
+    def refusing_stat(self, *args, **kwargs):
+        if self.parent == tmp_path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refusing_stat)
+    with pytest.raises(DatasetError, match="cannot look into the data directory.*Permission"):
+        load_mnist(tmp_path, download=False)

@@ -16,6 +16,11 @@ def python_wrapped(function):
     return lambda x, *args: function(x, *args)
 
 
+def compiled(options):
+    """``options`` asking for the compiled loop (short runs take the host loop by default)."""
+    return {**options, "compiled": True}
+
+
 @pytest.mark.parametrize("method", ["adam", "sgd", "rmsprop", "nadam", "radam", "adamax",
                                     "adagrad", "adadelta", "amsgrad", "adamw"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -23,7 +28,7 @@ def test_compiled_path_equals_python_path(method, dtype):
     x0 = np.array([-1.2, 1.0], dtype=dtype)
     options = {"lr": 1e-3, "maxiter": 700, "return_all": True, "gtol": 1e-12}
     fast = adamnb.minimize(ROSENBROCK.value_and_grad, x0, method=method, jac=True,
-                           bounds=[(-1.1, 2.0), (None, 1.05)], options=options)
+                           bounds=[(-1.1, 2.0), (None, 1.05)], options=compiled(options))
     slow = adamnb.minimize(python_wrapped(ROSENBROCK.value_and_grad), x0, method=method,
                            jac=True, bounds=[(-1.1, 2.0), (None, 1.05)], options=options)
     assert fast.x.dtype == dtype and fast.x.tobytes() == slow.x.tobytes()
@@ -37,7 +42,8 @@ def test_compiled_path_equals_python_path(method, dtype):
 
 def test_compiled_path_with_separate_fun_and_jac_and_gtol():
     options = {"lr": 0.02, "maxiter": 20000, "gtol": 1e-6}
-    fast = adamnb.minimize(ROSENBROCK.fun, ROSENBROCK.x0, jac=ROSENBROCK.grad, options=options)
+    fast = adamnb.minimize(ROSENBROCK.fun, ROSENBROCK.x0, jac=ROSENBROCK.grad,
+                           options=compiled(options))
     slow = adamnb.minimize(python_wrapped(ROSENBROCK.fun), ROSENBROCK.x0,
                            jac=python_wrapped(ROSENBROCK.grad), options=options)
     assert fast.status == slow.status == 0 and fast.nit == slow.nit < 20000
@@ -53,7 +59,8 @@ def test_compiled_path_reports_nan_like_the_python_path():
         return f, 2.0 * x
 
     options = {"lr": 1.2, "maxiter": 100}  # diverges: |x| grows by 1.4 per step
-    fast = adamnb.minimize(blows_up, np.array([-0.5]), method="sgd", jac=True, options=options)
+    fast = adamnb.minimize(blows_up, np.array([-0.5]), method="sgd", jac=True,
+                           options=compiled(options))
     slow = adamnb.minimize(python_wrapped(blows_up), np.array([-0.5]), method="sgd", jac=True,
                            options=options)
     assert fast.status == slow.status == 3 and fast.nit == 5 and abs(fast.x[0]) > 1.9
@@ -67,7 +74,7 @@ def test_compiled_path_passes_args():
         return float(np.sum((x - shift) ** 2)), 2.0 * (x - shift)
 
     res = adamnb.minimize(shifted, np.zeros(3), args=(1.5,), jac=True,
-                          options={"lr": 0.1, "maxiter": 5000})
+                          options=compiled({"lr": 0.1, "maxiter": 5000}))
     assert res.success and np.allclose(res.x, 1.5, atol=1e-5)
 
 
@@ -151,7 +158,8 @@ def test_every_protocol_gives_the_python_paths_bits(method, dtype, bounds, recor
     slow = adamnb.minimize(python_wrapped(ROSENBROCK.value_and_grad), x0, method=method,
                            jac=True, bounds=bounds, options=options)
     for name, fun, jac in _protocols():
-        fast = adamnb.minimize(fun, x0, method=method, jac=jac, bounds=bounds, options=options)
+        fast = adamnb.minimize(fun, x0, method=method, jac=jac, bounds=bounds,
+                               options=compiled(options))
         assert fast.x.tobytes() == slow.x.tobytes(), name
         assert fast.jac.tobytes() == slow.jac.tobytes() and fast.fun == slow.fun, name
         assert (fast.nit, fast.nfev, fast.njev, fast.status) == \
@@ -170,7 +178,7 @@ def test_long_runs_over_many_blocks_give_the_python_paths_bits(method):
     for gtol in (1e-300, 0.0):
         options = {"lr": 1e-4, "maxiter": 17_001, "gtol": gtol}
         fast = adamnb.minimize(ROSENBROCK.value_and_grad, x0, method=method, jac=True,
-                               options=options)
+                               options=compiled(options))
         slow = adamnb.minimize(python_wrapped(ROSENBROCK.value_and_grad), x0, method=method,
                                jac=True, options=options)
         assert fast.nit == slow.nit == 17_001
@@ -202,7 +210,8 @@ def test_nan_with_two_gradient_buffers_returns_the_last_finite_iterate(lr):
     """Whatever the parity of the steps taken (the loop swaps its two gradient buffers after
     each step), status 3 returns the last finite x with its own f and gradient."""
     options = {"lr": lr, "maxiter": 100}
-    fast = adamnb.minimize(_blows_up, np.array([-0.5]), method="sgd", jac=True, options=options)
+    fast = adamnb.minimize(_blows_up, np.array([-0.5]), method="sgd", jac=True,
+                           options=compiled(options))
     slow = adamnb.minimize(python_wrapped(_blows_up), np.array([-0.5]), method="sgd", jac=True,
                            options=options)
     assert fast.status == slow.status == 3 and fast.nit == slow.nit
@@ -222,7 +231,7 @@ def test_into_is_what_the_compiled_loop_calls():
     def quadratic(x):
         return 0.5 * float(x @ x), 2.0 * x
 
-    options = {"lr": 0.1, "maxiter": 10, "gtol": 0}
+    options = {"lr": 0.1, "maxiter": 10, "gtol": 0, "compiled": True}
     quadratic.into = half_into
     with_into = adamnb.minimize(quadratic, np.ones(3), method="sgd", jac=True, options=options)
     # The gradient at x0 comes from quadratic itself (x *= 0.8), the other nine from half_into.

@@ -5,7 +5,8 @@ import pytest
 from scipy.special import logsumexp
 
 from adamnb.backends.random import stream_key, uniform_at
-from adamnb.nn import MLP, SoftmaxRegression
+from adamnb.nn import MLP, Sequential, SoftmaxRegression
+from adamnb.nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D
 
 
 def problem(sizes, rows=7, dtype=np.float64, seed=0):
@@ -93,16 +94,22 @@ def test_objective_matches_numpy_reference(options):
     assert f == pytest.approx(reference_objective(model, params, X, y, masks), rel=1e-12)
 
 
-def test_float32_gradient_agrees_with_float64():
-    m64 = MLP((20, 16, 5), dropout=0.3, dtype=np.float64, seed=2)
-    m32 = MLP((20, 16, 5), dropout=0.3, dtype=np.float32, seed=2)
+@pytest.mark.parametrize("make, rtol", [
+    (lambda dtype: MLP((20, 16, 5), dropout=0.3, dtype=dtype, seed=2), 1e-3),
+    (lambda dtype: Sequential([Conv2D(3, 3, activation="relu"), MaxPool2D(2), Dropout(0.3),
+                               Flatten(), Dense(5, activation="relu"), Dropout(0.5), Dense(3)],
+                              input_shape=(7, 8, 2), dtype=dtype, seed=2), 2e-3),
+], ids=["mlp", "cnn"])
+def test_float32_gradient_agrees_with_float64(make, rtol):
+    m64, m32 = make(np.float64), make(np.float32)
     params = random_params(m64)
-    X, y = problem(m64.sizes, rows=32)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((32, *m64.input_shape)), rng.integers(0, m64.n_classes, 32)
     f64, g64 = m64.loss_and_grad(params, X, y)
     f32, g32 = m32.loss_and_grad(params.astype(np.float32), X.astype(np.float32), y)
     assert g32.dtype == np.float32
     assert f32 == pytest.approx(f64, rel=1e-5)
-    np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(g32, g64, rtol=rtol, atol=1e-5)
 
 
 def test_layers_are_views_in_layout_order():
@@ -137,8 +144,7 @@ def test_dropout_keeps_units_with_probability_one_minus_p():
     W1[...] = 0
     b1[...] = 1  # every hidden unit is 1 before dropout
     X, y = problem(model.sizes, rows=64, dtype=np.float32)
-    model._forward(model.layers(params), X, y, training=True, gradient=False)
-    hidden = model._workspace(64)[0][0]
+    hidden = model.activations(params, X, call=0)[0]
     kept = hidden > 0
     assert abs(kept.mean() - 0.7) < 0.01  # 128,000 units: the standard error is 0.0013
     np.testing.assert_allclose(hidden[kept], np.float32(1 / 0.7), rtol=1e-7)

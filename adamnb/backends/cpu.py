@@ -11,11 +11,12 @@ Every kernel here is generated from one element function, never written per rule
   loop (the compiled drivers call it).
 
 A rule with reductions inside its step (:class:`adamnb.optim.UpdateRule`: LAMB, Prodigy,
-Adafactor) gets the same kernels with a first pass before the element loop (:func:`step_scalars_of`):
-``reduce`` per element, its terms summed in chunks of ``SUM_CHUNK`` elements (each chunk in
-order, then the chunks' sums in order, all in x's dtype), then ``finish`` and ``advance`` on the
-sums. The threaded kernels fold whole chunks per thread, so they give the serial kernels' bits.
-``carry`` is the rule's carried scalars (an array of x's dtype, empty for most rules).
+Adafactor) gets the same kernels with a first pass before the element loop
+(:func:`step_scalars_of`): ``reduce`` per element, its terms summed in chunks of ``SUM_CHUNK``
+elements (each chunk in order, then the chunks' sums in order, all in x's dtype), then ``finish``
+and ``advance`` on the sums. The threaded kernels fold whole chunks per thread, so they give the
+serial kernels' bits. ``carry`` is the rule's carried scalars (an array of x's dtype, empty for
+most rules).
 * :func:`stationarity_norm` -- the convergence measure of every CPU driver: the infinity-norm of
   the (projected) gradient, NaN when any element of ``g`` is not finite.
 
@@ -25,26 +26,39 @@ a tuple of x's dtype (:class:`adamnb.optim.CoefficientStream`) and the arrays ke
 nothing recompiles after the first step and float32 work is never promoted to float64.
 
 Kernels are cached on disk by numba. The closure captures the element (a ``register_jitable``
-function, pickled by reference) and the loop kind, which makes the cache entry of every
-(rule, loop kind, dtype) distinct and stable across processes.
+function, pickled by reference), the loop kind and the source stamp of the element's module and of
+:mod:`adamnb.backends.elements` (:func:`adamnb.backends.jit.source_stamp`), which makes the cache
+entry of every (rule, loop kind, dtype) distinct, stable across processes, and renewed when the
+element's code changes.
+
+:func:`strided_view` is the compiled drivers' window onto one start's coordinates inside a batch
+laid out start-innermost (:mod:`adamnb.optimize._batch`): a 1-D view without a reference count.
 """
 
 import numba
 import numpy as np
+from numba.core import cgutils, ir_utils
+from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from adamnb.backends import elements
 from adamnb.backends.elements import fold_max, fused_update, project, stationarity
-from adamnb.backends.jit import elementwise, jit
+from adamnb.backends.jit import elementwise, jit, source_stamp
 
 __all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "cpu_kernel", "fused_kernel", "fused_update_of",
-           "fused_pass_of", "step_scalars_of",
+           "fused_pass_of", "step_scalars_of", "rule_stamp",
            "stationarity_norm", "stationarity_norm_serial", "stationarity_norm_parallel",
-           "project_vector",
-           "use_parallel", "cast_coefficients"]
+           "project_vector", "use_parallel", "cast_coefficients", "element_stamp",
+           "strided_view"]
 
-#: Vectors at least this long use the threaded kernels when the caller leaves the choice to us;
-#: below it the cost of waking the thread pool exceeds the work.
-PARALLEL_THRESHOLD = 1 << 16
+#: Vectors at least this long use the threaded kernels when the caller leaves the choice to us.
+#: numba's OpenMP worker threads keep spinning for a few milliseconds after a threaded kernel
+#: returns; in a training loop they take the cores the next matrix product's BLAS threads need,
+#: which cost a NumPy MLP step 20% with a 10^6-parameter threaded update on 2 cores
+#: (``benchmarks/bench_threads.py``). A memory-bound update gains little from threads below some
+#: 10 ms of serial work (about 2 * 10^7 float32 parameters of Adam), so below that size the
+#: serial kernel is the default; ``parallel=True`` or ``backend="parallel"`` asks for threads.
+PARALLEL_THRESHOLD = 1 << 24
 #: Elements per chunk of the threaded norm: each thread folds whole chunks, then one thread folds
 #: the chunks' results, so the result does not depend on the number of threads.
 _NORM_CHUNK = 1 << 14
@@ -52,6 +66,19 @@ _NORM_CHUNK = 1 << 14
 SUM_CHUNK = 1 << 14
 
 _kernels = {}
+
+
+def element_stamp(element):
+    """:func:`adamnb.backends.jit.source_stamp` of ``element`` and the shared per-element code:
+    what a cached kernel around ``element`` captures (module notes)."""
+    return source_stamp(element, elements)
+
+
+def rule_stamp(rule):
+    """:func:`element_stamp` of ``rule``'s element and, for a rule with reductions, of its first
+    pass: what a cached kernel around the rule captures."""
+    return source_stamp(*(f for f in (rule.element, rule.reduce, rule.finish, rule.advance)
+                          if f is not None), elements)
 
 
 def _build_sums(rule, parallel):
@@ -77,13 +104,14 @@ def _build_sums(rule, parallel):
     return sums_of
 
 
+@elementwise
+def _no_reductions(x, g, state, carry, c):
+    return c
+
+
 def _build_step_scalars(rule, parallel):
     if not rule.reductions:
-        @elementwise
-        def no_reductions(x, g, state, carry, c):
-            return c
-
-        return no_reductions
+        return _no_reductions
     sums_of, finish, advance = _build_sums(rule, parallel), rule.finish, rule.advance
     if advance is None:
         @elementwise
@@ -120,9 +148,11 @@ def _build_cpu_kernel(rule, parallel, cache=True):
     element = rule.element
     step_scalars = step_scalars_of(rule, parallel)
     loop = numba.prange if parallel else range
+    stamp = rule_stamp(rule)
 
     @jit(parallel=parallel, cache=cache)
     def kernel(x, g, state, carry, c):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key (module notes)
         scalars = step_scalars(x, g, state, carry, c)
         for i in loop(x.size):
             x[i] = element(x[i], g[i], state, i, scalars)
@@ -134,9 +164,11 @@ def _build_fused_kernel(rule, parallel):
     update, n_coefficients = fused_update_of(rule), rule.n_coefficients
     step_scalars = step_scalars_of(rule, parallel)
     loop = numba.prange if parallel else range
+    stamp = rule_stamp(rule)
 
     @jit(parallel=parallel)
     def kernel(x, g, state, carry, table, column, previous, lower, upper):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key (module notes)
         c = to_fixed_tuple(table[:, column], n_coefficients)
         scalars = step_scalars(x, g, state, carry, c)
         bounded = lower.size > 0
@@ -260,3 +292,41 @@ def cast_coefficients(coefficients, dtype):
     """The per-step scalars as a tuple of ``dtype`` scalars (rounded once, as torch does)."""
     scalar = np.dtype(dtype).type
     return tuple(scalar(value) for value in coefficients)
+
+
+@intrinsic
+def strided_view(typingctx, array, start, count, step):
+    """``array.flat[start : start + count * step : step]`` as a 1-D array that shares ``array``'s
+    memory and has no reference count (a null meminfo): the compiled batch passes each start's
+    coordinates to the objective this way from inside a function compiled without numba's
+    runtime, where slicing would need one. The caller keeps ``array`` alive while the view is
+    used. ``array`` must be C-contiguous."""
+    if not (isinstance(array, numba.types.Array) and array.layout == "C"):
+        return None
+    result = numba.types.Array(array.dtype, 1, "A")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
+
+        source = make_array(signature.args[0])(context, builder, args[0])
+        intp = context.get_value_type(numba.types.intp)
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        first, length, stride = (context.cast(builder, value, kind, numba.types.intp)
+                                 for value, kind in zip(args[1:], signature.args[1:]))
+        view = make_array(result)(context, builder)
+        populate_array(view, data=builder.gep(source.data, [first]),
+                       shape=cgutils.pack_array(builder, [length]),
+                       strides=cgutils.pack_array(builder, [builder.mul(stride, intp(itemsize))]),
+                       itemsize=intp(itemsize), meminfo=None)
+        return view._getvalue()
+
+    return result(array, start, count, step), codegen
+
+
+def _strided_view_aliases(lhs, args, alias_map, arg_aliases):
+    ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
+
+
+# numba's dead-code removal drops writes to an array it believes nothing else can see; a view made
+# by an intrinsic is such an array unless numba is told that it aliases its source.
+ir_utils.alias_func_extensions[("strided_view", __name__)] = _strided_view_aliases

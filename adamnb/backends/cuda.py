@@ -75,15 +75,16 @@ import types
 import numpy as np
 
 from adamnb.backends import cpu as kernels
-from adamnb.backends.elements import fold_max, fused_update, project, stationarity
+from adamnb.backends.elements import fold_max, fused_update, maximum, project, stationarity
 
 __all__ = ["numba_cuda", "device_function", "project_vector", "is_available", "require_available", "simulator_enabled", "is_device_array",
-           "as_device_array", "check_device_vector", "to_device", "cuda_kernel",
-           "cuda_fused_step", "fused_step", "launch_blocks", "step", "Reduction", "block_tree",
-           "StepScratch",
+           "as_device_array", "check_device_vector", "to_device", "device_empty", "synchronize",
+           "cuda_kernel", "cuda_fused_step", "fused_step", "launch_blocks", "step", "Reduction",
+           "block_tree", "StepScratch",
            "number_of_coefficients",
            "kernel_signature", "compile_ptx_for", "compile_kernel_ptx",
-           "compile_reduction_ptx"]
+           "compile_reduction_ptx", "elementwise_function", "elementwise_kernel", "launch",
+           "gemm_function", "gemm"]
 
 DEFAULT_THREADS_PER_BLOCK = 256
 #: The grid is capped at this many blocks per streaming multiprocessor (see the module notes).
@@ -190,6 +191,16 @@ def to_device(array):
     return _cuda().to_device(np.ascontiguousarray(array))
 
 
+def device_empty(shape, dtype):
+    """A new, uninitialised device array."""
+    return _cuda().device_array(shape, dtype)
+
+
+def synchronize():
+    """Wait until the device has finished all work launched so far."""
+    _cuda().synchronize()
+
+
 # --- kernels --------------------------------------------------------------------------------------
 
 def _maximum(a, b):
@@ -220,6 +231,10 @@ def device_function(function, **names):
     if key not in _device_functions:
         cuda = _cuda()
         replacements = dict(names)
+        if "maximum" in function.__code__.co_names and function is not maximum:
+            # An element calling adamnb.backends.elements.maximum (AMSGrad, AdaMax) calls its
+            # device version: numba-cuda cannot call a register_jitable function (module notes).
+            replacements.setdefault("maximum", device_function(maximum))
         if _builtin_target_needs_minmax():
             replacements.update(max=cuda.jit(device=True)(_maximum),
                                 min=cuda.jit(device=True)(_minimum))
@@ -239,6 +254,16 @@ def _device_update(element):
         _device_functions[key] = _cuda().jit(device=True)(
             fused_update(device_function(element), device_function(project)))
     return _device_functions[key]
+
+
+def _quiet(element):
+    """``element`` with NumPy's overflow warnings off: the simulator runs elements on NumPy
+    scalars, whose wrapping uint64 multiplications (intended: the counter-based random numbers
+    of :mod:`adamnb.backends.random` work modulo 2**64) would each warn."""
+    def quiet(*args):
+        with np.errstate(over="ignore"):
+            return element(*args)
+    return quiet
 
 
 def _kernel_function(element):
@@ -830,3 +855,133 @@ def compile_reduction_ptx(kind, dtype, threads_per_block=DEFAULT_THREADS_PER_BLO
                                   cc)
     return compile_kernel_ptx(_reduction_function(kind, threads_per_block, dtype),
                               (vector, vector), cc)
+
+
+# --- element loops and matrix products (for adamnb.nn) ---------------------------------------------
+
+#: Grid-stride loops around an element, by loop dimensions; ``{args}`` is the element's arguments
+#: after its indices. A 2-D element gets ``r, j`` from the flat index ``i = r * cols + j``.
+_ELEMENT_LOOPS = {
+    1: ("def kernel(n, {args}):\n"
+        "    for i in range(_numba_cuda.grid(1), n, _numba_cuda.gridsize(1)):\n"
+        "        device_element(i, {args})\n"),
+    2: ("def kernel(rows, cols, {args}):\n"
+        "    for i in range(_numba_cuda.grid(1), rows * cols, _numba_cuda.gridsize(1)):\n"
+        "        r = i // cols\n"
+        "        device_element(r, i - r * cols, {args})\n"),
+}
+
+
+def elementwise_function(element, dimensions, arity):
+    """The Python source of the grid-stride kernel around ``element``, not yet compiled.
+
+    ``element(i, a0, ..., a{arity-1})`` (1-D) or ``element(r, j, a0, ...)`` (2-D) is a plain
+    function marked with :func:`adamnb.backends.jit.elementwise`, compiled here as a device function
+    (as the update rules' elements are); the kernel is ``kernel(n, a0, ...)`` or ``kernel(rows,
+    cols, a0, ...)``. The loop is written out for the element's arity (numba's CUDA target cannot
+    forward ``*args``) and executed with this module's globals, so that the simulator can swap
+    the ``numba.cuda`` module the loop reads.
+    """
+    _cuda()
+    names = ", ".join(f"a{k}" for k in range(arity))
+    device_element = device_function(_quiet(element) if simulator_enabled() else element)
+    namespace = {}
+    exec(_ELEMENT_LOOPS[dimensions].format(args=names),  # noqa: S102 (a fixed template)
+         {**globals(), "device_element": device_element}, namespace)
+    return namespace["kernel"]
+
+
+def elementwise_kernel(element, dimensions, arity):
+    """The compiled grid-stride kernel around ``element`` (see :func:`elementwise_function`)."""
+    key = ("element", element, dimensions, arity)
+    if key not in _kernels:
+        _kernels[key] = _cuda().jit(elementwise_function(element, dimensions, arity))
+    return _kernels[key]
+
+
+def launch(kernel, items, threads_per_block, *args, stream=0):
+    """Launch a grid-stride ``kernel`` over ``items`` items with :func:`launch_blocks` blocks."""
+    if items == 0:
+        return
+    kernel[launch_blocks(items, threads_per_block), threads_per_block, stream](*args)
+
+
+def _load_tile(S, X, a0, b0, transposed, zero):
+    """One thread's share of loading a tile: ``X[a0 + ty, b0 + tx]`` (consecutive threads read
+    consecutive elements of X's rows: coalesced) into ``S[ty, tx]``, or ``S[tx, ty]`` when
+    ``transposed``; zero outside X."""
+    tx = _numba_cuda.threadIdx.x
+    ty = _numba_cuda.threadIdx.y
+    a = a0 + ty
+    b = b0 + tx
+    value = X[a, b] if a < X.shape[0] and b < X.shape[1] else zero
+    if transposed:
+        S[tx, ty] = value
+    else:
+        S[ty, tx] = value
+
+
+def gemm_function(trans_a, trans_b, tile, dtype):
+    """The Python source of ``C = op(A) @ op(B)``, ``op`` the transpose when ``trans_a`` /
+    ``trans_b``: a tiled shared-memory product, not yet compiled.
+
+    A block of ``tile x tile`` threads loads one tile of each operand into shared memory, always
+    reading global memory along its contiguous axis (consecutive ``threadIdx.x``: coalesced) and,
+    for a transposed operand, storing the tile transposed; the tiles are padded to ``tile + 1``
+    columns so that the transposed stores do not conflict on memory banks. Each thread computes
+    one element of ``C``, summing over ``k`` in order; ``C``'s tiles are visited grid-stride, so
+    any size works with any grid. The textbook GEMM, not cuBLAS: simple, exact in its summation
+    order, without a dependency (large layers would call cuBLAS, e.g. through CuPy, instead).
+    """
+    from numba import from_dtype
+    _cuda()
+    scalar = from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+    T = int(tile)
+    padded = (T, T + 1)
+    load = device_function(_load_tile)
+
+    def gemm(A, B, C):
+        As = _numba_cuda.shared.array(padded, scalar)  # As[i, p] = op(A)[row0 + i, p0 + p]
+        Bs = _numba_cuda.shared.array(padded, scalar)  # Bs[p, j] = op(B)[p0 + p, col0 + j]
+        tx = _numba_cuda.threadIdx.x
+        ty = _numba_cuda.threadIdx.y
+        M, N = C.shape
+        K = A.shape[0] if trans_a else A.shape[1]
+        for tm in range(_numba_cuda.blockIdx.y, (M + T - 1) // T, _numba_cuda.gridDim.y):
+            for tn in range(_numba_cuda.blockIdx.x, (N + T - 1) // T, _numba_cuda.gridDim.x):
+                row0 = tm * T
+                col0 = tn * T
+                acc = zero
+                for p0 in range(0, K, T):
+                    if trans_a:  # A is (K, M): read along its rows, store transposed
+                        load(As, A, p0, row0, True, zero)
+                    else:
+                        load(As, A, row0, p0, False, zero)
+                    if trans_b:  # B is (N, K)
+                        load(Bs, B, col0, p0, True, zero)
+                    else:
+                        load(Bs, B, p0, col0, False, zero)
+                    _numba_cuda.syncthreads()
+                    for q in range(T):
+                        acc += As[ty, q] * Bs[q, tx]
+                    _numba_cuda.syncthreads()
+                i = row0 + ty
+                j = col0 + tx
+                if i < M and j < N:
+                    C[i, j] = acc
+
+    return gemm
+
+
+def gemm(A, B, C, trans_a=False, trans_b=False, tile=16):
+    """``C = op(A) @ op(B)`` on device arrays (see :func:`gemm_function`); returns without
+    waiting."""
+    M, N = C.shape
+    if M == 0 or N == 0:
+        return
+    key = ("gemm", bool(trans_a), bool(trans_b), int(tile), np.dtype(C.dtype))
+    if key not in _kernels:
+        _kernels[key] = _cuda().jit(gemm_function(*key[1:]))
+    blocks = (min(-(-N // tile), 65535), min(-(-M // tile), 65535))
+    _kernels[key][blocks, (tile, tile)](A, B, C)

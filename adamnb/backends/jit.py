@@ -1,4 +1,4 @@
-"""The one place that builds numba's compilation options.
+"""The one place that builds numba's compilation options, and the disk cache's bookkeeping.
 
 Every CPU kernel in adamnb is compiled with these options so that a change of policy (caching,
 error model, fast-math) is made once.
@@ -11,11 +11,35 @@ error model, fast-math) is made once.
 * no ``fastmath``: re-association and contraction would make the vectorised body and the scalar
   remainder of a loop round differently, and then the serial and parallel kernels (which split the
   array at different places) would not give the same bits. IEEE arithmetic keeps them identical.
+  The one exception is the opt-in fast mode of the compiled loops (:data:`FAST_MATH`).
+
+Caching generated kernels
+    A kernel built around a rule's element (a closure) is cached by numba under a key made of its
+    bytecode and its closure's contents, pickled; the element itself pickles *by reference* (its
+    module and name), so an edit of the element's source would not change the key and numba would
+    load the old machine code. Every cached closure therefore also captures
+    :func:`source_stamp` of the modules whose code it compiles in (the element's, the shared
+    per-element code's, a built-in objective's): an edit of any of them changes the key, and the
+    kernel is compiled afresh. numba checks the kernel's own source file itself.
+
+    :func:`ready` asks whether a dispatcher can run given arguments without compiling: already
+    compiled in this process, or loadable from the disk cache (which it then loads). The drivers
+    use it to choose between a compiled loop and the host loop by expected cost.
 """
+
+import hashlib
+import inspect
+import os
 
 import numba
 
 JIT_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
+
+#: numba's fast-math flags of the opt-in fast mode (``options={"fast": True}``): contraction into
+#: fused multiply-adds, reciprocals in place of divisions, no signed zeros. Not ``nnan``/``ninf``
+#: (the drivers must still see NaN and inf to stop a diverging run, status 3), not ``reassoc``
+#: (sums keep their order).
+FAST_MATH = frozenset({"contract", "arcp", "nsz"})
 
 
 def jit(function=None, **overrides):
@@ -47,3 +71,64 @@ def overload_inline(function, prefer_literal=False):
     constants of the implementation (a length to compare with, a message to raise).
     """
     return numba.extending.overload(function, inline="always", prefer_literal=prefer_literal)
+
+
+_file_stamps = {}
+
+
+def _file_stamp(path):
+    status = os.stat(path)
+    key = (status.st_mtime_ns, status.st_size)
+    if _file_stamps.get(path, (None,))[0] != key:
+        with open(path, "rb") as source:
+            _file_stamps[path] = (key, hashlib.sha256(source.read()).hexdigest()[:16])
+    return _file_stamps[path][1]
+
+
+def source_stamp(*objects):
+    """A fingerprint of the source files that define ``objects`` (functions, numba dispatchers,
+    modules): a string that changes whenever one of those files changes.
+
+    A kernel that captures it in its closure gets a new disk-cache key when the code it inlines
+    changes (see the module notes). Objects without a source file contribute their name.
+    """
+    parts = []
+    for obj in objects:
+        obj = getattr(obj, "py_func", obj)
+        try:
+            path = inspect.getsourcefile(obj)
+        except TypeError:
+            path = None
+        parts.append(_file_stamp(path) if path and os.path.exists(path)
+                     else getattr(obj, "__qualname__", repr(obj)))
+    return "-".join(sorted(set(parts)))
+
+
+def ready(dispatcher, args):
+    """Whether ``dispatcher`` can run ``args`` without compiling: True if an overload for their
+    types is compiled in this process or can be loaded from numba's disk cache (it is then loaded
+    and registered, as a call would); False otherwise, or when the question cannot be answered
+    (numba internals this relies on are missing), and nothing is compiled either way.
+    """
+    try:
+        signature = tuple(dispatcher.typeof_pyval(arg) for arg in args)
+        if signature in dispatcher.overloads:
+            return True
+        cache = getattr(dispatcher, "_cache", None)
+        if cache is None or not dispatcher._can_compile:
+            return False
+        from numba.core.compiler_lock import global_compiler_lock
+        with global_compiler_lock:
+            if signature in dispatcher.overloads:
+                return True
+            result = cache.load_overload(signature, dispatcher.targetctx)
+            if result is None:
+                return False
+            dispatcher._cache_hits[signature] += 1
+            if not result.objectmode:
+                dispatcher.targetctx.insert_user_function(result.entry_point, result.fndesc,
+                                                          [result.library])
+            dispatcher.add_overload(result)
+            return True
+    except Exception:  # noqa: BLE001 -- a probe: any failure means "not ready", never an error
+        return False

@@ -96,13 +96,17 @@ def history_summary(history):
 
 
 def plot_curves(curves, path, title, ylabel="training cost", field="train_loss", log=False,
-                ylim=None, quick=False):
-    """One line per label: ``field`` of its history (a dict of per-epoch lists) against epochs."""
+                ylim=None, quick=False, band=False):
+    """One line per label: ``field`` of its history (a dict of per-epoch lists) against epochs;
+    with ``band``, the range between its ``field + "_min"`` and ``field + "_max"`` lists shaded."""
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = figure.subplots()
     for label, history in curves.items():
         values = [v if v is not None and math.isfinite(v) else np.nan for v in history[field]]
-        ax.plot(history["epoch"], values, label=label, linewidth=1.6)
+        (line,) = ax.plot(history["epoch"], values, label=label, linewidth=1.6)
+        if band:
+            ax.fill_between(history["epoch"], history[field + "_min"], history[field + "_max"],
+                            color=line.get_color(), alpha=0.18, linewidth=0)
     if log:
         ax.set_yscale("log")
     if ylim is not None:

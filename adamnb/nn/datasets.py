@@ -34,6 +34,7 @@ P. Haffner, "Gradient-based learning applied to document recognition", Proceedin
 
 import gzip
 import hashlib
+import math
 import os
 import sys
 import zlib
@@ -75,6 +76,7 @@ _SPLIT_FILES = {
 }
 _ENVIRONMENT_VARIABLE = "ADAMNB_DATA"
 _CHUNK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
 _TIMEOUT = 30  # seconds without a byte before a mirror counts as failed
 
 
@@ -128,8 +130,9 @@ def read_idx(path):
     FileNotFoundError
         If ``path`` does not exist.
     DatasetError
-        If the file is not a well-formed IDX file of unsigned bytes: bad magic number, header or
-        payload shorter or longer than declared, or (for ``.gz``) damaged compressed data.
+        If the file cannot be read (no permission, a directory, an I/O error) or is not a
+        well-formed IDX file of unsigned bytes: bad magic number, header or payload shorter or
+        longer than declared, or (for ``.gz``) damaged compressed data.
 
     Examples
     --------
@@ -145,7 +148,13 @@ def _read_idx(path):
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rb") as stream:
+        stream = opener(path, "rb")
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # no permission, a directory in place of the file, ...
+        raise DatasetError(f"{path}: cannot read it ({error.strerror or error})", path) from error
+    try:
+        with stream:
             magic = stream.read(4)
             if len(magic) < 4:
                 raise DatasetError(f"{path}: file is {len(magic)} bytes long, too short for an IDX "
@@ -166,7 +175,11 @@ def _read_idx(path):
             payload = stream.read()
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise DatasetError(f"{path}: damaged or truncated gzip data ({error})", path) from None
-    expected = int(np.prod(shape, dtype=np.int64))
+    except OSError as error:  # e.g. an I/O error in the middle of the file
+        raise DatasetError(f"{path}: cannot read it ({error.strerror or error})", path) from error
+    # Python integers: a product of the 32-bit sizes in int64 could wrap around to the length
+    # of a short payload and pass.
+    expected = math.prod(shape)
     if len(payload) != expected:
         declared = " x ".join(map(str, shape))
         problem = "truncated" if len(payload) < expected else "has trailing bytes"
@@ -204,9 +217,11 @@ def load_mnist(data_dir=None, *, download=True, flatten=True, mirrors=None):
     ------
     DatasetError
         A file is missing and ``download`` is False; every mirror failed for a file (the message
-        lists each URL tried and why it failed); or a local file is damaged (wrong magic number,
-        dimensions, example count or size, labels outside 0..9, bad gzip data). A damaged file is
-        never re-downloaded automatically: delete it and call again.
+        lists each URL tried and why it failed); the data directory is not a directory, cannot be
+        searched or cannot be created; a local file cannot be read; or a local file is damaged
+        (wrong magic number, dimensions, example count or size, labels outside 0..9, bad gzip
+        data), the message naming the file in fault. A damaged file is never re-downloaded
+        automatically: delete it and call again.
 
     Notes
     -----
@@ -223,6 +238,9 @@ def load_mnist(data_dir=None, *, download=True, flatten=True, mirrors=None):
     ((60000, 784), array([7, 2, 1]))
     """
     directory = _resolve_data_dir(data_dir)
+    if _inspect(directory, directory.exists) and not directory.is_dir():
+        raise DatasetError(f"the MNIST data directory {directory} is not a directory. "
+                           f"{_placement_hint(directory)}", directory)
     names = [name for pair in _SPLIT_FILES.values() for name in pair]
     missing = [name for name in names if _locate(directory, name) is None]
     if missing:
@@ -241,7 +259,12 @@ def load_mnist(data_dir=None, *, download=True, flatten=True, mirrors=None):
             raise DatasetError(f"MNIST file(s) {', '.join(missing)} missing from {directory} and "
                                f"no mirror to download them from (mirrors is empty). "
                                f"{_placement_hint(directory)}", directory / missing[0])
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DatasetError(f"cannot create the data directory {directory} "
+                               f"({error.strerror or error}). {_placement_hint(directory)}",
+                               directory) from error
         for name in missing:
             _download(name, directory, mirrors)
 
@@ -254,6 +277,10 @@ def load_mnist(data_dir=None, *, download=True, flatten=True, mirrors=None):
             raise _corrupt(images_path, f"images are {images.shape[1]} x {images.shape[2]} "
                            f"pixels, expected {IMAGE_SHAPE[0]} x {IMAGE_SHAPE[1]}", directory)
         if len(images) != len(labels):
+            # Blame the file that disagrees with the split's size, not always the images.
+            if len(images) == SPLIT_SIZES[split]:
+                raise _corrupt(labels_path, f"it holds {len(labels)} labels but {images_path} "
+                               f"holds {len(images)} images", directory)
             raise _corrupt(images_path, f"it holds {len(images)} images but {labels_path} "
                            f"holds {len(labels)} labels", directory)
         for path, count in ((images_path, len(images)), (labels_path, len(labels))):
@@ -291,9 +318,20 @@ def _cache_dir():
 def _locate(directory, name):
     """The file ``name`` or ``name.gz`` in ``directory`` (uncompressed first), or None."""
     for candidate in (directory / name, directory / f"{name}.gz"):
-        if candidate.is_file():
+        if _inspect(directory, candidate.is_file):
             return candidate
     return None
+
+
+def _inspect(directory, test):
+    """``test()``, a ``Path`` query, with an OSError (e.g. no permission to search
+    ``directory``) turned into a :class:`DatasetError`."""
+    try:
+        return test()
+    except OSError as error:
+        raise DatasetError(f"cannot look into the data directory {directory} "
+                           f"({error.strerror or error}). {_placement_hint(directory)}",
+                           directory) from error
 
 
 def _placement_hint(directory):
@@ -313,6 +351,9 @@ def _load_checked(path, magic, directory):
     """Read an MNIST file and check its magic number; errors say how to replace the file."""
     try:
         array = _read_idx(path)
+    except FileNotFoundError as error:  # removed since it was found
+        raise _corrupt(path, f"it disappeared while being read ({error.strerror})",
+                       directory) from None
     except DatasetError as error:
         # read_idx names the file and the fault; add the remedy, which only the loader knows.
         problem = str(error).removeprefix(f"{path}: ")
@@ -331,6 +372,38 @@ def _content_sha256(stream):
         while chunk := content.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _verify_download(stream, name):
+    """Check a downloaded file against :data:`SHA256`; leave it gzip-compressed in ``stream``.
+
+    Raises ValueError (the caller tries the next mirror) unless the content matches. A mirror that
+    serves the ``.gz`` with ``Content-Encoding: gzip`` makes the HTTP client hand back the
+    decompressed bytes: those are accepted when their own SHA-256 matches, and compressed here so
+    that the stored file is what every other mirror gives.
+    """
+    stream.seek(0)
+    if stream.read(2) == _GZIP_MAGIC:
+        stream.seek(0)
+        try:
+            digest = _content_sha256(stream)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise ValueError(f"not valid gzip data ({error})") from None
+        if digest != SHA256[name]:
+            raise ValueError(f"SHA-256 of the decompressed content is {digest}, expected "
+                             f"{SHA256[name]}")
+        return
+    stream.seek(0)
+    content = stream.read()
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != SHA256[name]:
+        raise ValueError(f"not valid gzip data (it starts with {content[:2]!r}, not gzip's magic "
+                         f"bytes) nor the uncompressed file (its SHA-256 is {digest}, expected "
+                         f"{SHA256[name]})")
+    stream.seek(0)
+    stream.truncate()
+    with gzip.GzipFile(fileobj=stream, mode="wb", mtime=0) as compressed:
+        compressed.write(content)
 
 
 def _show_progress():
@@ -366,14 +439,7 @@ def _download(name, directory, mirrors):
         try:
             with atomic_write(target, "w+b") as stream:
                 downloader(url, stream, None)
-                stream.seek(0)
-                try:
-                    digest = _content_sha256(stream)
-                except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-                    raise ValueError(f"not valid gzip data ({error})") from None
-                if digest != SHA256[name]:
-                    raise ValueError(f"SHA-256 of the decompressed content is {digest}, expected "
-                                     f"{SHA256[name]}")
+                _verify_download(stream, name)
         except Exception as error:  # any failure means: try the next mirror, report them all
             failures.append(f"{url}: {type(error).__name__}: {error}")
             continue

@@ -8,6 +8,10 @@ Two ways to train, which give the same bits for the same seeds:
   :func:`adamnb.minibatches` stream as ``args`` (the scipy way); it returns the
   ``OptimizeResult`` beside the history.
 
+Both run one loop, :func:`run_epochs`, over a *batch source*: :class:`HostBatches` slices host
+arrays (:func:`adamnb.minibatches`); :class:`adamnb.nn.cuda_models.DeviceBatches` gathers the
+same rows on a GPU for :func:`adamnb.nn.cuda_models.train_cuda`.
+
 Every epoch appends one record to a :class:`History`: the mean training objective of the epoch's
 minibatches (each evaluated at the parameters the step started from, with that step's dropout, as
 Keras and the Adam paper report "training cost"), the test loss and accuracy (no dropout), and the
@@ -31,10 +35,9 @@ import time
 
 import numpy as np
 
-from adamnb.optimize._minimize import minimize
-from adamnb.optimize.stochastic import minibatches
+from adamnb.optimize import minibatches, minimize
 
-__all__ = ["History", "train", "train_minimize"]
+__all__ = ["History", "train", "train_minimize", "run_epochs", "HostBatches", "check_run"]
 
 
 class History:
@@ -83,17 +86,11 @@ class History:
 
 
 def _check_run(model, params, X, y, X_test, y_test, epochs, batch_size):
-    model._check_params(params)
-    X, y = model._check_data(X, y)
-    if (X_test is None) != (y_test is None):
-        raise ValueError("give both X_test and y_test, or neither")
+    model.check_params(params)
+    check_run(epochs, batch_size, X_test, y_test)
+    X, y = model.check_data(X, y)
     if X_test is not None:
-        X_test, y_test = model._check_data(X_test, y_test)
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"Invalid epochs: {epochs!r}; expected a positive integer")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"Invalid batch_size: {batch_size!r}; expected a positive integer")
+        X_test, y_test = model.check_data(X_test, y_test)
     return X, y, X_test, y_test
 
 
@@ -109,8 +106,9 @@ def _progress_bar(total, progress, description):
 class _EpochRecorder:
     """Shared bookkeeping of both loops: minibatch losses in, one History record per epoch."""
 
-    def __init__(self, model, X_test, y_test, steps_per_epoch, bar):
+    def __init__(self, model, X_test, y_test, steps_per_epoch, bar, train_data=None):
         self.model, self.X_test, self.y_test = model, X_test, y_test
+        self.train_data = train_data
         self.steps_per_epoch, self.bar = steps_per_epoch, bar
         self.history = History()
         self.losses = []
@@ -141,9 +139,14 @@ class _EpochRecorder:
         test_loss = test_accuracy = None
         if self.X_test is not None:
             test_loss, test_accuracy = self.model.evaluate(params, self.X_test, self.y_test)
+        extra = {}
+        if self.train_data is not None:
+            # The objective on the whole training set at the epoch's end, without dropout
+            # (evaluation time excluded from the epoch's seconds, as the test evaluation's).
+            extra["train_cost"] = self.model.loss(params, *self.train_data)
         self.history.append(epoch=len(self.history) + 1, train_loss=train_loss,
                             test_loss=test_loss, test_accuracy=test_accuracy,
-                            seconds=seconds, steps=self.steps)
+                            seconds=seconds, steps=self.steps, **extra)
         if self.bar is not None:
             shown = {"loss": f"{train_loss:.4g}"}
             if test_accuracy is not None:
@@ -152,20 +155,123 @@ class _EpochRecorder:
         self.clock = time.perf_counter()
 
 
-def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None, y_test=None,
-          seed=0, progress=None):
-    """Train ``model`` with a stateful optimizer, updating ``params`` in place.
+class HostBatches:
+    """The minibatches of :func:`adamnb.minibatches` (host arrays), as a batch source of
+    :func:`run_epochs`.
 
     Parameters
     ----------
-    model : adamnb.nn.MLP
+    X, y : ndarray
+        Inputs and labels, already checked (``model.check_data``).
+    batch_size : int
+    seed : int
+        Seed of the row order (a fresh permutation per epoch).
+    """
+
+    def __init__(self, X, y, batch_size, seed):
+        self._stream = minibatches(X, y, batch_size=batch_size, seed=seed)
+        #: Update steps per epoch (the last batch of an epoch may be smaller).
+        self.steps_per_epoch = self._stream.batches_per_epoch
+
+    def __next__(self):
+        return next(self._stream)
+
+    @staticmethod
+    def gradient_buffer(params):
+        """Where the loop's gradients go: an array like ``params``."""
+        return np.empty_like(params)
+
+    @staticmethod
+    def synchronize():
+        """Host work is done when it returns; nothing to wait for."""
+
+
+def run_epochs(model, params, optimizer, batches, *, epochs, X_test=None, y_test=None,
+               progress=None, train_data=None):
+    """The one training loop: ``epochs`` epochs over a batch source, updating ``params`` in place.
+
+    Each step draws ``(Xb, yb) = next(batches)``, computes ``f, g = model.loss_and_grad(params,
+    Xb, yb, out=gradient)``, records ``f`` and calls ``optimizer.step(params, gradient)``;
+    after an epoch's last step the source is synchronised (so that the epoch's time includes its
+    work on a GPU) and the epoch is recorded, with ``model.evaluate(params, X_test, y_test)``.
+    :func:`train` runs it with :class:`HostBatches`,
+    :func:`adamnb.nn.cuda_models.train_cuda` with batches gathered on the device.
+
+    Parameters
+    ----------
+    model : object with ``loss_and_grad`` and ``evaluate``
+        A :class:`adamnb.nn.Sequential` model, or an :class:`adamnb.nn.cuda_models.CudaMLP`.
+    params : array
+        Updated in place.
+    optimizer : adamnb.Optimizer
+    batches : batch source
+        ``next(batches)`` gives ``(Xb, yb)``; it has ``steps_per_epoch``,
+        ``gradient_buffer(params)`` and ``synchronize()``.
+    epochs : int
+    X_test, y_test : arrays, optional
+        Evaluated after every epoch.
+    progress : bool or None
+        Show a progress bar (None: when stderr is a terminal).
+    train_data : tuple (X, y), optional
+        When given, every epoch's record also holds ``train_cost``: ``model.loss(params, X, y)``
+        at the epoch's end, the objective on these rows without dropout.
+
+    Returns
+    -------
+    History
+        A non-finite training loss stops the run after the epoch in which it occurs.
+    """
+    steps_per_epoch = batches.steps_per_epoch
+    bar = _progress_bar(epochs * steps_per_epoch, progress, type(optimizer).__name__)
+    recorder = _EpochRecorder(model, X_test, y_test, steps_per_epoch, bar, train_data)
+    gradient = batches.gradient_buffer(params)
+    try:
+        for _ in range(epochs):
+            for step in range(steps_per_epoch):
+                Xb, yb = next(batches)
+                f, _ = model.loss_and_grad(params, Xb, yb, out=gradient)
+                recorder.loss(f)
+                optimizer.step(params, gradient)
+                if step == steps_per_epoch - 1:
+                    batches.synchronize()  # the epoch's time includes its last update
+                recorder.stepped(params)
+            if not math.isfinite(recorder.history[-1]["train_loss"]):
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return recorder.history
+
+
+def check_run(epochs, batch_size, X_test, y_test):
+    """ValueError unless ``epochs`` and ``batch_size`` are positive integers and the test data
+    are both given or both omitted."""
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"Invalid epochs: {epochs!r}; expected a positive integer")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"Invalid batch_size: {batch_size!r}; expected a positive integer")
+
+
+def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None, y_test=None,
+          seed=0, progress=None, evaluate_train=False):
+    """Train ``model`` with a stateful optimizer, updating ``params`` in place.
+
+    :func:`run_epochs` over host minibatches (:class:`HostBatches`).
+
+    Parameters
+    ----------
+    model : adamnb.nn.Sequential
+        E.g. an :class:`adamnb.nn.MLP` or :func:`adamnb.nn.keras_mnist_cnn`.
     params : ndarray
         The flat parameters (e.g. ``model.init(seed)``), updated in place.
     optimizer : adamnb.Optimizer
         E.g. ``adamnb.Adam(lr=1e-3, backend="cpu")`` (see the module notes on threads). Its step
         count carries over between calls, as torch.optim's does.
     X, y : array_like
-        Training inputs ``(n, n_inputs)`` and integer labels ``(n,)``.
+        Training inputs ``(n, *input_shape)`` and integer labels ``(n,)``.
     epochs : int
     batch_size : int, default 128
         The last batch of an epoch is smaller when ``batch_size`` does not divide ``n``.
@@ -175,33 +281,26 @@ def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None
         Seed of the minibatch order (:func:`adamnb.minibatches`).
     progress : bool or None
         Show a progress bar (None: when stderr is a terminal).
+    evaluate_train : bool, default False
+        Also record ``train_cost`` each epoch: the objective on the whole training set at the
+        epoch's end, without dropout (``train_loss`` is the mean over the epoch's minibatches,
+        each with its dropout masks, at the parameters its step started from).
 
     Returns
     -------
     History
         Per-epoch train loss, test loss and accuracy, and time. A non-finite training loss stops
         the run after the epoch in which it occurs (the history shows it).
+
+    Raises
+    ------
+    ValueError
+        Invalid ``epochs`` or ``batch_size``, data or parameters that do not fit the model.
     """
     X, y, X_test, y_test = _check_run(model, params, X, y, X_test, y_test, epochs, batch_size)
-    batches = minibatches(X, y, batch_size=batch_size, seed=seed)
-    steps_per_epoch = batches.batches_per_epoch
-    bar = _progress_bar(epochs * steps_per_epoch, progress, type(optimizer).__name__)
-    recorder = _EpochRecorder(model, X_test, y_test, steps_per_epoch, bar)
-    gradient = np.empty_like(params)
-    try:
-        for _ in range(epochs):
-            for _ in range(steps_per_epoch):
-                Xb, yb = next(batches)
-                f, _ = model.loss_and_grad(params, Xb, yb, out=gradient)
-                recorder.loss(f)
-                optimizer.step(params, gradient)
-                recorder.stepped(params)
-            if not math.isfinite(recorder.history[-1]["train_loss"]):
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    return recorder.history
+    return run_epochs(model, params, optimizer, HostBatches(X, y, batch_size, seed),
+                      epochs=epochs, X_test=X_test, y_test=y_test, progress=progress,
+                      train_data=(X, y) if evaluate_train else None)
 
 
 def train_minimize(model, params0, method, X, y, *, epochs, batch_size=128, options=None,

@@ -64,8 +64,8 @@ __all__ = ["Hyperparameter", "UpdateRule", "MatrixStep", "CoefficientStream", "p
 #: :data:`adamnb.optimize.DRIVER_OPTIONS`), never to a rule: a rule whose hyperparameter took one
 #: of them would have that option silently taken by the driver. Checked for every rule.
 RESERVED_OPTION_NAMES = frozenset({"maxiter", "gtol", "tol", "disp", "return_all", "parallel",
-                                   "finite_diff_rel_step", "callback", "bounds", "args", "jac",
-                                   "groups"})
+                                   "finite_diff_rel_step", "compiled", "fast", "callback",
+                                   "bounds", "args", "jac", "groups"})
 
 
 @dataclass(frozen=True)

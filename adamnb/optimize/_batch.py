@@ -1,95 +1,400 @@
-"""``minimize_batch``: many independent starts of one problem, run in parallel.
+"""``minimize_batch``: many independent starts of one problem, one vectorised pass per step.
 
-Every start runs the same compiled loop as a single ``minimize`` on a jitted objective
-(:mod:`adamnb.optimize._compiled`), one start per thread iteration (``prange``), so each start's result equals,
-bit for bit, that of its own single-start run. The per-step scalars are shared: one coefficient
-table serves every start, since the hyperparameters and the schedule are common.
+Each start's run is the iteration of :mod:`adamnb.optimize._common`, step for step and bit for
+bit what ``adamnb.minimize`` gives that start alone; the batch only changes the order in which the
+machine does the work.
+
+Layout: starts innermost, structure of arrays
+    The starts are cut into tiles of ``W`` starts (a power of two, sized so that a tile's data
+    fit in the level-1 cache: 128 starts of a 2-D float64 problem), and the tiles are shared out
+    among Python threads running the compiled loop without the GIL (numba's thread count). A
+    tile's data live in one buffer, one row of ``W`` values per quantity (each coordinate of x, of
+    the gradient, of the candidate point, of its gradient and of the objective's private copy of
+    the point, each state vector's coordinates, the convergence measure, the status, the step
+    count): the ``W`` values of one coordinate of one quantity are contiguous. Each step is then
+    one loop over the tile's starts whose body is the whole step of one start (the convergence
+    test, the rule's element for each coordinate, the objective at the candidate point, the
+    convergence measure, the finiteness test, and the acceptance or not of the step), written
+    without branches (a start that has stopped computes and discards), so that LLVM vectorises
+    it: each machine instruction advances 8 starts (AVX-512, float64) or 16 (float32). The tile
+    runs a whole block of steps before it is written back.
+
+    The objective, written for one start's ``x``, is called on a strided view of its copy of the
+    candidate point's column (:func:`adamnb.backends.cpu.strided_view`) and compiled into the loop
+    (:func:`adamnb.optimize._compiled.objective_handle`): for the built-in problems, and for a
+    user's function that can be inlined and does not allocate, the loop body is straight-line
+    code and vectorises; its dimension ``n`` is a compile-time constant, so the objective's loops
+    over coordinates unroll. The loop is compiled without numba's reference-counting runtime, so
+    no reference count is touched per step. A function that allocates (a gradient returned as a
+    new array), or one that is called rather than inlined, or whose code LLVM cannot vectorise
+    (a call to ``sin``, say), runs in the same layout start after start: the same bits, without
+    the vectorisation.
+
+Per-step scalars
+    One coefficient table serves every start (the hyperparameters and schedule are shared). A
+    scalar that the element tests in a branch (a flag such as ``amsgrad``, ``nesterov``,
+    ``centered``), when the block's table holds it constant at 0 or 1, is compiled in as that
+    constant: the branch folds away, as vectorisation needs. The scalars' values, hence the bits,
+    are the table's either way.
+
+Rules that sum over the vector inside a step
+    LAMB, Prodigy and Adafactor need one start's whole vector before any element's update (their
+    sums, :mod:`adamnb.backends.cpu`), which a lane of a tile does not have: their starts run one
+    after the other through the single-start compiled loop
+    (:func:`adamnb.optimize._compiled.compiled_loop`), each the bits of ``adamnb.minimize``.
+
+Compiling once per machine
+    For the built-in problems every function involved pickles by reference, so the batched loop
+    is cached on disk by numba, as the single-start loop is.
 """
+
+import ast
+import concurrent.futures
+import hashlib
+import inspect
+import textwrap
+import warnings
 
 import numba
 import numpy as np
+from numba.core.errors import NumbaIRAssumptionWarning
 
 from adamnb.backends import cpu
-from adamnb.backends.jit import jit
+from adamnb.backends.cpu import strided_view
+from adamnb.backends.elements import fold_max, project, stationarity
+from adamnb.backends.jit import elementwise, jit, source_stamp
 from adamnb.optim import rules
+from adamnb.optimize import _compiled
 from adamnb.optimize._common import as_bounds, build_result, prepare
 from adamnb.optimize._compiled import (CONVERGED, NOT_FINITE, block_length, compiled_loop,
-                                       is_jitted)
+                                       evaluator, gradient_protocol, is_jitted, objective_handle)
 
 __all__ = ["minimize_batch"]
 
 _RUNNING = -1
-_batched_loops = {}
+#: Bytes of one tile's buffer the tile width aims at (level-1 data cache: 32-48 KiB).
+_TILE_BYTES = 24 * 1024
+_loops = {}
+_first_evaluations = {}
+_branches = {}
+_executor = None
 
 
-def _build_batched_loop(loop):
-    @jit(parallel=True, cache=False)
-    def batched_loop(args, X, F, G, norms, states, carries, table, lower, upper, gtol, status,
-                     counts):
-        empty_history = np.empty(0)
-        for j in numba.prange(X.shape[0]):
-            if status[j] != _RUNNING:
-                continue
-            previous = np.empty_like(X[j])
-            point = np.empty_like(X[j])
-            spare = np.empty_like(G[j])
-            outcome, f, norm = loop(args, X[j], F[j], G[j], spare, point, norms[j], states[j],
-                                    carries[j], table, previous, lower, upper, gtol,
-                                    empty_history, X[j:j, :], counts[j])
-            F[j] = f
-            norms[j] = norm
-            if outcome == CONVERGED:
-                status[j] = 0
-            elif outcome == NOT_FINITE:
-                status[j] = 3
+def _tile_rows(n, rows):
+    """Rows of a tile's buffer: x, the gradient, the candidate x, its gradient and the objective's
+    copy of it (n rows each), the convergence measure, the status, the step count, and the
+    ``rows`` state vectors (n rows each)."""
+    return 5 * n + 3 + rows * n
+
+
+def _tile_width(rows, itemsize):
+    """Starts per tile: the largest power of two from 8 to 256 whose buffer fits the budget."""
+    width = 256
+    while width > 8 and rows * width * itemsize > _TILE_BYTES:
+        width //= 2
+    return width
+
+
+def _branch_rows(rule):
+    """The rows of ``rule``'s coefficient table that its element tests in a branch (``if
+    amsgrad != 0``, ``if momentum > 0``): the scalars worth compiling in as constants."""
+    if rule.element not in _branches:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(rule.element)))
+        tested = {node.id for branch in ast.walk(tree)
+                  if isinstance(branch, (ast.If, ast.IfExp, ast.While))
+                  for node in ast.walk(branch.test) if isinstance(node, ast.Name)}
+        _branches[rule.element] = tuple(row for row, name in enumerate(rule.scalars)
+                                        if name in tested)
+    return _branches[rule.element]
+
+
+def _pattern(table, branch_rows):
+    """The rows among ``branch_rows`` that hold one value, 0 or 1, across the block: a tuple with
+    that value for those rows and None for the others."""
+    pattern = [None] * table.shape[0]
+    for row in branch_rows:
+        first = table[row, 0] if table.shape[1] else None
+        if first is not None and first in (0, 1) and bool(np.all(table[row] == first)):
+            pattern[row] = float(first)
+    return tuple(pattern)
+
+
+def _merge(pattern, new):
+    """The rows constant with the same value in both patterns."""
+    return tuple(a if a is not None and a == b else None for a, b in zip(pattern, new))
+
+
+def _coefficient_reader(pattern):
+    """``read(table, step)``: the step's scalars as a tuple, the pattern's constants compiled in
+    (in the table's dtype). A module attribute, named after the pattern, so that it pickles by
+    reference in a cached loop's closure."""
+    code = "".join("x" if value is None else str(int(value)) for value in pattern)
+    name = f"_read_coefficients_{code}"
+    if name not in globals():
+        items = [f"table[{row}, step]" if value is None else f"kind({value!r})"
+                 for row, value in enumerate(pattern)]
+        source = (f"def {name}(table, step):\n    kind = table.dtype.type\n"
+                  f"    return ({', '.join(items)},)\n")
+        namespace = {}
+        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
+        function = namespace[name]
+        function.__module__, function.__qualname__ = __name__, name
+        globals()[name] = elementwise(function)
+    return globals()[name]
+
+
+def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, bounded, fast,
+                      nrt):
+    """The steps of one tile (module notes), a function of its own compiled without numba's
+    runtime where ``nrt`` is False; published as a module attribute ``name`` so that it pickles
+    by reference."""
+    X, G, XN, GN, POINT = (block * n * width for block in range(5))
+    NORM, STATUS, COUNT, STATE = ((5 * n + row) * width for row in range(4))
+
+    def tile_steps(T, F, table, lower, upper, gtol, args):
+        state = T[STATE:STATE + rows * n * width].reshape((rows, n * width))
+        for step in range(table.shape[1]):
+            c = read(table, step)
+            running_any = False
+            for j in range(width):
+                status = T[STATUS + j]
+                norm = T[NORM + j]
+                running = status == _RUNNING
+                converged = running & (gtol > 0) & (norm <= gtol)
+                run = running & (not converged)
+                running_any |= run
+                for i in range(n):
+                    e = i * width + j
+                    old = T[X + e]
+                    new = element(old, T[G + e], state, e, c)
+                    if bounded:
+                        new = project(new, lower[i], upper[i])
+                    new = new if run else old
+                    T[XN + e] = new
+                    T[POINT + e] = new  # the objective's own copy: it may write into it
+                f_new = evaluate(fun, jac, args, strided_view(T, POINT + j, n, width),
+                                 strided_view(T, GN + j, n, width))
+                if bounded:
+                    norm_new = stationarity(T[XN + j], T[GN + j], lower[0], upper[0], True)
+                else:
+                    norm_new = stationarity(T[GN + j], T[GN + j], T[GN + j], T[GN + j], False)
+                for i in range(1, n):
+                    e = i * width + j
+                    if bounded:
+                        term = stationarity(T[XN + e], T[GN + e], lower[i], upper[i], True)
+                    else:
+                        term = stationarity(T[GN + e], T[GN + e], T[GN + e], T[GN + e], False)
+                    norm_new = fold_max(norm_new, term)
+                finite = (f_new - f_new == 0) & (norm_new - norm_new == 0)
+                accept = run & finite
+                for i in range(n):
+                    e = i * width + j
+                    x_old, x_new = T[X + e], T[XN + e]
+                    T[X + e] = x_new if accept else x_old
+                    g_old, g_new = T[G + e], T[GN + e]
+                    T[G + e] = g_new if accept else g_old
+                f_old = F[j]
+                F[j] = f_new if accept else f_old
+                T[NORM + j] = norm_new if accept else norm
+                stopped = 0.0 if converged else status
+                T[STATUS + j] = 3.0 if (run & (not finite)) else stopped
+                T[COUNT + j] += 1.0 if run else 0.0
+            if not running_any:
+                break
+
+    tile_steps.__name__ = tile_steps.__qualname__ = name
+    tile_steps.__module__ = __name__
+    options = {"error_model": "numpy", "fastmath": set(_compiled.FAST_MATH) if fast else False}
+    if not nrt:
+        options["_nrt"] = False
+    globals()[name] = numba.extending.register_jitable(**options)(tile_steps)
+    return globals()[name]
+
+
+def _build_batched_loop(tile_steps, n, width, rows, stamp, cache):
+    X0, G0, NORM, STATUS, COUNT, STATE = 0, n, 5 * n, 5 * n + 1, 5 * n + 2, 5 * n + 3
+    size = _tile_rows(n, rows) * width
+
+    @jit(cache=cache)
+    def batched_loop(args, X, F, G, norms, states, table, lower, upper, gtol, status, counts,
+                     first, last):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key (adamnb.backends.jit)
+        k = X.shape[0]
+        for b in range(first, last):
+            lo = b * width
+            m = min(width, k - lo)
+            T = np.empty(size, dtype=X.dtype)
+            Fb = np.empty(width)
+            for j in range(width):
+                s = lo + j if j < m else lo  # a full tile: the spare lanes repeat the first start
+                for i in range(n):
+                    T[(X0 + i) * width + j] = X[s, i]
+                    T[(G0 + i) * width + j] = G[s, i]
+                    for r in range(rows):
+                        T[(STATE + r * n + i) * width + j] = states[s, r, i]
+                Fb[j] = F[s]
+                T[NORM * width + j] = norms[s]
+                T[STATUS * width + j] = status[s] if j < m else 0
+                T[COUNT * width + j] = 0
+            tile_steps(T, Fb, table, lower, upper, gtol, args)
+            for j in range(m):
+                s = lo + j
+                for i in range(n):
+                    X[s, i] = T[(X0 + i) * width + j]
+                    G[s, i] = T[(G0 + i) * width + j]
+                    for r in range(rows):
+                        states[s, r, i] = T[(STATE + r * n + i) * width + j]
+                F[s] = Fb[j]
+                norms[s] = T[NORM * width + j]
+                status[s] = int(T[STATUS * width + j])
+                steps = int(T[COUNT * width + j])
+                counts[s, 0] += steps
+                counts[s, 1] += steps
+                counts[s, 2] += steps
 
     return batched_loop
 
 
-def _batched_loop(rule, fun, jac, bounded):
-    loop = compiled_loop(rule, fun, jac, bounded)
-    if loop not in _batched_loops:
-        _batched_loops[loop] = _build_batched_loop(loop)
-    return _batched_loops[loop]
+def _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern, nrt, inline):
+    """The batched loop for this configuration, built once per process (cached on disk for the
+    built-in problems): ``loop(args, X, F, G, norms, states, table, lower, upper, gtol, status,
+    counts)``."""
+    protocol, fun, jac = gradient_protocol(fun, jac)
+    key = (rule.element, protocol, fun, jac, bool(bounded), arity, n, rows, np.dtype(dtype),
+           bool(fast), pattern, nrt, inline)
+    if key not in _loops:
+        tag = "" if nrt else "_without_runtime"
+        fun_handle, fun_cacheable = objective_handle(fun, tag) if inline else (fun, False)
+        jac_handle, jac_cacheable = objective_handle(jac, tag) if inline else (jac, False)
+        width = _tile_width(_tile_rows(n, rows), np.dtype(dtype).itemsize)
+        stamp = source_stamp(rule.element, cpu.elements, cpu, _compiled, fun, jac)
+        described = repr((rule.element.__module__, rule.element.__qualname__, protocol,
+                          fun_handle.__qualname__, jac_handle.__qualname__, bool(bounded),
+                          arity, n, width, rows, bool(fast), pattern, nrt, stamp))
+        name = "_tile_steps_" + hashlib.sha256(described.encode()).hexdigest()[:20]
+        tile_steps = globals().get(name) or _build_tile_steps(
+            name, rule.element, _coefficient_reader(pattern), evaluator(protocol, arity, tag),
+            fun_handle, jac_handle, n, width, rows, bool(bounded), bool(fast), nrt)
+        cacheable = fun_cacheable and jac_cacheable and inline
+        _loops[key] = _build_batched_loop(tile_steps, n, width, rows, stamp, cacheable)
+        _loops[key].tile_width = width
+    return _loops[key]
 
 
-def _build_evaluate_all(combined):
-    # `combined` is a closure constant so that numba types only the branch taken.
-    @jit(parallel=True, cache=False)
-    def evaluate_all(fun, jac, args, X, F, G, norms, lower, upper, shape_ok):
-        for j in numba.prange(X.shape[0]):
-            point = X[j].copy()
-            if combined:
-                f, g = fun(point, *args)
-            else:
-                f = fun(point, *args)
-                g = jac(X[j].copy(), *args)
-            shape_ok[j] = g.shape == X[j].shape
-            if shape_ok[j]:
-                F[j] = f
-                for i in range(g.size):
-                    G[j, i] = g[i]
-                norms[j] = cpu.stationarity_norm_serial(X[j], G[j], lower, upper)
+def _compiled_batched_loop(rule, fun, jac, bounded, arity, n, rows, fast, pattern, arguments):
+    """The fastest batched loop that compiles for ``arguments``: without numba's runtime and
+    with the objective inlined; else with the runtime (an objective that allocates); else
+    calling the objective."""
+    dtype = arguments[1].dtype
+    attempts = ((False, True), (True, True), (True, False))
+    if gradient_protocol(fun, jac)[0] in ("value_and_grad", "fun_and_jac"):
+        attempts = attempts[1:]  # a gradient returned as a new array needs numba's runtime
+    for nrt, inline in attempts:
+        loop = _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern, nrt,
+                             inline)
+        try:
+            with warnings.catch_warnings():
+                # numba's internal check misreads the inlined projection's reassigned argument
+                # ("variable ... is not in scope"); the compiled code is right (the tests check
+                # every rule with bounds against single-start runs, bit for bit).
+                warnings.simplefilter("ignore", NumbaIRAssumptionWarning)
+                loop.compile(tuple(loop.typeof_pyval(argument) for argument in arguments))
+            return loop
+        except numba.core.errors.NumbaError:
+            if (nrt, inline) == (True, False):
+                raise
+    raise AssertionError("unreachable")
 
-    return evaluate_all
+
+def _run_tiles(loop, arguments, tiles):
+    """Run ``loop`` over ``tiles`` tiles, shared out in chunks among numba's thread count of
+    Python threads (the loop releases the GIL). Tiles are independent: the split does not change
+    a bit."""
+    threads = min(numba.get_num_threads(), tiles)
+    if threads <= 1:
+        loop(*arguments, 0, tiles)
+        return
+    global _executor
+    if _executor is None or _executor._max_workers < threads:
+        _executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
+                                                          thread_name_prefix="adamnb-batch")
+    edges = np.linspace(0, tiles, min(tiles, 4 * threads) + 1).astype(int)
+    futures = [_executor.submit(loop, *arguments, int(first), int(last))
+               for first, last in zip(edges[:-1], edges[1:]) if last > first]
+    for future in futures:
+        future.result()
 
 
-_EVALUATE_ALL = {combined: _build_evaluate_all(combined) for combined in (False, True)}
+def _single_start_loop(rule, fun, jac, bounded, arity, fast, arguments):
+    """The single-start compiled loop for ``arguments`` (one start's), with the objective inlined
+    where that compiles, else called."""
+    loop = compiled_loop(rule, fun, jac, bounded, arity, fast)
+    try:
+        loop.compile(tuple(loop.typeof_pyval(argument) for argument in arguments))
+    except numba.core.errors.NumbaError:
+        loop = compiled_loop(rule, fun, jac, bounded, arity, fast, inline=False)
+    return loop
+
+
+def _run_starts(loop, run, X, F, G, norms, states, carries, table, lower, upper, status, counts):
+    """A block of steps for each running start, one start after the other, with the single-start
+    compiled ``loop`` (the path of the rules that sum over the vector, module notes)."""
+    args, history = tuple(run.args), np.empty(0)
+    for j in np.flatnonzero(status == _RUNNING):
+        outcome, F[j], norms[j] = loop(args, X[j], F[j], G[j], np.empty_like(X[j]),
+                                       np.empty_like(X[j]), norms[j], states[j], carries[j],
+                                       table, np.empty_like(X[j]), lower, upper, run.gtol,
+                                       history, X[j:j], counts[j])
+        if outcome == CONVERGED:
+            status[j] = 0
+        elif outcome == NOT_FINITE:
+            status[j] = 3
+
+
+def _first_evaluation(fun, jac, arity):
+    """``evaluate_all(args, X, F, G, norms, lower, upper, shape_ok)``: every start's first
+    evaluation, as the host driver makes it (``fun`` itself, not an ``into``), in parallel."""
+    combined = jac is True
+    key = (fun, jac, arity)
+    if key not in _first_evaluations:
+        fun_handle, fun_cacheable = objective_handle(fun)
+        jac_handle, jac_cacheable = (fun_handle, True) if combined else objective_handle(jac)
+        evaluate = evaluator("value_and_grad_first" if combined else "fun_and_jac_first", arity)
+        stamp = source_stamp(_compiled, cpu.elements, fun, fun if combined else jac)
+
+        @jit(cache=fun_cacheable and jac_cacheable)
+        def evaluate_all(args, X, F, G, norms, lower, upper, shape_ok):
+            stamp  # noqa: B018 -- in the closure: part of the disk cache's key
+            for j in range(X.shape[0]):
+                f, ok = evaluate(fun_handle, jac_handle, args, X[j], G[j])
+                shape_ok[j] = ok
+                if ok:
+                    F[j] = f
+                    norms[j] = cpu.stationarity_norm_serial(X[j], G[j], lower, upper)
+
+        _first_evaluations[key] = evaluate_all
+    return _first_evaluations[key]
 
 
 def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=None,
                    options=None):
-    """Run independent minimizations from each row of ``x0``, in parallel on CPU threads.
+    """Run independent minimizations from each row of ``x0``, vectorised across the starts and in
+    parallel on CPU threads.
 
     The batched sibling of :func:`adamnb.minimize`, for multi-start global search: the same method,
     options and bounds for every start. ``fun`` and ``jac`` must be numba-jitted (``@numba.njit``)
     functions of one start's 1-D ``x`` (``jac=True``: ``fun`` returns ``(f, g)``), as the test
-    functions in :mod:`adamnb.problems.functions` are. Each start's result equals, bit for bit, that of
-    ``adamnb.minimize(fun, x0[j], ...)``.
+    functions in :mod:`adamnb.problems.functions` are. Each start's result equals, bit for bit, that
+    of ``adamnb.minimize(fun, x0[j], ...)``.
 
     Parameters
     ----------
     fun, jac : numba-jitted callables, or jac=True
+        Written for one start. They are compiled into the batched loop, which runs one step of
+        many starts per vector instruction, where that cannot change a result and they do not
+        allocate (see :mod:`adamnb.optimize._batch`): give a gradient function an allocation-free
+        ``into`` (as in :func:`adamnb.minimize`'s Notes) for the fastest loop. Otherwise they are
+        called once per start and step, with the same results.
     x0 : array_like, shape (k, n)
         One start per row (float32 stays float32, anything else becomes float64). Not modified.
     args : tuple
@@ -97,8 +402,8 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     method : str
         As in :func:`adamnb.minimize`.
     bounds, tol, options
-        As in :func:`adamnb.minimize` (``maxiter``, ``gtol`` and the method's hyperparameters;
-        ``return_all`` is not supported here).
+        As in :func:`adamnb.minimize` (``maxiter``, ``gtol``, ``fast`` and the method's
+        hyperparameters; ``return_all`` is not supported here).
 
     Returns
     -------
@@ -106,6 +411,12 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
         Arrays over the starts: ``x`` (k, n), ``fun`` (k,), ``jac`` (k, n), ``nit``, ``nfev``,
         ``njev``, ``status`` and ``success`` (k,), ``message`` (a list); ``best``, the index of the
         start with the lowest final ``fun`` among those without status 3.
+
+    Raises
+    ------
+    ValueError
+        ``fun`` or ``jac`` not jitted, ``x0`` not of shape (k, n) or not finite, an iterator as
+        ``args``, ``return_all``, a bad option or a gradient of the wrong shape.
 
     Examples
     --------
@@ -153,11 +464,12 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
 
     states = rule.state_vectors(run.options, n, X.dtype, starts=k)
     carries = rule.carry_vector(run.options, X.dtype, starts=k)
+    rows = states.shape[1]
     F, norms = np.empty(k), np.empty(k, dtype=X.dtype)
     G = np.empty_like(X)
     shape_ok = np.zeros(k, dtype=np.bool_)
-    _EVALUATE_ALL[combined](fun, fun if combined else jac, run.args, X, F, G, norms, lower, upper,
-                            shape_ok)
+    arity = len(run.args)
+    _first_evaluation(fun, jac, arity)(run.args, X, F, G, norms, lower, upper, shape_ok)
     if not shape_ok.all():
         raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
                          "per element of x")
@@ -166,13 +478,31 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     status = np.full(k, _RUNNING, dtype=np.int64)
     status[~(np.isfinite(F) & np.isfinite(norms))] = 3
 
-    loop = _batched_loop(rule, fun, jac, bound_arrays is not None)
     stream = run.stream(X.dtype)
-    t = 1
+    bounded = bound_arrays is not None
+    lower_, upper_ = (lower, upper) if bounded else (X[0, :1], X[0, :1])  # read, never used
+    loop, pattern, t = None, None, 1
     while t <= run.maxiter and (status == _RUNNING).any():
         table = stream.columns(t, block_length(t, run.gtol, record=False))
-        loop(run.args, X, F, G, norms, states, carries, table, lower, upper, run.gtol, status,
-             counts)
+        if rule.reductions:
+            first = np.flatnonzero(status == _RUNNING)[0]
+            loop = loop or _single_start_loop(rule, fun, jac, bounded, arity, run.fast, (
+                tuple(run.args), X[first], F[first], G[first], X[first], X[first], norms[first],
+                states[first], carries[first], table, X[first], lower, upper, run.gtol,
+                np.empty(0), X[first:first], counts[first]))
+            _run_starts(loop, run, X, F, G, norms, states, carries, table, lower, upper, status,
+                        counts)
+            t += table.shape[1]
+            continue
+        merged = _pattern(table, _branch_rows(rule))
+        merged = merged if pattern is None else _merge(pattern, merged)
+        arguments = (run.args, X, F, G, norms, states, table, lower_, upper_, run.gtol, status,
+                     counts)
+        if merged != pattern:
+            pattern = merged
+            loop = _compiled_batched_loop(rule, fun, jac, bounded, arity, n, rows, run.fast,
+                                          pattern, arguments + (0, 0))
+        _run_tiles(loop, arguments, tiles=-(-k // loop.tile_width))
         t += table.shape[1]
     running = status == _RUNNING
     converged = running & (norms <= run.gtol) if run.gtol > 0 else np.zeros(k, bool)

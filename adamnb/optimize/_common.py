@@ -64,6 +64,12 @@ DRIVER_OPTIONS = {
     "groups": (None, "parameter groups over x, as torch's param groups: a list of dicts "
                      "{'params': views of x, option: value, ...}, each group's options these "
                      "options updated with its own (adamnb.optim.groups); run in the host loop"),
+    "compiled": (None, "run the whole loop compiled, for numba-jitted fun and jac (True: "
+                       "required, an error if the run cannot; False: the host loop; None: "
+                       "decided by expected cost, compiling only when it pays off)"),
+    "fast": (False, "compile the loop with fast arithmetic (fused multiply-adds, reciprocals): "
+                    "faster, no longer bit-identical to the host loop (within the tolerance "
+                    "stated in the documentation); compiled loops and minimize_batch only"),
 }
 assert set(DRIVER_OPTIONS) <= RESERVED_OPTION_NAMES  # no rule may take a driver's option name
 
@@ -95,6 +101,8 @@ class Run:
     finite_diff_rel_step: object
     args: object
     stochastic: bool
+    compiled: object = None
+    fast: bool = False
     groups: object = None
     layout: object = None
 
@@ -190,7 +198,9 @@ def prepare(rule, args, options):
                disp=bool(driver["disp"]), record=bool(driver["return_all"]),
                parallel=_check_parallel(driver["parallel"]),
                finite_diff_rel_step=_check_rel_step(driver["finite_diff_rel_step"]),
-               args=args, stochastic=stochastic, groups=groups)
+               args=args, stochastic=stochastic,
+               compiled=_check_tristate("compiled", driver["compiled"]),
+               fast=_check_bool("fast", driver["fast"]), groups=groups)
 
 
 def _is_stream(value):
@@ -215,9 +225,19 @@ def _check_real(name, value):
 
 
 def _check_parallel(value):
+    return _check_tristate("parallel", value)
+
+
+def _check_tristate(name, value):
     if value is None or isinstance(value, (bool, np.bool_)):
         return None if value is None else bool(value)
-    raise ValueError(f"Invalid parallel: {value!r}; expected True, False or None")
+    raise ValueError(f"Invalid {name}: {value!r}; expected True, False or None")
+
+
+def _check_bool(name, value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"Invalid {name}: {value!r}; expected True or False")
 
 
 def _check_rel_step(value):

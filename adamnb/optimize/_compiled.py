@@ -1,37 +1,69 @@
 """The compiled driver: whole blocks of steps in one numba loop, for jitted objectives.
 
 When ``fun`` and the gradient are numba functions, with no callback, a fixed ``args`` tuple, no
-finite differences and a schedule that depends on the step alone, :func:`adamnb.minimize` runs
-blocks of steps in :func:`compiled_loop`: the iteration of :mod:`adamnb.optimize._common`, step
-for step and bit for bit, with no Python between steps. It is generated, like every kernel, from
-the rule's one ``element`` (through :func:`adamnb.backends.elements.fused_update`) and reads the
-per-step scalars from the same :class:`adamnb.optim.CoefficientStream` as the host driver.
+finite differences and a schedule that depends on the step alone, :func:`adamnb.minimize` can run
+blocks of steps in a compiled loop: the iteration of :mod:`adamnb.optimize._common`, step for step
+and bit for bit, with no Python between steps. It is generated, like every kernel, from the rule's
+one ``element`` (through :func:`adamnb.backends.elements.fused_update`) and reads the per-step
+scalars from the same :class:`adamnb.optim.CoefficientStream` as the host driver.
 
 On a small problem a step then costs about what the update's own chain of dependent operations
 costs (the next x needs the gradient at this x, which needs this x; for Adam on 2-D Rosenbrock,
 the gradient, the moments, a square root and two divisions one after the other: some 30 ns), and
 the loop keeps everything else off that chain:
 
-* No allocation per step. The objective is called through one of four gradient protocols
-  (:func:`gradient_protocol`): the two of scipy (``fun`` returning ``(f, g)`` with ``jac=True``,
-  or ``fun`` and ``jac``), which allocate a new gradient array per call, and their allocation-free
-  forms, used when the jitted function carries an ``into`` attribute: a jitted
-  ``into(x, g_out, *args)`` that writes the same gradient into ``g_out`` (and returns f). The
-  functions of :mod:`adamnb.problems.functions` carry one.
+* No allocation per step where the objective allows it. The objective is called through one of
+  four gradient protocols (:func:`gradient_protocol`): the two of scipy (``fun`` returning
+  ``(f, g)`` with ``jac=True``, or ``fun`` and ``jac``), which allocate a new gradient array per
+  call, and their allocation-free forms, used when the jitted function carries an ``into``
+  attribute: a jitted ``into(x, g_out, *args)`` that writes the same gradient into ``g_out`` (and
+  returns f). The functions of :mod:`adamnb.problems.functions` carry one.
+* The objective compiled into the loop (:func:`objective_handle`): its Python source is inlined
+  into the loop's code, so there is no call, and numba's reference counting of a gradient the
+  objective allocates can be pruned across what was the call. Inlining compiles the objective
+  with the loop's options, so it is done only where that cannot change a result: the built-in
+  problems, and a user's function compiled without fast-math, parallel or bounds-checking
+  options and with no division or remainder in its own code (numba's error model, which decides
+  what a division by zero does, is the loop's). Any other function is called.
 * Two gradient buffers, swapped after each successful step: the new gradient is written into the
   spare one, so the last finite gradient survives a non-finite one (status 3) without a copy.
 * The objective gets ``point``, a private copy of the iterate written in the same pass as the
   update: a user's function that changes its argument cannot change the run.
-* One loop compiled per (objective, bounded or not): the objective and the bounds flag are
-  compile-time constants, so numba types no function arguments at each call (some 7
-  microseconds each) and an unbounded run carries no projection code.
+* One loop compiled per (objective, bounded or not, number of extra arguments): the objective and
+  the bounds flag are compile-time constants, so numba types no function arguments at each call
+  (some 7 microseconds each) and an unbounded run carries no projection code.
 
 What remains of a step's cost is outside the loop: the block of per-step scalars, computed with
 NumPy on the host (for Adam two powers per step, ``beta1**t`` and ``beta2**t``), and the Python
 around each call. ``benchmarks/bench_loops.py`` measures each part.
+
+Compiling once per machine
+    A loop around a built-in problem is cached on disk by numba (its closure holds only
+    functions that pickle by reference, plus the source stamp of the code it inlines: see
+    :mod:`adamnb.backends.jit`), so a second process loads it in milliseconds. A loop around a
+    user's function is compiled at most once per process (numba cannot key a disk cache on a
+    function object that changes from process to process).
+
+Choosing the loop by expected cost (``compiled=None``, the default)
+    Compiling a loop costs about :data:`COMPILE_SECONDS`; the host loop costs about
+    :data:`HOST_STEP_SECONDS` per step. :func:`compiled_route` takes the compiled loop when it is
+    ready (compiled in this process, or on disk), and otherwise only once the host steps taken
+    with that objective in this process, this run's included, would cost more than compiling
+    (a rent-or-buy rule: a short run never waits for a compile that costs more than the run,
+    and repeated short runs pay at most about twice the better of the two). ``compiled=True``
+    requires the compiled loop, ``compiled=False`` the host loop.
+
+Fast mode (``fast=True``)
+    The loop and an inlined objective are compiled with the fast-math flags of
+    :data:`adamnb.backends.jit.FAST_MATH` (fused multiply-adds, reciprocals): shorter dependency
+    chains, other rounding. Results are no longer those of the host loop to the bit; the tests
+    hold them to the exact path within a stated tolerance (``tests/test_fast_mode.py``).
 """
 
+import collections
+import dis
 import math
+import types
 
 import numba
 import numpy as np
@@ -39,53 +71,81 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from adamnb.backends import cpu
 from adamnb.backends.cpu import stationarity_norm_serial
-from adamnb.backends.jit import jit
+from adamnb.backends.jit import FAST_MATH, elementwise, jit, ready, source_stamp
+
+__all__ = ["CONVERGED", "NOT_FINITE", "BLOCK_DONE", "COMPILE_SECONDS", "HOST_STEP_SECONDS",
+           "gradient_protocol", "objective_handle", "evaluator", "compiled_loop",
+           "compiled_route", "can_compile", "is_jitted", "block_length", "iterate_compiled"]
 
 #: Outcomes of a block of steps.
 CONVERGED, NOT_FINITE, BLOCK_DONE = 1, 3, 4
 
+#: Seconds compiling one whole loop takes, roughly (1-2 s on the 2-core development machine, and
+#: several seconds for the first compile of a process, which also starts numba's compiler:
+#: ``docs/benchmarks.md``), and seconds one step of the host loop takes with a jitted objective
+#: (about 2.5 us there): the two figures :func:`compiled_route` weighs.
+COMPILE_SECONDS = 2.0
+HOST_STEP_SECONDS = 2.5e-6
+
 _compiled_loops = {}
+_handles = {}
+# The loop to run, per (loop, dtype, extra arguments' types), once compiled or loaded.
+_ready = {}
+# Host-loop seconds spent so far in this process on runs that could have been compiled, per loop.
+_host_seconds = collections.Counter()
 
 
 # --- Gradient protocols: evaluate(fun, jac, args, x, g_out) -> f, the gradient at x in g_out ----
 
-@jit(cache=False)
-def _store_gradient(g, g_out):
+@elementwise
+def _copy_gradient(g, g_out):
     if g.shape != g_out.shape:
-        raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
-                         "per element of x")
+        return False
     for i in range(g_out.size):
         g_out[i] = g[i]  # rounded to x's dtype, as the Python path rounds it
+    return True
 
 
-@jit(cache=False)
-def _value_and_grad(fun, jac, args, x, g_out):
-    f, g = fun(x, *args)
-    _store_gradient(g, g_out)
-    return f
+@elementwise
+def _store_gradient(g, g_out):
+    if not _copy_gradient(g, g_out):
+        raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
+                         "per element of x")
 
 
-@jit(cache=False)
-def _fun_and_jac(fun, jac, args, x, g_out):
-    f = fun(x, *args)
-    _store_gradient(jac(x, *args), g_out)
-    return f
+_PROTOCOL_BODIES = {
+    "value_and_grad": "    f, g = fun(x{args})\n    _store_gradient(g, g_out)\n    return f\n",
+    "fun_and_jac": "    f = fun(x{args})\n    _store_gradient(jac(x{args}), g_out)\n    return f\n",
+    "value_and_grad_into": "    return fun(x, g_out{args})\n",
+    "fun_and_jac_into": "    f = fun(x{args})\n    jac(x, g_out{args})\n    return f\n",
+    # A run's first evaluation, as the host driver makes it (the functions themselves, never an
+    # ``into``, each on a copy of x), returning (f, whether the gradient had x's shape).
+    "value_and_grad_first": "    f, g = fun(x.copy(){args})\n    return f, _copy_gradient(g, g_out)\n",
+    "fun_and_jac_first": ("    f = fun(x.copy(){args})\n"
+                          "    return f, _copy_gradient(jac(x.copy(){args}), g_out)\n"),
+}
 
 
-@jit(cache=False)
-def _value_and_grad_into(fun, jac, args, x, g_out):
-    return fun(x, g_out, *args)
+def evaluator(protocol, arity, tag=""):
+    """``evaluate(fun, jac, args, x, g_out) -> f`` of ``protocol`` for ``arity`` extra arguments.
 
-
-@jit(cache=False)
-def _fun_and_jac_into(fun, jac, args, x, g_out):
-    f = fun(x, *args)
-    jac(x, g_out, *args)
-    return f
-
-
-_EVALUATE = {"value_and_grad": _value_and_grad, "fun_and_jac": _fun_and_jac,
-             "value_and_grad_into": _value_and_grad_into, "fun_and_jac_into": _fun_and_jac_into}
+    Generated with the extra arguments spelled out (``args[0], args[1], ...``): numba cannot
+    inline a call that unpacks ``*args``. Each is a module attribute, so that it pickles by
+    reference in the closure of a cached loop. ``tag`` makes a distinct function for a distinct
+    compilation context (numba remembers a function's failure to compile in one context, such as
+    a loop compiled without its runtime, and would repeat it in another).
+    """
+    name = f"_evaluate_{protocol}_{arity}{tag}"
+    if name not in globals():
+        spelled = "".join(f", args[{k}]" for k in range(arity))
+        source = (f"def {name}(fun, jac, args, x, g_out):\n"
+                  + _PROTOCOL_BODIES[protocol].format(args=spelled))
+        namespace = {"_store_gradient": _store_gradient, "_copy_gradient": _copy_gradient}
+        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
+        function = namespace[name]
+        function.__module__, function.__qualname__ = __name__, name
+        globals()[name] = elementwise(function)
+    return globals()[name]
 
 
 def gradient_protocol(fun, jac):
@@ -108,6 +168,74 @@ def gradient_protocol(fun, jac):
     return "fun_and_jac", fun, jac
 
 
+# --- The objective inside the loop ----------------------------------------------------------------
+
+def _builtin_name(function):
+    """The public name of ``function`` in :mod:`adamnb.problems.functions`, or None."""
+    from adamnb.problems import functions
+
+    name = getattr(function, "__name__", None)
+    return name if name and getattr(functions, name, None) is function else None
+
+
+_DIVISIONS = {"BINARY_TRUE_DIVIDE", "BINARY_FLOOR_DIVIDE", "BINARY_MODULO",
+              "INPLACE_TRUE_DIVIDE", "INPLACE_FLOOR_DIVIDE", "INPLACE_MODULO"}
+
+
+def _divides(code):
+    """Whether ``code`` (or code nested in it) divides or takes a remainder: where numba's error
+    model decides the result of a zero divisor."""
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _DIVISIONS or (
+                instruction.opname == "BINARY_OP" and instruction.argrepr.strip("=") in
+                ("/", "//", "%")):
+            return True
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_ATTR", "LOAD_METHOD") and \
+                instruction.argval == "divmod":
+            return True
+    return any(_divides(const) for const in code.co_consts if isinstance(const, types.CodeType))
+
+
+def _inlinable(dispatcher):
+    """Whether compiling ``dispatcher``'s source into a loop (the loop's options) gives the same
+    results as calling it (its own options); see the module notes."""
+    options = dispatcher.targetoptions
+    if options.get("fastmath") or options.get("parallel") or options.get("boundscheck"):
+        return False
+    return options.get("error_model") == "numpy" or not _divides(dispatcher.py_func.__code__)
+
+
+def objective_handle(function, tag=""):
+    """What the compiled loops call for the jitted ``function``: ``(handle, cacheable)``.
+
+    ``handle`` is an inline copy of ``function``'s source (a ``register_jitable(inline="always")``
+    function) where that is safe (:func:`_inlinable`, and always for the built-in problems), else
+    ``function`` itself. ``cacheable`` is True for the built-in problems: their copies are
+    attributes of this module, which pickle by reference, so a loop around one has the same disk
+    cache key in every process. ``tag`` makes a distinct copy for a distinct compilation context
+    (see :func:`evaluator`).
+    """
+    if (function, tag) in _handles:
+        return _handles[function, tag]
+    builtin = _builtin_name(function)
+    if builtin is None and not _inlinable(function):
+        _handles[function, tag] = (function, False)
+        return _handles[function, tag]
+    source = function.py_func
+    name = f"_builtin_{builtin}{tag}" if builtin else f"_inline_{source.__name__}{tag}"
+    copy = types.FunctionType(source.__code__, source.__globals__, name, source.__defaults__,
+                              source.__closure__)
+    copy.__kwdefaults__ = source.__kwdefaults__
+    copy.__module__, copy.__qualname__ = __name__, name
+    handle = elementwise(copy)
+    if builtin:
+        globals()[name] = handle
+    _handles[function, tag] = (handle, builtin is not None)
+    return _handles[function, tag]
+
+
+# --- The loop ---------------------------------------------------------------------------------------
+
 @jit
 def _record(history, vectors, step, f, x):
     history[step] = f
@@ -115,10 +243,11 @@ def _record(history, vectors, step, f, x):
         vectors[step, i] = x[i]
 
 
-def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded):
+def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded, stamp, cache,
+                         fast):
     # The objective, its protocol and the bounds flag are closure constants (see the module
     # notes); recording is a call to a function of its own, taken only when asked for.
-    @jit(cache=False)
+    @jit(cache=cache, fastmath=set(FAST_MATH) if fast else False)
     def compiled_loop(args, x, f, g, spare, point, norm, state, carry, table, previous, lower,
                       upper, gtol, history, vectors, counts):
         """Run up to table.shape[1] steps from (x, f, g) with convergence measure ``norm``.
@@ -128,6 +257,9 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
         ``vectors``) receives f (and x) after every step. Returns (outcome, f, norm); on
         NOT_FINITE, x, f and g are the last finite iterate's.
         """
+        # In the closure, hence in the disk cache's key (adamnb.backends.jit): numba's key leaves
+        # out the compile options, so the fast and exact loops must differ in their closures.
+        stamp, fast  # noqa: B018
         record = history.size > 0
         current, other = g, spare
         outcome = BLOCK_DONE
@@ -160,20 +292,28 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
     return compiled_loop
 
 
-def compiled_loop(rule, fun, jac, bounded):
+def compiled_loop(rule, fun, jac, bounded, arity=0, fast=False, inline=True):
     """The whole-loop driver of ``rule`` for the jitted objective ``fun`` with ``jac`` (True or a
     jitted gradient), called as :func:`gradient_protocol` says; see the module docstring.
 
-    ``compiled_loop(args, x, f, g, spare, point, norm, state, carry, table, previous, lower,
-    upper, gtol, history, vectors, counts) -> (outcome, f, norm)``; ``bounded`` says whether ``lower`` and
-    ``upper`` are given (a loop is compiled for each case).
+    ``compiled_loop(args, x, f, g, spare, point, norm, state, carry, table, previous, lower, upper,
+    gtol, history, vectors, counts) -> (outcome, f, norm)`` (``carry``: the rule's carried
+    scalars, :func:`adamnb.backends.cpu.fused_pass_of`); ``bounded`` says whether ``lower`` and
+    ``upper`` are given and ``arity`` is ``len(args)`` (a loop is compiled for each); ``fast``
+    compiles it in fast mode; ``inline=False`` calls the objective even where it could be
+    inlined (the fallback when inlining fails to compile).
     """
     protocol, fun, jac = gradient_protocol(fun, jac)
-    key = (rule.element, rule.reduce, protocol, fun, jac, bool(bounded))
+    key = (rule.element, rule.reduce, protocol, fun, jac, bool(bounded), arity, bool(fast),
+           bool(inline))
     if key not in _compiled_loops:
-        _compiled_loops[key] = _build_compiled_loop(cpu.fused_pass_of(rule),
-                                                    rule.n_coefficients, _EVALUATE[protocol],
-                                                    fun, jac, bool(bounded))
+        fun_handle, fun_cacheable = objective_handle(fun) if inline else (fun, False)
+        jac_handle, jac_cacheable = objective_handle(jac) if inline else (jac, False)
+        stamp = cpu.rule_stamp(rule) + "-" + source_stamp(fun, jac)
+        _compiled_loops[key] = _build_compiled_loop(
+            cpu.fused_pass_of(rule), rule.n_coefficients, evaluator(protocol, arity),
+            fun_handle, jac_handle, bool(bounded), stamp, fun_cacheable and jac_cacheable,
+            bool(fast))
     return _compiled_loops[key]
 
 
@@ -196,24 +336,89 @@ def block_length(t, gtol, record):
     return 1 << 15 if gtol == 0 else min(1 << 15, max(4096, t - 1))
 
 
+def _why_not_compilable(run, fun, jac, notify, objective):
+    """Why the run cannot take the compiled loop (a sentence), or None if it can."""
+    if notify is not None:
+        return "a callback is called from Python after every step"
+    if run.stochastic:
+        return "args is an iterator, drawn from Python at every step"
+    if objective.fd_scheme is not None:
+        return "the gradient is estimated by finite differences in Python"
+    if run.groups is not None:
+        return "parameter groups run in the host loop (one kernel call per group view)"
+    if not getattr(run.schedule, "pure", False):
+        return "the learning rate is a Python callable, called at every step"
+    if not (is_jitted(fun) and (jac is True or is_jitted(jac))):
+        return "fun and jac must be numba-jitted functions (@numba.njit)"
+    return None
+
+
 def can_compile(run, fun, jac, notify, objective):
     """Whether the run can take the compiled loop: jitted ``fun`` and gradient (no finite
-    differences), no callback, fixed ``args``, a schedule of the step alone and no groups (a
-    run with groups takes the host loop, one kernel call per group view, with the same bits)."""
-    pure = getattr(run.schedule, "pure", False)
-    return (notify is None and not run.stochastic and objective.fd_scheme is None and pure
-            and run.groups is None
-            and is_jitted(fun) and (jac is True or is_jitted(jac)))
+    differences), no callback, fixed ``args``, a schedule of the step alone and no groups."""
+    return _why_not_compilable(run, fun, jac, notify, objective) is None
 
 
-def iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, carry, lower, upper, counts,
+def _arguments(run, x, f, g, norm, state, carry, lower, upper):
+    """The compiled loop's arguments for a first block, with a one-step table: what
+    :func:`adamnb.backends.jit.ready` types."""
+    table = np.zeros((run.rule.n_coefficients, 1), dtype=x.dtype)
+    return (tuple(run.args), x, f, g, g, g, norm, state, carry, table, x, lower, upper, run.gtol,
+            np.empty(0), np.empty((0, x.size), dtype=x.dtype), np.zeros(3, dtype=np.int64))
+
+
+def compiled_route(run, fun, jac, notify, objective, x, f, g, norm, state, carry, lower, upper):
+    """The compiled loop for this run, or None where the host loop runs (module notes).
+
+    Raises
+    ------
+    ValueError
+        ``compiled=True`` for a run that cannot be compiled (the message says why).
+    """
+    if run.compiled is False:
+        return None
+    why = _why_not_compilable(run, fun, jac, notify, objective)
+    if why is not None:
+        if run.compiled:
+            raise ValueError(f"compiled=True, but this run cannot take the compiled loop: {why}")
+        return None
+    loop = compiled_loop(run.rule, fun, jac, lower.size > 0, len(run.args), run.fast)
+    # The loop's argument types follow from x's dtype and the extra arguments' types alone.
+    key = (loop, x.dtype.char, numba.typeof(tuple(run.args)) if run.args else ())
+    if key in _ready:
+        return _ready[key]
+    arguments = _arguments(run, x, f, g, norm, state, carry, lower, upper)
+    if not (run.compiled or ready(loop, arguments)):
+        spent = _host_seconds[key] + run.maxiter * HOST_STEP_SECONDS
+        if spent < COMPILE_SECONDS:
+            _host_seconds[key] = spent
+            return None
+    _ready[key] = _compiling(loop, run, fun, jac, lower.size > 0, arguments)
+    return _ready[key]
+
+
+def _compiling(loop, run, fun, jac, bounded, arguments):
+    """``loop``, compiled for ``arguments`` (or loaded from the disk cache); the loop that calls
+    the objective instead if the inlined objective does not compile."""
+    try:
+        loop.compile(tuple(loop.typeof_pyval(argument) for argument in arguments))
+        return loop
+    except numba.core.errors.NumbaError:
+        fallback = compiled_loop(run.rule, fun, jac, bounded, len(arguments[0]), run.fast,
+                                 inline=False)
+        if fallback is loop:
+            raise
+        return fallback
+
+
+def iterate_compiled(run, loop, x, f, g, spare, norm, state, carry, lower, upper, counts,
                      allvecs, fun_history):
-    """The iteration of :func:`adamnb.optimize._common.iterate` in compiled blocks.
+    """The iteration of :func:`adamnb.optimize._common.iterate` in compiled blocks of ``loop``
+    (:func:`compiled_route`).
 
     ``counts`` is ``[nit, nfev, njev]`` (an int64 array) and is updated. Returns
     ``(status, nit, f, g)``.
     """
-    loop = compiled_loop(run.rule, fun, jac, bounded=lower.size > 0)
     stream = run.stream(x.dtype)
     previous, point = np.empty_like(x), np.empty_like(x)
     args = tuple(run.args)

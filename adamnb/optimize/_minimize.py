@@ -16,7 +16,7 @@ from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
 from adamnb.optimize._common import (DRIVER_OPTIONS, as_bounds, as_x0, build_result, iterate,
                                      prepare, warn_unused, wrap_callback)
-from adamnb.optimize._compiled import can_compile, iterate_compiled
+from adamnb.optimize._compiled import compiled_route, iterate_compiled
 from adamnb.optimize._device import minimize_on_device
 from adamnb.optimize._host import HostSteps, Objective
 
@@ -51,11 +51,11 @@ def minimize_with_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
     allvecs, fun_history = ([x.copy()], [f]) if run.record else (None, None)
     if not (np.isfinite(f) and np.isfinite(norm)):
         status, nit = 3, 0
-    elif can_compile(run, fun, jac, notify, objective):
+    elif (loop := compiled_route(run, fun, jac, notify, objective, x, f, g, norm, *states[0],
+                                 lower, upper)) is not None:
         counts = np.array([0, objective.nfev, objective.njev], dtype=np.int64)
-        state, carry = states[0]
-        status, nit, f, g = iterate_compiled(run, fun, jac, x, f, g, spare, norm, state, carry,
-                                             lower, upper, counts, allvecs, fun_history)
+        status, nit, f, g = iterate_compiled(run, loop, x, f, g, spare, norm, *states[0], lower,
+                                             upper, counts, allvecs, fun_history)
         objective.nfev, objective.njev = int(counts[1]), int(counts[2])
     else:
         status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, states, notify, allvecs,
@@ -135,8 +135,9 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
         ``beta1``, ``eps``) and the driver options: ``maxiter`` (number of update steps, default
         1000; any whole number, 1e4 included), ``gtol`` (default 1e-5; with bounds it applies
         to the projected gradient, as L-BFGS-B's ``pgtol``), ``disp``, ``return_all``,
-        ``parallel``, ``finite_diff_rel_step``. No hyperparameter shares a name with a driver
-        option. Unknown options warn with ``scipy.optimize.OptimizeWarning``.
+        ``parallel``, ``finite_diff_rel_step``, ``compiled`` and ``fast`` (see the Notes). No
+        hyperparameter shares a name with a driver option. Unknown options warn with
+        ``scipy.optimize.OptimizeWarning``.
 
     Returns
     -------
@@ -161,12 +162,13 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     -----
     When ``fun`` and the gradient are numba-jitted functions (``@numba.njit``: ``fun`` with
     ``jac=True``, or ``fun`` and ``jac``), with no callback, a fixed ``args`` tuple and no finite
-    differences, and a learning rate that is a number or a built-in schedule, the whole loop runs
-    compiled, with the same results, to the bit, as the loop in Python. A callable ``lr`` is
-    called once per step, at that step (after the previous step's callback). Such a gradient function may carry an attribute ``into``: a jitted
-    ``into(x, g_out, *args)`` that writes the same gradient into the array ``g_out`` (and returns
-    the value of ``fun``), which the compiled loop then calls instead, allocating nothing per
-    step. The functions of :mod:`adamnb.problems.functions` carry one::
+    differences, and a learning rate that is a number or a built-in schedule, the whole loop can
+    run compiled, with the same results, to the bit, as the loop in Python. A callable ``lr`` is
+    called once per step, at that step (after the previous step's callback). Such a gradient
+    function may carry an attribute ``into``: a jitted ``into(x, g_out, *args)`` that writes the
+    same gradient into the array ``g_out`` (and returns the value of ``fun``), which the compiled
+    loop then calls instead, allocating nothing per step. The functions of
+    :mod:`adamnb.problems.functions` carry one::
 
         @numba.njit
         def loss_into(x, g_out):
@@ -181,6 +183,34 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
 
         loss.into = loss_into
         adamnb.minimize(loss, x0, jac=True)
+
+    What compiling costs, and when it happens (``options["compiled"]``): a compiled loop is
+    built for each method, objective, bounds or not and dtype, in one to two seconds (measured
+    on a 2-core machine; the first compile of a process takes several seconds more, as it also
+    starts numba's compiler: ``docs/benchmarks.md``), after which a step costs some 30-90 ns
+    instead of the host loop's 2.5 us. The loops around the functions of
+    :mod:`adamnb.problems.functions` are cached on disk: a second process loads them in
+    milliseconds. A loop around your own jitted function is compiled at most once per process
+    (numba cannot cache it across processes). With ``compiled=None`` (the default) ``minimize``
+    compiles only when that pays off: it takes a loop that is ready (compiled in this process, or
+    on disk), and otherwise the host loop, until the host steps taken with that objective in this
+    process, the current run's included, would cost more than a compile; then it compiles. So a
+    short run never waits for a compile that costs more than the run, and many short runs pay at
+    most about twice what the better choice would have cost. ``compiled=True`` compiles at once
+    (a ValueError says why a run cannot be compiled), ``compiled=False`` never does.
+
+    Your objective is compiled into the loop itself (no call per step, and the reference
+    counting of a gradient array it allocates mostly pruned) where that cannot change a result:
+    a function compiled without ``fastmath``, ``parallel`` or ``boundscheck`` options and with no
+    division or remainder in its own code (the loop's error model would turn a ``ZeroDivisionError``
+    into inf); otherwise it is called.
+
+    ``options={"fast": True}`` compiles the loop (and an objective compiled into it) with
+    fused multiply-adds and reciprocals: a shorter chain of operations per step, and results
+    that are no longer the host loop's bits: one step is within 4 units in the last place of x
+    of the exact step (plus 1e-14 of the step's length); on a convex problem 2000 steps stay
+    within 1e-12 of ``|x0|``; on a non-convex one the two paths may drift apart while reaching
+    the same minimum. It applies to compiled loops and :func:`adamnb.minimize_batch` only.
 
     Examples
     --------

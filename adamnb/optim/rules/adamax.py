@@ -1,5 +1,6 @@
 """AdaMax, Adam with the infinity norm (Kingma & Ba, 2014, Algorithm 2), as torch.optim.Adamax."""
 
+from adamnb.backends.elements import maximum
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, UpdateRule, beta_option, eps_option,
                                 lr_option, power)
@@ -12,7 +13,7 @@ def adamax_element(x, g, state, i, c):
         g = -g
     g = g + weight_decay * x
     m = state[0, i] + one_minus_beta1 * (g - state[0, i])
-    u = max(beta2 * state[1, i], abs(g) + eps)
+    u = maximum(beta2 * state[1, i], abs(g) + eps)
     state[0, i] = m
     state[1, i] = u
     return x - clr * (m / u)

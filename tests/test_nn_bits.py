@@ -1,0 +1,39 @@
+"""The MLP and softmax regression keep the bits they had before the layer stack (commit 8cfc71c).
+
+``tests/data/mlp_bits.npz`` holds outputs of that commit's code on fixed inputs, written by
+``tests/data/record_mlp_bits.py`` (which calls public methods only and is rerun here on the
+current code). On the recording platform (same BLAS build and CPU) every array must be identical
+to the bit; elsewhere the matrix products may round differently, so the check is close agreement.
+This is a regression guard only: correctness is tested against finite differences and an
+independent forward pass in ``tests/test_nn.py``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.data import record_mlp_bits
+
+RECORDED = Path(__file__).parent / "data" / "mlp_bits.npz"
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    recorded = dict(np.load(RECORDED))
+    return recorded, record_mlp_bits.record()
+
+
+def test_every_recorded_output_is_reproduced(outputs):
+    recorded, now = outputs
+    assert set(recorded) == set(now)
+    same_platform = str(recorded["platform"]) == str(now["platform"])
+    for key in sorted(recorded):
+        if key == "platform":
+            continue
+        if same_platform:
+            assert recorded[key].dtype == now[key].dtype, key
+            assert recorded[key].tobytes() == now[key].tobytes(), key
+        else:
+            np.testing.assert_allclose(now[key], recorded[key], rtol=2e-5, atol=1e-7,
+                                       err_msg=key)
