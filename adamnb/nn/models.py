@@ -219,6 +219,41 @@ class Sequential:
         """
         return self._views(self.check_params(params))
 
+    def param_groups(self, **bias_options):
+        """The usual parameter groups of the flat vector (:mod:`adamnb.optim.groups`), as a torch
+        user splits a model's parameters: the kernels, and the biases with no weight decay.
+
+        Each Dense kernel is a matrix view with torch's ``nn.Linear`` weight shape ``(units,
+        fan_in)`` (the kernel ``(fan_in, units)`` in row order is that matrix in column order,
+        ``"F"``), so Muon and Adafactor's factored moments see it as torch does. Conv2D kernels
+        (torch's 4-D weights, which torch's Muon refuses) form a group of plain slices of their
+        own, and the biases another. Give the result to any optimizer class or to ``minimize``'s
+        ``groups`` option: ``adamnb.AdamW(model.param_groups(), lr=1e-3, weight_decay=0.01)``.
+
+        Parameters
+        ----------
+        **bias_options
+            The biases' group options (default ``weight_decay=0.0``), e.g. ``method="adamw"``
+            for Muon's non-matrix groups.
+
+        Returns
+        -------
+        list of dict
+            ``[{"params": [(start, stop, (units, fan_in), "F"), ...]}, ({"params": [conv
+            kernel slices]},) {"params": [bias slices], "weight_decay": 0.0, ...}]``, covering
+            every element of the vector once.
+        """
+        dense, conv, biases = [], [], []
+        for kernel, shape, bias in self.layout:
+            if len(shape) == 2:
+                dense.append((kernel.start, kernel.stop, (int(shape[1]), int(shape[0])), "F"))
+            else:
+                conv.append((kernel.start, kernel.stop))
+            biases.append((bias.start, bias.stop))
+        groups = [{"params": views} for views in (dense, conv) if views]
+        groups.append({"params": biases, "weight_decay": 0.0, **bias_options})
+        return groups
+
     def init(self, seed=None):
         """A new parameter vector: Glorot-uniform kernels, zero biases (Keras's defaults).
 

@@ -95,7 +95,8 @@ class Optimizer:
 
     def __init__(self, *args, groups=None, parallel=None, backend=None, **options):
         names = [hp.name for hp in self.rule.hyperparameters]
-        if args and isinstance(args[0], (list, tuple)):  # torch's Optimizer(params, ...)
+        # torch's Optimizer(params, ...); a dict is refused by parse_groups with its reason
+        if args and isinstance(args[0], (list, tuple, dict)):
             if groups is not None:
                 raise TypeError(f"{type(self).__name__} got the groups twice (first argument "
                                 "and groups=)")
