@@ -266,14 +266,36 @@ def _quiet(element):
     return quiet
 
 
+def _element_loops(element):
+    """The grid-stride loops around ``element`` as device functions, shared by the kernels of
+    the rules with and without reductions: ``(plain(x, g, state, c), fused(x, g, state, c,
+    previous, point, lower, upper))``, the second as :func:`cuda_fused_step` describes."""
+    key = ("loops", element)
+    if key not in _device_functions:
+        device = _cuda().jit(device=True)
+        device_element, update = device_function(element), _device_update(element)
+
+        def plain(x, g, state, c):
+            for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+                x[i] = device_element(x[i], g[i], state, i, c)
+
+        def fused(x, g, state, c, previous, point, lower, upper):
+            bounded = lower.size > 0
+            for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
+                value = update(x, g, state, i, c, previous, lower, upper, bounded)
+                x[i] = value
+                point[i] = value
+
+        _device_functions[key] = (device(plain), device(fused))
+    return _device_functions[key]
+
+
 def _kernel_function(element):
     """The Python source of the grid-stride kernel around ``element``, not yet compiled."""
-    _cuda()
-    device_element = device_function(element)
+    plain, _ = _element_loops(element)
 
     def kernel(x, g, state, carry, c):
-        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
-            x[i] = device_element(x[i], g[i], state, i, c)
+        plain(x, g, state, c)
 
     return kernel
 
@@ -288,15 +310,10 @@ def cuda_kernel(rule):
 
 def _fused_step_function(element):
     """The Python source of the fused step around ``element`` (see :func:`cuda_fused_step`)."""
-    _cuda()
-    update = _device_update(element)
+    _, fused = _element_loops(element)
 
     def fused_step(x, g, state, carry, c, previous, point, lower, upper):
-        bounded = lower.size > 0
-        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
-            value = update(x, g, state, i, c, previous, lower, upper, bounded)
-            x[i] = value
-            point[i] = value
+        fused(x, g, state, c, previous, point, lower, upper)
 
     return fused_step
 
@@ -376,26 +393,16 @@ def _second_pass_function(rule, fused):
     """The Python source of a reduction rule's element pass: every thread computes the step's
     scalars, ``c`` and ``finish(sums, carry, c)``, then its elements (fused: as
     :func:`cuda_fused_step` does)."""
-    _cuda()
     finish = device_function(rule.finish)
+    plain, fused_loop = _element_loops(rule.element)
     if not fused:
-        element = device_function(rule.element)
-
         def second_pass(x, g, state, carry, c, sums):
-            scalars = c + finish(sums, carry, c)
-            for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
-                x[i] = element(x[i], g[i], state, i, scalars)
+            plain(x, g, state, c + finish(sums, carry, c))
 
         return second_pass
-    update = _device_update(rule.element)
 
     def fused_second_pass(x, g, state, carry, c, sums, previous, point, lower, upper):
-        scalars = c + finish(sums, carry, c)
-        bounded = lower.size > 0
-        for i in range(_numba_cuda.grid(1), x.size, _numba_cuda.gridsize(1)):
-            value = update(x, g, state, i, scalars, previous, lower, upper, bounded)
-            x[i] = value
-            point[i] = value
+        fused_loop(x, g, state, c + finish(sums, carry, c), previous, point, lower, upper)
 
     return fused_second_pass
 
