@@ -375,3 +375,21 @@ def test_rules_that_need_or_refuse_groups_say_so():
     with pytest.raises(ValueError, match="unknown option"):
         adamnb.Muon([{"params": (0, 4, (2, 2))}, {"params": (4, 6), "ns_steps": 3}]).step(
             np.zeros(6), np.ones(6))
+
+
+@pytest.mark.parametrize("method, options", [("muon", {"lr": 0.02}), ("adafactor", {"lr": 0.05})])
+def test_matrix_steps_keep_float32_and_match_the_reference_to_its_rounding(method, options):
+    shape, n = (6, 5), 30
+    rng = np.random.default_rng(8)
+    x0 = rng.normal(size=n).astype(np.float32)
+
+    def grad(x, t):
+        return (0.5 * x + np.sin(t * np.arange(1, n + 1))).astype(x.dtype)
+
+    optimizer = adamnb.optim.OPTIMIZERS[method]([{"params": (0, n, shape, "F")}], **options)
+    ours = run_class(optimizer, x0, grad, steps=20)
+    assert all(x.dtype == np.float32 for x in ours)
+    assert all(a.dtype == np.float32 for state in optimizer.state for a in state)
+    want = reference_run(method, x0.astype(np.float64), grad, steps=20, shape=shape, order="F",
+                         **options)
+    np.testing.assert_allclose(ours[-1], want[-1], rtol=1e-4, atol=1e-5)
