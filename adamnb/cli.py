@@ -79,6 +79,10 @@ EXPERIMENTS = {
         "mnist_mlp",
         "Kingma & Ba (2014) Figure 2(a): dropout MLP 784-1000-1000-10 on MNIST, five "
         "optimizers (--device cuda for a GPU)"),
+    "muon": Experiment(
+        "muon",
+        "Muon for the weight matrices with AdamW for the biases, against AdamW alone: the MLP "
+        "784-512-512-10 on MNIST (torch's recommended split, parameter groups)"),
     "multistart": Experiment(
         "multistart",
         "multi-start search at scale: 100,000 starts of Adam on 10-D Rastrigin in chunks over "

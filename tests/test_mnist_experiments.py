@@ -8,6 +8,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from adamnb import cli
@@ -158,3 +159,28 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
                      "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("adamnb: error: ") and err.count("\n") == 1 and "ADAMNB_DATA" in err
+
+
+@needs_mnist
+def test_muon_quick(tmp_path):
+    """Muon + AdamW against AdamW (issue 15): every run learns, Muon's through its matrix groups
+    (its state is a momentum matrix per weight matrix, AdamW's moments for the biases)."""
+    from adamnb.experiments import muon
+    from adamnb.nn import MLP
+
+    assert cli.main(["experiment", "muon", "--quick", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["runs"]) == {"AdamW", "Muon + AdamW"}
+    for label, runs in summary["runs"].items():
+        assert len(runs) == len(muon.METHODS[label][1])
+        best = runs[f"{summary['best_alpha'][label]:g}"]
+        assert best["final_test_accuracy"] > 0.85
+    for name in ("loss.png", "accuracy.png", "table.md"):
+        assert (tmp_path / name).stat().st_size > 0
+    model = MLP(muon.SIZES)
+    optimizer = muon.make_optimizer("Muon + AdamW", 0.05, model)
+    params = model.init(0)
+    optimizer.step(params, np.ones_like(params))
+    shapes = [tuple(a.shape for a in s) if isinstance(s, tuple) else s.shape
+              for s in optimizer.state]
+    assert shapes == [((512, 784),), ((512, 512),), ((10, 512),), (2, 512), (2, 512), (2, 10)]

@@ -31,7 +31,7 @@ from adamnb.experiments import positive_int, quick_note
 from adamnb.nn.datasets import load_mnist
 
 __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load", "plot_curves",
-           "history_summary", "bar", "blas_threads", "BLAS_THREADS"]
+           "history_summary", "bar", "blas_threads", "BLAS_THREADS", "cost_or_inf"]
 
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
 #: BLAS threads of every run (see the module notes).
@@ -79,6 +79,12 @@ def bar():
     return False if sweeps.in_worker() else None
 
 
+def cost_or_inf(value):
+    """A recorded cost for ranking runs: ``value``, or infinity where it is None or NaN (a run
+    that diverged ranks last)."""
+    return value if value is not None and value == value else math.inf
+
+
 def history_summary(history):
     """The per-epoch lists of a History, plus its final and best test figures."""
     records = history.to_dict()
@@ -96,14 +102,15 @@ def history_summary(history):
 
 
 def plot_curves(curves, path, title, ylabel="training cost", field="train_loss", log=False,
-                ylim=None, quick=False, band=False):
+                ylim=None, quick=False, band=False, marker=None):
     """One line per label: ``field`` of its history (a dict of per-epoch lists) against epochs;
-    with ``band``, the range between its ``field + "_min"`` and ``field + "_max"`` lists shaded."""
+    with ``band``, the range between its ``field + "_min"`` and ``field + "_max"`` lists shaded;
+    ``marker`` (a matplotlib marker) marks each epoch's point, for runs of few epochs."""
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = figure.subplots()
     for label, history in curves.items():
         values = [v if v is not None and math.isfinite(v) else np.nan for v in history[field]]
-        (line,) = ax.plot(history["epoch"], values, label=label, linewidth=1.6)
+        (line,) = ax.plot(history["epoch"], values, label=label, linewidth=1.6, marker=marker)
         if band:
             ax.fill_between(history["epoch"], history[field + "_min"], history[field + "_max"],
                             color=line.get_color(), alpha=0.18, linewidth=0)
