@@ -60,7 +60,7 @@ from adamnb.nn.training import train
 NAME = "mnist-mlp"
 FOLDER = "mnist_mlp"
 SIZES, DROPOUT, BATCH, SEED = (784, 1000, 1000, 10), 0.5, 128, 0
-EPOCHS, PAPER_EPOCHS, QUICK_EPOCHS = 40, 200, 2
+EPOCHS, PAPER_EPOCHS, QUICK_EPOCHS = 20, 200, 2
 #: Epochs of every grid run; the selection reads the training cost of the last.
 SELECT_EPOCHS, QUICK_SELECT_EPOCHS = 3, 1
 GRID_POINTS = 6
