@@ -126,6 +126,13 @@ class Optimizer:
         self.scalars = dict(self.rule.scalar_state)
         self._stream = None
 
+    def __getstate__(self):
+        # The coefficient stream holds the rule's functions (lambdas, which do not pickle); it is
+        # rebuilt from t and the scalars at the next step, as after load_state_dict.
+        state = dict(self.__dict__)
+        state["_stream"] = None
+        return state
+
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.items()
                             if k not in self.rule.fixed)
