@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 from threadpoolctl import threadpool_limits
 
 from adamnb import plot
@@ -129,6 +129,7 @@ def plot_curves(curves, path, title, ylabel="training cost", field="train_loss",
         ax.yaxis.set_minor_formatter(NullFormatter())
     if ylim is not None:
         ax.set_ylim(*ylim)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iterations over the entire dataset (epochs)")
     ax.set_ylabel(ylabel)
     ax.set_title(title + quick_note(quick), fontsize="medium")

@@ -224,7 +224,7 @@ def table(summary):
              f"{summary['validation_rows']} validation images; seeds {seeds} (mean ± sample "
              f"standard deviation over them, then the range); machine: {summary['machine']}.",
              "Time is training only (evaluation excluded), the mean over the seeds of each run's "
-             "total; each run used one BLAS thread, runs went side by side.", "",
+             "total; each run used one BLAS thread.", "",
              "| optimizer | Keras defaults | val. accuracy | (min-max) | val. loss | (min-max) "
              "| time (s) | median epoch (s) | article: val. accuracy | article: val. loss "
              "| article: time (s) |",
