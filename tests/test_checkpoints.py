@@ -119,3 +119,23 @@ def test_a_zero_d_step_from_np_load_is_a_step():
     opt = adamnb.NAdam(lr=0.01)
     opt.load_state_dict(checkpoint)
     assert opt.t == 3 and isinstance(opt.t, int)
+
+
+@pytest.mark.parametrize("method", sorted(adamnb.optim.OPTIMIZERS))
+def test_an_optimizer_pickles_after_steps_and_resumes_bit_for_bit(method):
+    # torch.optim optimizers pickle; ours held a per-step coefficient stream of lambdas.
+    import pickle
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=7)
+    grads = [rng.normal(size=7) for _ in range(6)]
+    # Muon updates matrices: the vector as a 7 x 1 one, in a group (which must pickle too)
+    groups = [{"params": (0, 7, (7, 1))}] if method == "muon" else None
+    optimizer = adamnb.optim.OPTIMIZERS[method](backend="cpu", groups=groups)
+    for g in grads[:3]:
+        optimizer.step(x, g)
+    clone, y = pickle.loads(pickle.dumps(optimizer)), x.copy()
+    for g in grads[3:]:
+        optimizer.step(x, g)
+        clone.step(y, g)
+    np.testing.assert_array_equal(x, y)

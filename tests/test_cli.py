@@ -165,6 +165,14 @@ def test_experiment_options_take_negative_numbers():
     assert args.workers == -1
 
 
+def test_a_non_integer_count_names_the_value_not_a_function(capsys):
+    from adamnb.experiments import experiment_parser
+    with pytest.raises(SystemExit):
+        experiment_parser("x", "d", "q", "x").parse_args(["--workers", "abc"])
+    err = capsys.readouterr().err
+    assert "--workers: expected an integer, got 'abc'" in err and "_workers" not in err
+
+
 @pytest.mark.parametrize("plot, message", [
     ("out.xyz", "unsupported file type '.xyz'"),
     ("", "is a folder"),

@@ -125,16 +125,24 @@ def progress(iterable=None, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def _integer(text):
+    """``int(text)``, or argparse's error naming the text (not a function's name)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
 def positive_int(text):
     """argparse type: a positive integer."""
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
 def _workers(text):
-    value = int(text)
+    value = _integer(text)
     if value < 1 and value != -1:
         raise argparse.ArgumentTypeError(f"expected a positive number of processes, or -1 for "
                                          f"one per core, got {text}")

@@ -210,10 +210,13 @@ def save_plot(traces, path, quick=False):
         step_ax.set_ylabel("step length |x_t - x_{t-1}|")
         step_ax.set_title(f"{name}: step lengths, beta2 = {largest}", fontsize="medium")
         step_ax.legend(fontsize="x-small", loc="lower left")
-        runs = {(beta2, label): traces[name, beta2][label][1]
+        # keys name the run in the note of one that leaves the panel
+        keys = {(beta2, label): f"{'with' if label == WITH else 'without'} correction, "
+                                f"beta2 = {beta2}"
                 for beta2 in BETA2S for label in (WITH, WITHOUT)}
-        styles = {(beta2, label): dict(color=beta2_colors[beta2], **variant_styles[label])
-                  for beta2, label in runs}
+        runs = {key: traces[name, beta2][label][1] for (beta2, label), key in keys.items()}
+        styles = {key: dict(color=beta2_colors[beta2], **variant_styles[label])
+                  for (beta2, label), key in keys.items()}
         plot.plot_convergence(runs, fmin=tf.fmin, ax=gap_ax, styles=styles, legend=False,
                               title=f"{name}: f - f* (solid: with, dashed: without)",
                               ylabel="f - f*")

@@ -60,7 +60,7 @@ from adamnb.nn.training import train
 NAME = "mnist-mlp"
 FOLDER = "mnist_mlp"
 SIZES, DROPOUT, BATCH, SEED = (784, 1000, 1000, 10), 0.5, 128, 0
-EPOCHS, PAPER_EPOCHS, QUICK_EPOCHS = 40, 200, 2
+EPOCHS, PAPER_EPOCHS, QUICK_EPOCHS = 20, 200, 2
 #: Epochs of every grid run; the selection reads the training cost of the last.
 SELECT_EPOCHS, QUICK_SELECT_EPOCHS = 3, 1
 GRID_POINTS = 6
@@ -220,22 +220,28 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
     }
     write_text(out / "table.md", table(summary))
     if plots:
-        curves = {f"{label} (lr {r['options']['lr']:g})": r["history"]
-                  for label, r in results.items()}
-        title = f"MLP {'-'.join(map(str, SIZES))} with dropout on MNIST, batch {BATCH}"
-        plot_curves(curves, out / "figure2a.png", log=True, quick=quick,
-                    title=title + "\nminibatch training cost (with dropout)")
-        plot_curves(curves, out / "figure2a_no_dropout.png", log=True, quick=quick,
-                    field="train_cost", ylabel="training cost, whole set, no dropout",
-                    title=title + "\nwhole training set at each epoch's end, no dropout")
-        plot_curves(curves, out / "accuracy.png", title=title, field="test_accuracy",
-                    ylabel="test accuracy", ylim=(0.95, 1.0) if not quick else None,
-                    quick=quick)
-        plot_grid(summary, out / "grid.png")
+        write_plots(summary, out)
     summary["time_s"] = time.perf_counter() - started
     write_json(out / "summary.json", summary)
     finish(out)
     return summary
+
+
+def write_plots(summary, out):
+    """``figure2a.png``, ``figure2a_no_dropout.png``, ``accuracy.png`` and ``grid.png`` in
+    ``out`` from a summary (as ``summary.json`` holds it)."""
+    out, quick = Path(out), summary["quick"]
+    curves = {f"{label} (lr {r['options']['lr']:g})": r["history"]
+              for label, r in summary["results"].items()}
+    title = f"MLP {'-'.join(map(str, SIZES))} with dropout on MNIST, batch {BATCH}"
+    plot_curves(curves, out / "figure2a.png", log=True, quick=quick,
+                title=title + "\nminibatch training cost (with dropout)")
+    plot_curves(curves, out / "figure2a_no_dropout.png", log=True, quick=quick,
+                field="train_cost", ylabel="training cost, whole set, no dropout",
+                title=title + "\nwhole training set at each epoch's end, no dropout")
+    plot_curves(curves, out / "accuracy.png", title=title, field="test_accuracy",
+                ylabel="test accuracy, logit axis", logit=True, quick=quick)
+    plot_grid(summary, out / "grid.png")
 
 
 def _finite(value):

@@ -384,13 +384,17 @@ def markdown_table(summary):
     return "\n".join(lines) + "\n"
 
 
-_REFERENCE_STYLES = {"BFGS": dict(color="black", linestyle="--", linewidth=1.6),
-                     "L-BFGS-B": dict(color="0.5", linestyle="-.", linewidth=1.6)}
+# Long dashes, thicker: unlike any of the methods' (colour, line style) pairs, black included.
+_REFERENCE_STYLES = {"BFGS": dict(color="0.15", linestyle=(0, (9, 3)), linewidth=2.0),
+                     "L-BFGS-B": dict(color="0.55", linestyle=(0, (9, 2, 2, 2)), linewidth=2.0)}
 
 
 def _styles(methods):
-    styles = {method: dict(color=f"C{index % 10}", linewidth=1.2)
-              for index, method in enumerate(m for m in methods if m not in REFERENCES)}
+    """A distinct (colour, line style) pair per method (adamnb.plot's colour-blind-safe palette,
+    then the next line style), the references in black and grey."""
+    styles = {method: dict(color=style["color"], linestyle=style["linestyle"], linewidth=1.2)
+              for method, style in plot.series_styles(
+                  [m for m in methods if m not in REFERENCES]).items()}
     styles.update(_REFERENCE_STYLES)
     return styles
 

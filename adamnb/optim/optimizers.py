@@ -176,6 +176,15 @@ class Optimizer:
         carry = carry.copy_to_host() if not isinstance(carry, np.ndarray) else carry
         return {name: float(value) for name, value in zip(self.rule.carried, carry)}
 
+    def __getstate__(self):
+        # The coefficient stream and the groups' layout hold the rules' functions (lambdas, which
+        # do not pickle); both are rebuilt at the next step (from t and the scalars), as after
+        # load_state_dict.
+        state = dict(self.__dict__)
+        state["_stream"] = None
+        state["_layout"] = None
+        return state
+
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.items()
                             if k not in self.rule.fixed)
