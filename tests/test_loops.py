@@ -239,3 +239,28 @@ def test_into_is_what_the_compiled_loop_calls():
     del quadratic.into
     without = adamnb.minimize(quadratic, np.ones(3), method="sgd", jac=True, options=options)
     np.testing.assert_allclose(without.x, 0.8 ** 10)
+
+
+def test_a_disk_cache_miss_is_remembered_until_the_index_changes(tmp_path, monkeypatch):
+    # jit.ready decides the compiled route on every call of minimize; a miss used to read and
+    # unpickle the whole cache index each time (milliseconds per call in the main experiment).
+    import importlib
+    import sys
+
+    from adamnb.backends import jit
+
+    (tmp_path / "probe_module.py").write_text(
+        "from adamnb.backends.jit import jit\n\n@jit\ndef plus_one(x):\n    return x + 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "probe_module", raising=False)
+    module = importlib.import_module("probe_module")
+    first = module.plus_one
+    second = importlib.reload(module).plus_one  # same function, same cache index, new dispatcher
+    loads, original = [], second._cache.load_overload
+    monkeypatch.setattr(second._cache, "load_overload",
+                        lambda *a: loads.append(1) or original(*a))
+    assert not jit.ready(second, (1.0,)) and not jit.ready(second, (1.0,))
+    assert len(loads) == 1  # the second probe did not read the index again
+    assert first(1.0) == 2.0  # compiles and writes the index
+    assert jit.ready(second, (1.0,)) and len(loads) == 2  # the index changed: read, and found
+    assert second(1.0) == 2.0
