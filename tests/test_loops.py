@@ -264,3 +264,40 @@ def test_a_disk_cache_miss_is_remembered_until_the_index_changes(tmp_path, monke
     assert first(1.0) == 2.0  # compiles and writes the index
     assert jit.ready(second, (1.0,)) and len(loads) == 2  # the index changed: read, and found
     assert second(1.0) == 2.0
+
+
+@pytest.mark.parametrize("form", ["strided", "read-only", "float32", "list", "int"])
+def test_the_host_path_takes_a_gradient_of_any_layout_and_type(form):
+    # The host loop copies the gradient and measures it in one compiled call, typed by numba per
+    # call; a gradient of another layout or dtype must give what its contiguous copy gives.
+    rosenbrock = get("rosenbrock")
+
+    def grad(x):
+        g = rosenbrock.grad(x)
+        if form == "int":
+            return np.rint(g).astype(np.int64)
+        return g
+
+    def as_form(x):
+        g = grad(x)
+        if form == "strided":
+            return np.repeat(g, 2)[::2]
+        if form == "read-only":
+            g.flags.writeable = False
+            return g
+        if form == "float32":
+            return g.astype(np.float32)
+        if form == "list":
+            return g.tolist()
+        return g
+
+    def plain(x):
+        g = grad(x)
+        return g.astype(np.float32).astype(np.float64) if form == "float32" else g
+
+    options = {"lr": 1e-3, "maxiter": 1200, "gtol": 1e-12, "compiled": False}  # three blocks
+    expected = adamnb.minimize(rosenbrock.fun, rosenbrock.x0, jac=plain, options=options)
+    got = adamnb.minimize(rosenbrock.fun, rosenbrock.x0, jac=as_form, options=options)
+    assert got.x.tobytes() == expected.x.tobytes() and got.jac.tobytes() == expected.jac.tobytes()
+    assert (got.nit, got.nfev, got.njev, got.status) == (expected.nit, expected.nfev,
+                                                          expected.njev, expected.status)
