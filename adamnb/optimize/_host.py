@@ -226,6 +226,9 @@ class HostSteps:
         self.previous = np.empty_like(x)
         self.threaded = threaded
         self._table = self._step = None  # the block of scalars _step was resolved for
+        # Bound once: the lookups are a measurable part of a host step.
+        self._objective = objective.__call__
+        self._store = None if threaded else cpu.store_stationarity_norm
 
     def update(self, x, g, state, table, column):
         if table is not self._table:  # a new block: the table's layout may differ
@@ -235,10 +238,10 @@ class HostSteps:
         self._step(x, g, state, table, column, self.previous, self.lower, self.upper)
 
     def evaluate(self, x, args, out):
-        f, value = self.objective(x, args, out)
+        f, value = self._objective(x, args, out)
         if value is not None:
-            if not self.threaded and value.dtype == out.dtype:
-                return f, cpu.store_stationarity_norm(value, out, x, self.lower, self.upper)
+            if self._store is not None and value.dtype == out.dtype:
+                return f, self._store(value, out, x, self.lower, self.upper)
             np.copyto(out, value, casting="unsafe")
         return f, cpu.stationarity_norm(x, out, self.lower, self.upper, self.threaded)
 
