@@ -42,9 +42,11 @@ MAXIMIZE = ({"maximize": True, "lr": 1e-4}, {"lr": 1e-4})
 DECOUPLED = ({"decoupled_weight_decay": True, "weight_decay": 0.5}, {"weight_decay": 0.5})
 
 
-def _adam_family(amsgrad_row=True):
+def _adam_family(amsgrad_row=True, eps_hat_row=True):
     rows = {"lr": {"lr": 0.01}, "beta1": {"beta1": 0.5}, "beta2": {"beta2": 0.9},
             "eps": {"eps": 1.0}, "weight_decay": {"weight_decay": 0.5}, "maximize": MAXIMIZE}
+    if eps_hat_row:
+        rows["eps_hat"] = ({"eps_hat": True, "eps": 1.0}, {"eps": 1.0})
     if amsgrad_row:
         # AMSGrad only acts when the second moment shrinks: a short memory makes it shrink here.
         rows["amsgrad"] = ({"amsgrad": True, "beta2": 0.5}, {"beta2": 0.5})
@@ -65,7 +67,8 @@ TABLE = {
                 "eps": {"eps": 1.0}, "maximize": MAXIMIZE},
     "rmsprop": {"lr": {"lr": 0.003}, "alpha": {"alpha": 0.9}, "eps": {"eps": 1.0},
                 "weight_decay": {"weight_decay": 0.5}, "momentum": {"momentum": 0.8},
-                "centered": {"centered": True}, "maximize": MAXIMIZE},
+                "centered": {"centered": True}, "maximize": MAXIMIZE,
+                "eps_in_sqrt": ({"eps_in_sqrt": True, "eps": 1.0}, {"eps": 1.0})},
     "adadelta": {"lr": {"lr": 0.5}, "rho": {"rho": 0.5}, "eps": {"eps": 1e-3},
                  "weight_decay": {"weight_decay": 0.5}, "maximize": MAXIMIZE},
     "adam": _adam_family(),
@@ -73,7 +76,8 @@ TABLE = {
     "adamw": _adam_family(),
     "adamax": {"lr": {"lr": 0.01}, "beta1": {"beta1": 0.5}, "beta2": {"beta2": 0.9},
                "eps": {"eps": 1.0}, "weight_decay": {"weight_decay": 0.5}, "maximize": MAXIMIZE},
-    "nadam": {**_adam_family(amsgrad_row=False), "momentum_decay": {"momentum_decay": 0.5},
+    "nadam": {**_adam_family(amsgrad_row=False, eps_hat_row=False),
+              "momentum_decay": {"momentum_decay": 0.5},
               "decoupled_weight_decay": DECOUPLED},
     "radam": {"lr": {"lr": 5e-4}, "beta1": {"beta1": 0.5}, "beta2": {"beta2": 0.5},
               "eps": {"eps": 1.0}, "weight_decay": {"weight_decay": 0.5},

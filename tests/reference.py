@@ -61,7 +61,10 @@ import numpy as np
 # installed torch/optim/*.py).  ``betas`` is split into beta1/beta2.
 # --------------------------------------------------------------------------
 _ADAM_DEFAULTS = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
-                      maximize=False)
+                      eps_hat=False, maximize=False)
+#: Options of torch's rules that torch lacks, each from the library named, off by default.
+NOT_IN_TORCH = {"eps_hat": "Keras / TensorFlow (tf.raw_ops.ApplyAdam)",
+                "eps_in_sqrt": "optax.rmsprop, tf.raw_ops.ApplyRMSProp"}
 
 DEFAULTS = {
     "sgd": dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
@@ -69,7 +72,7 @@ DEFAULTS = {
     "adagrad": dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
                     eps=1e-10, maximize=False),
     "rmsprop": dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                    maximize=False),
+                    eps_in_sqrt=False, maximize=False),
     "adadelta": dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
     "adam": dict(_ADAM_DEFAULTS),
     "amsgrad": dict(_ADAM_DEFAULTS, amsgrad=True),
@@ -186,9 +189,10 @@ def adagrad(x0, grads, steps, lr_schedule, lr, lr_decay, weight_decay, initial_a
 #   if centered:  g_avg <- alpha g_avg + (1-alpha) g ;  vt <- vt - g_avg^2
 #   if mu > 0:  b <- mu b + g / (sqrt(vt) + eps) ;  x <- x - lr b
 #   else:       x <- x - lr g / (sqrt(vt) + eps)
+#   eps_in_sqrt (optax, TensorFlow): sqrt(vt + eps) in place of sqrt(vt) + eps
 # --------------------------------------------------------------------------
 def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentum, centered,
-            maximize):
+            maximize, eps_in_sqrt=False):
     x = x0.copy()
     v = np.zeros_like(x)
     g_avg = np.zeros_like(x)
@@ -204,7 +208,8 @@ def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentu
         if centered:
             g_avg = alpha * g_avg + (1.0 - alpha) * g
             v_tilde = v_tilde - g_avg * g_avg
-        denom = np.sqrt(v_tilde) + eps
+        # eps_in_sqrt: optax.rmsprop(eps_in_sqrt=True), tf.raw_ops.ApplyRMSProp: g / sqrt(v + eps)
+        denom = np.sqrt(v_tilde + eps) if eps_in_sqrt else np.sqrt(v_tilde) + eps
         if momentum > 0:
             b = momentum * b + g / denom
             x = x - lr_t * b
@@ -252,7 +257,7 @@ def adadelta(x0, grads, steps, lr_schedule, lr, rho, eps, weight_decay, maximize
 #  sqrt(1-beta2^t) -- same math, we follow the code's rounding.)
 # --------------------------------------------------------------------------
 def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
-         decoupled=False):
+         eps_hat=False, decoupled=False):
     x = x0.copy()
     m = np.zeros_like(x)
     v = np.zeros_like(x)
@@ -273,17 +278,23 @@ def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, ams
         step_size = lr_t / bias_correction1
         if amsgrad:
             v_max = np.maximum(v_max, v)
-            denom = np.sqrt(v_max) / math.sqrt(bias_correction2) + eps
+        v_used = v_max if amsgrad else v
+        if eps_hat:
+            # tf.raw_ops.ApplyAdam (Keras's Adam): lr_t = lr sqrt(1-beta2^t)/(1-beta1^t),
+            # x <- x - lr_t m / (sqrt(v) + eps)
+            lr_hat = lr_t * math.sqrt(bias_correction2) / bias_correction1
+            x = x - lr_hat * (m / (np.sqrt(v_used) + eps))
         else:
-            denom = np.sqrt(v) / math.sqrt(bias_correction2) + eps
-        x = x - step_size * (m / denom)
+            denom = np.sqrt(v_used) / math.sqrt(bias_correction2) + eps
+            x = x - step_size * (m / denom)
         out.append(x.copy())
     return out
 
 
-def adamw(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize):
+def adamw(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+          eps_hat=False):
     return adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad,
-                maximize, decoupled=True)
+                maximize, eps_hat=eps_hat, decoupled=True)
 
 
 # --------------------------------------------------------------------------

@@ -12,17 +12,8 @@ from scipy.special import logsumexp
 
 import adamnb
 from adamnb.backends.random import stream_key, uniform_at
-from adamnb.nn import (
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    MaxPool2D,
-    Sequential,
-    keras_mnist_cnn,
-    train,
-    train_minimize,
-)
+from adamnb.nn import (Conv2D, Dense, Dropout, Flatten, MaxPool2D, Sequential, keras_mnist_cnn,
+                       train, train_minimize)
 from tests.test_nn import central_differences, random_params
 
 

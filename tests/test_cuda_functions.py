@@ -16,12 +16,8 @@ import pytest
 from adamnb.backends import cuda as cuda_backend
 from adamnb.problems import cuda_functions
 from adamnb.problems import functions
-from tests.test_cuda import (
-    APPROXIMATE,
-    _ptx_toolchain_missing,
-    needs_cuda,
-    quick_simulator_threads,
-)
+from tests.test_cuda import (APPROXIMATE, _ptx_toolchain_missing, needs_cuda,
+                             quick_simulator_threads)
 
 NAMES = ["rosenbrock", "rastrigin"]
 DTYPES = [np.float32, np.float64]

@@ -20,13 +20,8 @@ from adamnb.nn import cuda_models as cuda_nn
 from adamnb.nn import models as nn_models
 from adamnb.nn.elements import ELEMENTS
 from adamnb.nn.training import History, train
-from tests.test_cuda import (
-    APPROXIMATE,
-    F32_ARITHMETIC,
-    _ptx_toolchain_missing,
-    needs_cuda,
-    quick_simulator_threads,
-)
+from tests.test_cuda import (APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda,
+                             quick_simulator_threads)
 from tests.test_nn import random_params as _params
 
 SIZES = (6, 5, 4, 3)

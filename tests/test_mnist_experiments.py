@@ -4,6 +4,7 @@ CI points ``ADAMNB_DATA`` at a copy of MNIST; elsewhere these tests skip and say
 """
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -45,17 +46,31 @@ def test_softmax_regression_and_mlp_learn_real_mnist():
 def test_keras_table_quick(tmp_path):
     assert cli.main(["experiment", "mnist-keras", "--quick", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["model_name"] == "cnn" and summary["seeds"] == [0]
     assert set(summary["results"]) == {"Adam", "RMSprop", "SGD", "Adadelta", "Adagrad"}
     for result in summary["results"].values():
-        assert len(result["history"]["test_accuracy"]) == 2
+        assert len(result["val_accuracy"]) == len(result["val_loss"]) == 1
+        assert len(result["runs"][0]["history"]["test_accuracy"]) == 2
     # Keras's defaults at 2 epochs on 6000 images: the adaptive methods learn, Adadelta's
     # lr = 0.001 barely moves (as in the article's setting).
-    assert summary["results"]["Adam"]["final_test_accuracy"] > 0.85
-    assert summary["results"]["Adadelta"]["final_test_accuracy"] < 0.5
+    assert summary["results"]["Adam"]["val_accuracy"][0] > 0.85
+    assert summary["results"]["Adadelta"]["val_accuracy"][0] < 0.5
     table = (tmp_path / "table.md").read_text()
-    assert "| Adam | lr=0.001, beta1=0.9, beta2=0.999, eps=1e-07 |" in table and "0.9893" in table
+    assert "| Adam | lr=0.001, beta1=0.9, beta2=0.999, eps=1e-07, eps_hat=True |" in table
+    assert "0.9893" in table
     assert (tmp_path / "accuracy.png").stat().st_size > 0
     assert (tmp_path / "loss.png").stat().st_size > 0
+
+
+@needs_mnist
+def test_keras_mlp_option_and_its_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["experiment", "mnist-keras", "--model", "mlp", "--quick", "--epochs", "1",
+                     "--no-plots", "--workers", "1"]) == 0
+    summary = json.loads((tmp_path / "results" / "mnist_keras" / "summary.json").read_text())
+    assert summary["model_name"] == "mlp" and "512-512" in summary["model"]
+    assert summary["results"]["Adam"]["val_accuracy"][0] > 0.85
+    assert not (tmp_path / "results" / "mnist_cnn").exists()
 
 
 @needs_mnist
@@ -80,8 +95,45 @@ def test_figure2a_quick(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["results"]) == ["Adam", "AdaGrad", "RMSProp", "SGD Nesterov",
                                         "AdaDelta"]
+    for label, grid in summary["grid"].items():
+        costs = grid["selection_cost"]
+        assert len(costs) >= 6
+        finite = {float(lr): c for lr, c in costs.items() if c is not None}
+        # the selected value is the grid's lowest cost, and the final run used it
+        assert grid["selected"] == min(finite, key=finite.get)
+        assert summary["results"][label]["options"]["lr"] == grid["selected"]
+        assert grid["selected_inside_grid"] or grid["extensions"] == 3
+        history = summary["results"][label]["history"]
+        assert len(history["train_cost"]) == 2 and all(c > 0 for c in history["train_cost"])
     assert summary["results"]["Adam"]["final_test_accuracy"] > 0.85
-    assert (tmp_path / "figure2a.png").stat().st_size > 0
+    for name in ("figure2a.png", "figure2a_no_dropout.png", "grid.png", "accuracy.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "Protocol: each method's step size from a grid" in (tmp_path / "table.md").read_text()
+
+
+def test_figure2a_search_extends_a_grid_whose_best_is_at_an_edge():
+    from adamnb.experiments import mnist_mlp
+
+    # A made-up cost, lowest at lr = 1 (above AdaGrad's grid), lr = 1e-3 for the others; a
+    # diverged run (inf) at the largest values of SGD's grid is never selected.
+    def cost(label, lr):
+        if label == "SGD Nesterov" and lr > 0.05:
+            return float("nan")
+        target = 1.0 if label == "AdaGrad" else 1e-3
+        return 1.0 + abs(math.log10(lr) - math.log10(target))
+
+    def run(cells):
+        return [{"final_train_loss": cost(c["method"], c["lr"])} for c in cells]
+
+    result = mnist_mlp.search({}, 1, run)
+    adagrad = result["AdaGrad"]
+    # 0.001 .. 0.316, then 1 and 3.16 added: 1 is inside the grid after two extensions
+    assert sorted(adagrad["grid"]) == [0.001, 0.00316, 0.01, 0.0316, 0.1, 0.316, 1.0, 3.16]
+    assert adagrad["selected"] == 1.0 and adagrad["selected_inside_grid"]
+    assert adagrad["extensions"] == 2
+    assert result["SGD Nesterov"]["selected"] == 0.001  # its lowest value: extended downward
+    assert min(result["SGD Nesterov"]["grid"]) < 0.001
+    assert result["Adam"]["selected"] == 0.001 and result["Adam"]["extensions"] == 0
 
 
 def test_figure2a_on_cuda_without_a_gpu_is_a_clear_error(capsys):

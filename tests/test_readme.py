@@ -151,7 +151,7 @@ def test_console_example_prints_what_the_readme_shows(command, shown, tmp_path):
 
 # Names of public modules that adamnb.nn and adamnb.problems do not load on attribute access yet
 # (their CUDA modules). When this test starts passing for them, drop them from here.
-NOT_YET_LAZY = {"adamnb.nn.cuda_models"}
+NOT_YET_LAZY = set()
 DOTTED = sorted(set(re.findall(r"(?<![\w/.])adamnb(?:\.[A-Za-z_]\w*)+", README)))
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from reference import DEFAULTS, radam_rho_t, reference_run  # noqa: E402
+from reference import DEFAULTS, NOT_IN_TORCH, radam_rho_t, reference_run  # noqa: E402
 
 import adamnb  # noqa: E402
 
@@ -261,6 +261,9 @@ def test_defaults_match_torch_signatures():
         for key, value in DEFAULTS[method].items():
             if method == "amsgrad" and key == "amsgrad":
                 assert value is True
+                continue
+            if key in NOT_IN_TORCH:  # another library's option, off by default
+                assert key not in torch_defaults and value is False, (method, key)
                 continue
             assert key in torch_defaults, (method, key)
             assert torch_defaults[key] == value, (method, key, torch_defaults[key], value)

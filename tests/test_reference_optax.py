@@ -69,6 +69,9 @@ def beta3_warmup(beta_start, beta3, warmup):
 def optax_transformation(method, options, learning_rate):
     """optax's optimizer for adamnb's ``method`` and options (adamnb's names)."""
     o = {**DEFAULTS[method], **options}
+    if method == "rmsprop":  # optax's eps placement option; torch's RMSprop is the default
+        return optax.rmsprop(learning_rate, decay=o["alpha"], eps=o["eps"],
+                             eps_in_sqrt=o["eps_in_sqrt"], centered=o["centered"])
     if method == "lion":
         return optax.lion(learning_rate, b1=o["beta1"], b2=o["beta2"],
                           weight_decay=o["weight_decay"])
@@ -132,6 +135,11 @@ CASES = [case for case in RULE_CASES if case[0] in OPTAX_METHODS] + [
     ("adopt", {"lr": 0.01, "beta1": 0.8, "eps": 1e-4}),
     ("ademamix", {"lr": 0.01, "beta3": 0.999, "alpha_warmup": 30, "beta3_warmup": 40}),
     ("schedule_free_adamw", {"lr": 0.01, "warmup_steps": 10}),
+    # eps_in_sqrt, the placement of optax (its default) and TensorFlow/Keras; eps large enough
+    # that the placement matters
+    ("rmsprop", {"lr": 0.01, "alpha": 0.9, "eps": 0.5, "eps_in_sqrt": True}),
+    ("rmsprop", {"lr": 0.01, "alpha": 0.9, "eps": 0.5, "eps_in_sqrt": True, "centered": True}),
+    ("rmsprop", {"lr": 0.01, "alpha": 0.9, "eps": 0.5}),
 ]
 IDS = [f"{m}-{','.join(f'{k}={v}' for k, v in o.items()) or 'defaults'}" for m, o in CASES]
 

@@ -142,12 +142,14 @@ def _workers(text):
 
 
 def experiment_parser(name, description, quick_help, folder,
-                      plots_help="write summary.json only"):
+                      plots_help="write summary.json only", folder_of=None):
     """The command line every experiment shares.
 
     ``--quick``, ``--out DIR`` (default ``./results/<folder>``, ``.../quick`` with ``--quick``),
     ``--no-plots``, ``--workers N`` and ``--scheduler ADDRESS``. An experiment adds its own
-    options to the returned parser and parses with :func:`parse_arguments`.
+    options to the returned parser and parses with :func:`parse_arguments`; ``folder_of``, when
+    given, picks the folder from the parsed arguments instead (``folder`` is then its default,
+    named in the help).
     """
     parser = ArgumentParser(prog=f"adamnb experiment {name}", description=description)
     parser.add_argument("--quick", action="store_true",
@@ -163,7 +165,7 @@ def experiment_parser(name, description, quick_help, folder,
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run on a Dask cluster instead, e.g. tcp://HOST:8786 (needs "
                              "pip install \"adamnb[distributed]\")")
-    parser.set_defaults(folder=folder)
+    parser.set_defaults(folder=folder, folder_of=folder_of)
     return parser
 
 
@@ -174,7 +176,8 @@ def parse_arguments(parser, argv):
     """
     args = parser.parse_args(argv)
     if args.out is None:
-        args.out = default_out(args.folder, args.quick)
+        folder = args.folder if args.folder_of is None else args.folder_of(args)
+        args.out = default_out(folder, args.quick)
     try:
         check_output_folder(args.out, "--out")
     except OutputError as error:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 from threadpoolctl import threadpool_limits
 
 from adamnb import plot
@@ -34,6 +35,8 @@ __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load",
            "history_summary", "bar", "blas_threads", "BLAS_THREADS"]
 
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
+#: Accuracies labelled on a logit axis.
+LOGIT_TICKS = (0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 #: BLAS threads of every run (see the module notes).
 BLAS_THREADS = 1
 
@@ -96,15 +99,34 @@ def history_summary(history):
 
 
 def plot_curves(curves, path, title, ylabel="training cost", field="train_loss", log=False,
-                ylim=None, quick=False):
-    """One line per label: ``field`` of its history (a dict of per-epoch lists) against epochs."""
+                ylim=None, quick=False, band=False, marks=None, marks_label=None, logit=False):
+    """One line per label: ``field`` of its history (a dict of per-epoch lists) against epochs;
+    with ``band``, the range between its ``field + "_min"`` and ``field + "_max"`` lists shaded;
+    ``marks`` ``{label: (epoch, value)}`` draws a star in the label's colour (a published figure,
+    named by ``marks_label`` in the legend); ``logit`` puts an accuracy on a logit axis (0.9, 0.99,
+    0.999 equally spaced)."""
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = figure.subplots()
     for label, history in curves.items():
         values = [v if v is not None and math.isfinite(v) else np.nan for v in history[field]]
-        ax.plot(history["epoch"], values, label=label, linewidth=1.6)
+        (line,) = ax.plot(history["epoch"], values, label=label, linewidth=1.6)
+        if band:
+            ax.fill_between(history["epoch"], history[field + "_min"], history[field + "_max"],
+                            color=line.get_color(), alpha=0.18, linewidth=0)
+        if marks and label in marks:
+            ax.plot(*marks[label], marker="*", markersize=13, color=line.get_color(),
+                    markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+    if marks:
+        ax.plot([], [], marker="*", markersize=11, color="0.6", markeredgecolor="black",
+                markeredgewidth=0.6, linestyle="none", label=marks_label)
     if log:
         ax.set_yscale("log")
+    if logit:
+        ax.set_yscale("logit")
+        low, high = ax.get_ylim()
+        ticks = [t for t in LOGIT_TICKS if low <= t <= high]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.yaxis.set_minor_formatter(NullFormatter())
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_xlabel("iterations over the entire dataset (epochs)")

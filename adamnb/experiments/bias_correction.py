@@ -16,11 +16,17 @@ their standard starts, with lr = 0.1, beta1 = 0.9 and beta2 in {0.99, 0.999, 0.9
   torch, always corrects). With ``bias_correction=True`` the same few lines reproduce
   ``adamnb.Adam``, which the tests check, so the correction is the only difference.
 
-Without correction and beta2 close to 1, the first steps are huge: on Rosenbrock they throw x up a
-wall where the gradient is enormous, and the second moment, which forgets slowly, then keeps every
-later step tiny, so the run stalls far from the minimum; on Easom they throw x off the only bump
-onto the plateau, where the gradient vanishes and the run stalls for good. With correction, neither
-happens.
+What the committed run shows (``results/bias_correction/summary.json``): without correction the
+first steps are larger, 3x the corrected one at beta2 = 0.999, 10x at 0.9999 and 32x at 0.99999,
+but they do harm only when beta2 is closest to 1. On Rosenbrock the uncorrected run stalls far
+from the minimum (f - f* = 0.85 after 3000 steps) only at beta2 = 0.99999, its huge first steps
+having inflated the slowly forgetting second moment; at beta2 = 0.99 and 0.999 it even ends lower
+than the corrected run (at 0.999: 4e-29 against 8e-8). On Easom the uncorrected first steps throw
+x off the only bump onto the plateau, where the gradient vanishes and the run stalls for good
+(f - f* = 1), for beta2 = 0.9999 and 0.99999. With correction the first step is lr * sqrt(2)
+whatever beta2, and every run reaches its minimum except Rosenbrock at beta2 = 0.99 (f - f* =
+0.009 after 3000 steps, uncorrected 0.007). That is the paper's finding in miniature: the
+correction matters when beta2 is close to 1 (its section 6.4 uses 0.999 and above).
 
 Outputs, under ``./results/bias_correction/`` (or ``--out DIR``): ``bias_correction.png`` (per
 problem: step lengths, f - f* and the paths at the largest beta2) and ``summary.json``. Each
@@ -41,15 +47,8 @@ import numpy as np
 import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    parse_arguments,
-    quick_note,
-    run_cells,
-    write_json,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments,
+                                quick_note, run_cells, write_json)
 from adamnb.problems.functions import get
 
 NAME = "bias-correction"
@@ -211,10 +210,13 @@ def save_plot(traces, path, quick=False):
         step_ax.set_ylabel("step length |x_t - x_{t-1}|")
         step_ax.set_title(f"{name}: step lengths, beta2 = {largest}", fontsize="medium")
         step_ax.legend(fontsize="x-small", loc="lower left")
-        runs = {(beta2, label): traces[name, beta2][label][1]
+        # keys name the run in the note of one that leaves the panel
+        keys = {(beta2, label): f"{'with' if label == WITH else 'without'} correction, "
+                                f"beta2 = {beta2}"
                 for beta2 in BETA2S for label in (WITH, WITHOUT)}
-        styles = {(beta2, label): dict(color=beta2_colors[beta2], **variant_styles[label])
-                  for beta2, label in runs}
+        runs = {key: traces[name, beta2][label][1] for (beta2, label), key in keys.items()}
+        styles = {key: dict(color=beta2_colors[beta2], **variant_styles[label])
+                  for (beta2, label), key in keys.items()}
         plot.plot_convergence(runs, fmin=tf.fmin, ax=gap_ax, styles=styles, legend=False,
                               title=f"{name}: f - f* (solid: with, dashed: without)",
                               ylabel="f - f*")

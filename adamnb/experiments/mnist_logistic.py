@@ -27,26 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    machine,
-    parse_arguments,
-    quick_note,
-    run_cells,
-    write_json,
-    write_text,
-)
-from adamnb.experiments._mnist import (
-    add_options,
-    bar,
-    blas_threads,
-    history_summary,
-    load,
-    plot_curves,
-    run_and_report,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
+                                quick_note, run_cells, write_json, write_text)
+from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
+                                       plot_curves, run_and_report)
 from adamnb.nn import SoftmaxRegression
 from adamnb.nn.training import train_minimize
 from adamnb.optim.schedules import InverseSqrt

@@ -31,17 +31,8 @@ from matplotlib.figure import Figure
 import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    machine,
-    parse_arguments,
-    positive_int,
-    quick_note,
-    run_cells,
-    write_json,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
+                                positive_int, quick_note, run_cells, write_json)
 from adamnb.problems.functions import get
 
 NAME = "multistart"

@@ -37,16 +37,8 @@ from matplotlib.figure import Figure
 
 import adamnb
 from adamnb import plot
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    parse_arguments,
-    progress,
-    quick_note,
-    run_cells,
-    write_json,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments, progress,
+                                quick_note, run_cells, write_json)
 from adamnb.optim.schedules import InverseSqrt
 
 NAME = "reddi"

@@ -50,16 +50,8 @@ import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
 from adamnb._io import atomic_write
-from adamnb.experiments import (
-    default_out,
-    experiment_parser,
-    finish,
-    parse_arguments,
-    quick_note,
-    run_cells,
-    write_json,
-    write_text,
-)
+from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments,
+                                quick_note, run_cells, write_json, write_text)
 from adamnb.problems.functions import FUNCTIONS
 
 NAME = "test-functions"

@@ -174,7 +174,8 @@ def _to_device_data(model, X, y, name):
 
 
 def train_cuda(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None,
-               y_test=None, seed=0, progress=None, tile=None, threads_per_block=None):
+               y_test=None, seed=0, progress=None, tile=None, threads_per_block=None,
+               evaluate_train=False):
     """Train ``model`` on the GPU with a stateful optimizer, updating ``params`` in place.
 
     :func:`adamnb.nn.training.run_epochs`, the loop of :func:`adamnb.nn.train`, with everything
@@ -203,6 +204,9 @@ def train_cuda(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test
         Seed of the minibatch order.
     progress : bool or None
         Show a progress bar (None: when stderr is a terminal).
+    evaluate_train : bool, default False
+        Also record each epoch's ``train_cost`` on the whole training set without dropout, as
+        :func:`adamnb.nn.training.train` does.
     tile, threads_per_block : int, optional
         As in :class:`CudaMLP`.
 
@@ -237,7 +241,8 @@ def train_cuda(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test
         raise ValueError("the training set is empty")
     batches = DeviceBatches(d_X, d_y, batch_size, seed, ops)
     return run_epochs(cuda_model, params, optimizer, batches, epochs=epochs, X_test=d_X_test,
-                      y_test=d_y_test, progress=progress)
+                      y_test=d_y_test, progress=progress,
+                      train_data=(d_X, d_y) if evaluate_train else None)
 
 
 def kernel_ptx(dtype, tile=16, cc=(9, 0)):

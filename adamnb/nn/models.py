@@ -86,19 +86,8 @@ import threading
 import numpy as np
 
 from adamnb.backends.random import stream_key
-from adamnb.nn.layers import (
-    CPU_OPS,
-    Conv2D,
-    ConvBlock,
-    Dense,
-    DenseBlock,
-    Dropout,
-    Flatten,
-    InputDropoutBlock,
-    Layer,
-    MaxPool2D,
-    glorot_limit,
-)
+from adamnb.nn.layers import (CPU_OPS, Conv2D, ConvBlock, Dense, DenseBlock, Dropout, Flatten,
+                              InputDropoutBlock, Layer, MaxPool2D, glorot_limit)
 from adamnb.nn.workspace import WorkspacePool
 
 __all__ = ["Sequential", "MLP", "SoftmaxRegression", "keras_mnist_cnn", "EVALUATION_CHUNK"]

@@ -106,8 +106,9 @@ def _progress_bar(total, progress, description):
 class _EpochRecorder:
     """Shared bookkeeping of both loops: minibatch losses in, one History record per epoch."""
 
-    def __init__(self, model, X_test, y_test, steps_per_epoch, bar):
+    def __init__(self, model, X_test, y_test, steps_per_epoch, bar, train_data=None):
         self.model, self.X_test, self.y_test = model, X_test, y_test
+        self.train_data = train_data
         self.steps_per_epoch, self.bar = steps_per_epoch, bar
         self.history = History()
         self.losses = []
@@ -138,9 +139,14 @@ class _EpochRecorder:
         test_loss = test_accuracy = None
         if self.X_test is not None:
             test_loss, test_accuracy = self.model.evaluate(params, self.X_test, self.y_test)
+        extra = {}
+        if self.train_data is not None:
+            # The objective on the whole training set at the epoch's end, without dropout
+            # (evaluation time excluded from the epoch's seconds, as the test evaluation's).
+            extra["train_cost"] = self.model.loss(params, *self.train_data)
         self.history.append(epoch=len(self.history) + 1, train_loss=train_loss,
                             test_loss=test_loss, test_accuracy=test_accuracy,
-                            seconds=seconds, steps=self.steps)
+                            seconds=seconds, steps=self.steps, **extra)
         if self.bar is not None:
             shown = {"loss": f"{train_loss:.4g}"}
             if test_accuracy is not None:
@@ -181,7 +187,7 @@ class HostBatches:
 
 
 def run_epochs(model, params, optimizer, batches, *, epochs, X_test=None, y_test=None,
-               progress=None):
+               progress=None, train_data=None):
     """The one training loop: ``epochs`` epochs over a batch source, updating ``params`` in place.
 
     Each step draws ``(Xb, yb) = next(batches)``, computes ``f, g = model.loss_and_grad(params,
@@ -206,6 +212,9 @@ def run_epochs(model, params, optimizer, batches, *, epochs, X_test=None, y_test
         Evaluated after every epoch.
     progress : bool or None
         Show a progress bar (None: when stderr is a terminal).
+    train_data : tuple (X, y), optional
+        When given, every epoch's record also holds ``train_cost``: ``model.loss(params, X, y)``
+        at the epoch's end, the objective on these rows without dropout.
 
     Returns
     -------
@@ -214,7 +223,7 @@ def run_epochs(model, params, optimizer, batches, *, epochs, X_test=None, y_test
     """
     steps_per_epoch = batches.steps_per_epoch
     bar = _progress_bar(epochs * steps_per_epoch, progress, type(optimizer).__name__)
-    recorder = _EpochRecorder(model, X_test, y_test, steps_per_epoch, bar)
+    recorder = _EpochRecorder(model, X_test, y_test, steps_per_epoch, bar, train_data)
     gradient = batches.gradient_buffer(params)
     try:
         for _ in range(epochs):
@@ -247,7 +256,7 @@ def check_run(epochs, batch_size, X_test, y_test):
 
 
 def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None, y_test=None,
-          seed=0, progress=None):
+          seed=0, progress=None, evaluate_train=False):
     """Train ``model`` with a stateful optimizer, updating ``params`` in place.
 
     :func:`run_epochs` over host minibatches (:class:`HostBatches`).
@@ -272,6 +281,10 @@ def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None
         Seed of the minibatch order (:func:`adamnb.minibatches`).
     progress : bool or None
         Show a progress bar (None: when stderr is a terminal).
+    evaluate_train : bool, default False
+        Also record ``train_cost`` each epoch: the objective on the whole training set at the
+        epoch's end, without dropout (``train_loss`` is the mean over the epoch's minibatches,
+        each with its dropout masks, at the parameters its step started from).
 
     Returns
     -------
@@ -286,7 +299,8 @@ def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None
     """
     X, y, X_test, y_test = _check_run(model, params, X, y, X_test, y_test, epochs, batch_size)
     return run_epochs(model, params, optimizer, HostBatches(X, y, batch_size, seed),
-                      epochs=epochs, X_test=X_test, y_test=y_test, progress=progress)
+                      epochs=epochs, X_test=X_test, y_test=y_test, progress=progress,
+                      train_data=(X, y) if evaluate_train else None)
 
 
 def train_minimize(model, params0, method, X, y, *, epochs, batch_size=128, options=None,

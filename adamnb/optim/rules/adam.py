@@ -37,11 +37,15 @@ _SCALARS = ("maximize", "weight_decay", "decay_factor", "one_minus_beta1", "beta
 def _coefficients(decoupled):
     def coefficients(o, t, lr):
         beta1, beta2, decay = o["beta1"], o["beta2"], o["weight_decay"]
+        correction2 = np.sqrt(1.0 - power(beta2, t))
         return {"maximize": float(o["maximize"]), "weight_decay": 0.0 if decoupled else decay,
                 "decay_factor": 1.0 - lr * decay if decoupled else 1.0,
                 "one_minus_beta1": 1.0 - beta1, "beta2": beta2, "one_minus_beta2": 1.0 - beta2,
                 "step_size": lr / (1.0 - power(beta1, t)),
-                "bias_correction2_sqrt": np.sqrt(1.0 - power(beta2, t)), "eps": o["eps"],
+                "bias_correction2_sqrt": correction2,
+                # Keras's epsilon hat joins sqrt(v) before the correction: the same denominator
+                # as torch's with eps / sqrt(1 - beta2^t) (module notes)
+                "eps": o["eps"] / correction2 if o["eps_hat"] else o["eps"],
                 "amsgrad": float(o["amsgrad"])}
     return coefficients
 
@@ -55,6 +59,9 @@ def _hyperparameters(weight_decay_default, weight_decay_doc):
         Hyperparameter("weight_decay", weight_decay_default, weight_decay_doc),
         Hyperparameter("amsgrad", False, "use the running maximum of the second moment "
                        "(Reddi et al., 2018)", kind="bool"),
+        Hyperparameter("eps_hat", False, "eps is Kingma & Ba's epsilon hat, added to sqrt(v_t) "
+                       "before the bias correction, as Keras and TensorFlow add it",
+                       kind="bool"),
         MAXIMIZE,
     )
 
@@ -73,6 +80,9 @@ _MATH = r"""
         \hat v_t = v_t \\
         x_t &= x_{t-1} - \frac{\eta_t}{1-\beta_1^t}\,
                \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+        \quad\text{or, with eps_hat,}\quad
+        x_t = x_{t-1} - \frac{\eta_t \sqrt{1-\beta_2^t}}{1-\beta_1^t}\,
+              \frac{m_t}{\sqrt{\hat v_t} + \epsilon}
 """
 
 _PAPER = r"""
@@ -83,7 +93,11 @@ _PAPER = r"""
     :math:`\eta_t = \eta \sqrt{1-\beta_2^t}/(1-\beta_1^t)` and
     :math:`x_t = x_{t-1} - \eta_t m_t/(\sqrt{v_t} + \hat\epsilon)`, i.e.
     :math:`\hat\epsilon = \epsilon \sqrt{1-\beta_2^t}`; the two differ only in how :math:`\epsilon`
-    enters. AMSGrad (Reddi, Kale & Kumar, 2018) keeps the maximum of the raw :math:`v_t`, as torch
+    enters. ``eps_hat=True`` selects the second form, which is what Keras and TensorFlow compute
+    (``tf.keras.optimizers.Adam``: "This epsilon is 'epsilon hat' in the Kingma and Ba paper";
+    ``tf.raw_ops.ApplyAdam``); it is computed as the first with
+    :math:`\epsilon / \sqrt{1-\beta_2^t}` in place of :math:`\epsilon`, the same denominator up
+    to rounding. AMSGrad (Reddi, Kale & Kumar, 2018) keeps the maximum of the raw :math:`v_t`, as torch
     does."""
 
 ADAM = UpdateRule(

@@ -9,7 +9,7 @@ from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRu
 
 @elementwise
 def rmsprop_element(x, g, state, i, c):
-    maximize, weight_decay, alpha, one_minus_alpha, eps, lr, momentum, centered = c
+    maximize, weight_decay, alpha, one_minus_alpha, eps_inside, eps, lr, momentum, centered = c
     if maximize != 0:
         g = -g
     g = g + weight_decay * x
@@ -18,9 +18,9 @@ def rmsprop_element(x, g, state, i, c):
     if centered != 0:
         grad_avg = state[2, i] + one_minus_alpha * (g - state[2, i])
         state[2, i] = grad_avg
-        avg = math.sqrt(square_avg - grad_avg * grad_avg) + eps
+        avg = math.sqrt(square_avg - grad_avg * grad_avg + eps_inside) + eps
     else:
-        avg = math.sqrt(square_avg) + eps
+        avg = math.sqrt(square_avg + eps_inside) + eps
     if momentum > 0:
         buffer = momentum * state[1, i] + g / avg
         state[1, i] = buffer
@@ -40,20 +40,25 @@ RMSPROP = UpdateRule(
         Hyperparameter("momentum", 0.0, "momentum factor"),
         Hyperparameter("centered", False, "normalise by the estimated variance of the gradient",
                        kind="bool"),
+        Hyperparameter("eps_in_sqrt", False, "add eps under the square root, "
+                       "g / sqrt(v + eps), as optax's default and TensorFlow's ApplyRMSProp do",
+                       kind="bool"),
         MAXIMIZE,
     ),
     slots=("square_avg", "momentum_buffer", "grad_avg"),
     rows=lambda o: 3 if o["centered"] else (2 if o["momentum"] > 0 else 1),
-    scalars=("maximize", "weight_decay", "alpha", "one_minus_alpha", "eps", "lr", "momentum",
-             "centered"),
+    scalars=("maximize", "weight_decay", "alpha", "one_minus_alpha", "eps_inside", "eps", "lr",
+             "momentum", "centered"),
     coefficients=lambda o, t, lr: {
         "maximize": float(o["maximize"]), "weight_decay": o["weight_decay"], "alpha": o["alpha"],
         "one_minus_alpha": 1.0 - o["alpha"],
-        "eps": o["eps"], "lr": lr, "momentum": o["momentum"], "centered": float(o["centered"])},
+        # one of the two is 0: sqrt(v + 0) is sqrt(v) exactly, so torch's bits are kept
+        "eps_inside": o["eps"] if o["eps_in_sqrt"] else 0.0,
+        "eps": 0.0 if o["eps_in_sqrt"] else o["eps"], "lr": lr, "momentum": o["momentum"], "centered": float(o["centered"])},
     element=rmsprop_element,
     summary="steps scaled by a running root-mean-square of the gradient (Hinton, 2012)",
     source="Hinton, Srivastava & Swersky, Coursera lecture 6e (2012); centered form: Graves "
-           "(2013); torch.optim.RMSprop",
+           "(2013); torch.optim.RMSprop; eps_in_sqrt: optax.rmsprop, tf.raw_ops.ApplyRMSProp",
     doc=r"""
     .. math::
 
@@ -61,7 +66,8 @@ RMSPROP = UpdateRule(
         v_t &= \alpha v_{t-1} + (1-\alpha) g_t^2 \\
         \bar g_t &= \alpha \bar g_{t-1} + (1-\alpha) g_t, \quad
         d_t = \sqrt{v_t - \bar g_t^2} + \epsilon \ \text{(centered)}
-        \quad\text{else}\quad d_t = \sqrt{v_t} + \epsilon \\
+        \quad\text{else}\quad d_t = \sqrt{v_t} + \epsilon
+        \quad\text{(eps_in_sqrt: } \sqrt{\cdot + \epsilon} \text{ instead)} \\
         b_t &= \mu b_{t-1} + g_t / d_t, \quad x_t = x_{t-1} - \eta_t b_t \ (\mu > 0)
         \quad\text{else}\quad x_t = x_{t-1} - \eta_t g_t / d_t""",
 )
