@@ -205,7 +205,8 @@ def single_start_loops(args, report):
     zero = np.zeros(2)
 
     def trivial():
-        adamnb.minimize(lambda x: 0.0, START, jac=lambda x: zero, options=options)
+        adamnb.minimize(lambda x: 0.0, START, jac=lambda x: zero,
+                        options={**options, "compiled": False})
 
     def trivial_user_calls():
         f, g = (lambda x: 0.0), (lambda x: zero)

@@ -239,3 +239,65 @@ def test_into_is_what_the_compiled_loop_calls():
     del quadratic.into
     without = adamnb.minimize(quadratic, np.ones(3), method="sgd", jac=True, options=options)
     np.testing.assert_allclose(without.x, 0.8 ** 10)
+
+
+def test_a_disk_cache_miss_is_remembered_until_the_index_changes(tmp_path, monkeypatch):
+    # jit.ready decides the compiled route on every call of minimize; a miss used to read and
+    # unpickle the whole cache index each time (milliseconds per call in the main experiment).
+    import importlib
+    import sys
+
+    from adamnb.backends import jit
+
+    (tmp_path / "probe_module.py").write_text(
+        "from adamnb.backends.jit import jit\n\n@jit\ndef plus_one(x):\n    return x + 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "probe_module", raising=False)
+    module = importlib.import_module("probe_module")
+    first = module.plus_one
+    second = importlib.reload(module).plus_one  # same function, same cache index, new dispatcher
+    loads, original = [], second._cache.load_overload
+    monkeypatch.setattr(second._cache, "load_overload",
+                        lambda *a: loads.append(1) or original(*a))
+    assert not jit.ready(second, (1.0,)) and not jit.ready(second, (1.0,))
+    assert len(loads) == 1  # the second probe did not read the index again
+    assert first(1.0) == 2.0  # compiles and writes the index
+    assert jit.ready(second, (1.0,)) and len(loads) == 2  # the index changed: read, and found
+    assert second(1.0) == 2.0
+
+
+@pytest.mark.parametrize("form", ["strided", "read-only", "float32", "list", "int"])
+def test_the_host_path_takes_a_gradient_of_any_layout_and_type(form):
+    # The host loop copies the gradient and measures it in one compiled call, typed by numba per
+    # call; a gradient of another layout or dtype must give what its contiguous copy gives.
+    rosenbrock = get("rosenbrock")
+
+    def grad(x):
+        g = rosenbrock.grad(x)
+        if form == "int":
+            return np.rint(g).astype(np.int64)
+        return g
+
+    def as_form(x):
+        g = grad(x)
+        if form == "strided":
+            return np.repeat(g, 2)[::2]
+        if form == "read-only":
+            g.flags.writeable = False
+            return g
+        if form == "float32":
+            return g.astype(np.float32)
+        if form == "list":
+            return g.tolist()
+        return g
+
+    def plain(x):
+        g = grad(x)
+        return g.astype(np.float32).astype(np.float64) if form == "float32" else g
+
+    options = {"lr": 1e-3, "maxiter": 1200, "gtol": 1e-12, "compiled": False}  # three blocks
+    expected = adamnb.minimize(rosenbrock.fun, rosenbrock.x0, jac=plain, options=options)
+    got = adamnb.minimize(rosenbrock.fun, rosenbrock.x0, jac=as_form, options=options)
+    assert got.x.tobytes() == expected.x.tobytes() and got.jac.tobytes() == expected.jac.tobytes()
+    assert (got.nit, got.nfev, got.njev, got.status) == (expected.nit, expected.nfev,
+                                                          expected.njev, expected.status)

@@ -18,7 +18,9 @@ and ``advance`` on the sums. The threaded kernels fold whole chunks per thread, 
 serial kernels' bits. ``carry`` is the rule's carried scalars (an array of x's dtype, empty for
 most rules).
 * :func:`stationarity_norm` -- the convergence measure of every CPU driver: the infinity-norm of
-  the (projected) gradient, NaN when any element of ``g`` is not finite.
+  the (projected) gradient, NaN when any element of ``g`` is not finite;
+  :func:`store_stationarity_norm` copies a gradient into the driver's buffer and measures it in
+  the same call.
 
 Each is compiled serially (``range``) or across threads (``prange``); elements are independent, so
 both give the same bits. A kernel is compiled once per dtype: the per-step scalars ``c`` arrive as
@@ -48,6 +50,7 @@ from adamnb.backends.jit import elementwise, jit, source_stamp
 __all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "cpu_kernel", "fused_kernel", "fused_update_of",
            "fused_pass_of", "step_scalars_of", "rule_stamp",
            "stationarity_norm", "stationarity_norm_serial", "stationarity_norm_parallel",
+           "store_stationarity_norm", "compiled_entry",
            "project_vector", "use_parallel", "cast_coefficients", "element_stamp",
            "strided_view"]
 
@@ -263,6 +266,30 @@ def stationarity_norm_parallel(x, g, lower, upper):
     for k in range(1, chunks):
         norm = fold_max(norm, partial[k])
     return norm
+
+
+@jit
+def store_stationarity_norm(value, g, x, lower, upper):
+    """``g[:] = value``, then :func:`stationarity_norm_serial` of ``(x, g)``: the host driver's
+    one call per step for a gradient the user returned (one dispatch instead of a NumPy copy
+    and a dispatch)."""
+    for i in range(g.size):
+        g[i] = value[i]
+    return stationarity_norm_serial(x, g, lower, upper)
+
+
+def compiled_entry(dispatcher, args):
+    """The machine code of ``dispatcher`` for the types of ``args`` (compiled or loaded from the
+    disk cache first if needed), callable as ``entry(*args)``.
+
+    Calling it skips numba's typing of every argument (about 50 ns each per call); it is only
+    valid for arguments of exactly those types (dtype, dimensions, layout), which the caller
+    guarantees.
+    """
+    signature = tuple(dispatcher.typeof_pyval(argument) for argument in args)
+    if signature not in dispatcher.overloads:
+        dispatcher.compile(signature)
+    return dispatcher.overloads[signature].entry_point
 
 
 def stationarity_norm(x, g, lower, upper, parallel=False):

@@ -75,7 +75,8 @@ import types
 import numpy as np
 
 from adamnb.backends import cpu as kernels
-from adamnb.backends.elements import fold_max, fused_update, maximum, project, stationarity
+from adamnb.backends.elements import (fold_max, fused_update, maximum, minimum, project,
+                                      stationarity)
 
 __all__ = ["numba_cuda", "device_function", "project_vector", "is_available", "require_available", "simulator_enabled", "is_device_array",
            "as_device_array", "check_device_vector", "to_device", "device_empty", "synchronize",
@@ -231,10 +232,11 @@ def device_function(function, **names):
     if key not in _device_functions:
         cuda = _cuda()
         replacements = dict(names)
-        if "maximum" in function.__code__.co_names and function is not maximum:
-            # An element calling adamnb.backends.elements.maximum (AMSGrad, AdaMax) calls its
-            # device version: numba-cuda cannot call a register_jitable function (module notes).
-            replacements.setdefault("maximum", device_function(maximum))
+        for helper in (maximum, minimum):
+            if helper.__name__ in function.__code__.co_names and function is not helper:
+                # An element calling adamnb.backends.elements.maximum or minimum calls its device
+                # version: numba-cuda cannot call a register_jitable function (module notes).
+                replacements.setdefault(helper.__name__, device_function(helper))
         if _builtin_target_needs_minmax():
             replacements.update(max=cuda.jit(device=True)(_maximum),
                                 min=cuda.jit(device=True)(_minimum))

@@ -8,13 +8,14 @@ CPU loops; :mod:`adamnb.backends.cuda` compiles the same source as CUDA device f
 * :func:`fused_update` -- one driver step of one element: save the previous value (the last
   finite iterate, returned on status 3), apply the rule's element, project onto the bounds. The
   host loop's kernels, the compiled loop, the batched loop and the CUDA fused step all call it.
-* :func:`maximum` -- ``max(a, b)`` with Python's semantics (``a`` unless ``b > a``: a NaN in
-  ``a`` stays, a NaN in ``b`` is ignored, ``max(-0.0, 0.0)`` is ``-0.0``), written as one
-  comparison and one select. numba's builtin ``max`` gives the same values, but the loops that
-  call it in a branch (AMSGrad's running maximum, AdaMax's infinity norm) are not vectorised by
-  LLVM, which made those serial kernels four to six times slower than the others; the select form
-  is, and it compiles on every target (numba 0.68's built-in CUDA target cannot compile the
-  two-argument builtin).
+* :func:`maximum`, :func:`minimum` -- ``max(a, b)`` and ``min(a, b)`` with Python's semantics
+  (``a`` unless ``b > a``, resp. ``b < a``: a NaN in ``a`` stays, a NaN in ``b`` is ignored,
+  ``max(-0.0, 0.0)`` is ``-0.0``), each written as one comparison and one select. numba's
+  builtins give the same values, but the loops that call them in a branch (AMSGrad's running
+  maximum, AdaMax's infinity norm, ADOPT's clipping, Rprop's step-size bounds) are not vectorised
+  by LLVM, which made those serial kernels 3 to 8 times slower than a streaming kernel moving
+  the same bytes (``benchmarks/bench_update.py``); the select form is, and it compiles on every
+  target (numba 0.68's built-in CUDA target cannot compile the two-argument builtins).
 * :func:`stationarity` -- one element's contribution to the convergence measure: ``|g_i|``
   without bounds, ``|P(x_i - g_i) - x_i|`` with bounds (the projected gradient of L-BFGS-B's
   ``pgtol`` test, zero at a bound the gradient pushes against), and NaN when ``g_i`` is NaN or
@@ -24,7 +25,7 @@ CPU loops; :mod:`adamnb.backends.cuda` compiles the same source as CUDA device f
 
 from adamnb.backends.jit import elementwise
 
-__all__ = ["project", "maximum", "fused_update", "stationarity", "fold_max"]
+__all__ = ["project", "maximum", "minimum", "fused_update", "stationarity", "fold_max"]
 
 
 @elementwise
@@ -42,6 +43,13 @@ def project(value, lower, upper):
 @elementwise
 def maximum(a, b):
     if b > a:
+        return b
+    return a
+
+
+@elementwise
+def minimum(a, b):
+    if b < a:
         return b
     return a
 

@@ -104,11 +104,24 @@ def source_stamp(*objects):
     return "-".join(sorted(set(parts)))
 
 
+def _index_stamp(path):
+    """What identifies a version of a cache index file: (modification time, size), or the
+    string "absent"; None when it cannot be read."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "absent"
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 def ready(dispatcher, args):
     """Whether ``dispatcher`` can run ``args`` without compiling: True if an overload for their
     types is compiled in this process or can be loaded from numba's disk cache (it is then loaded
     and registered, as a call would); False otherwise, or when the question cannot be answered
-    (numba internals this relies on are missing), and nothing is compiled either way.
+    (numba internals this relies on are missing), and nothing is compiled either way. A miss is
+    remembered until the cache's index file changes (a probe reads the whole index).
     """
     try:
         signature = tuple(dispatcher.typeof_pyval(arg) for arg in args)
@@ -117,12 +130,19 @@ def ready(dispatcher, args):
         cache = getattr(dispatcher, "_cache", None)
         if cache is None or not dispatcher._can_compile:
             return False
+        # A miss costs milliseconds (numba reads and unpickles the whole index, one for every
+        # variant of a generated kernel); it stays a miss until the index file changes.
+        index = _index_stamp(cache._cache_file._index_path)
+        misses = dispatcher.__dict__.setdefault("_adamnb_cache_misses", {})
+        if index is not None and misses.get(signature) == index:
+            return False
         from numba.core.compiler_lock import global_compiler_lock
         with global_compiler_lock:
             if signature in dispatcher.overloads:
                 return True
             result = cache.load_overload(signature, dispatcher.targetctx)
             if result is None:
+                misses[signature] = index
                 return False
             dispatcher._cache_hits[signature] += 1
             if not result.objectmode:

@@ -386,19 +386,24 @@ def iterate(run, ops, x, f, g, spare, norm, state, notify, allvecs, fun_history)
     """
     stream = run.stream(x.dtype, fed=True)
     feed = objective_feed(run, f)
-    table, column, nit = None, 0, 0
+    table, column, width, nit = None, 0, 0, 0
+    # Looked up once: this loop's own overhead is part of every step of the host driver.
+    gtol, maxiter, update, evaluate, isfinite = run.gtol, run.maxiter, ops.update, ops.evaluate, \
+        math.isfinite
+    args, next_args = (None, run.next_args) if run.stochastic else (run.args, None)
     while True:
-        if run.gtol > 0 and norm <= run.gtol:
+        if gtol > 0 and norm <= gtol:
             return 0, nit, f, g
-        if nit == run.maxiter:
+        if nit == maxiter:
             return 1, nit, f, g
-        if table is None or column == table.shape[1]:
+        if column == width:
             table, column = stream.columns(nit + 1, BLOCK), 0
-        ops.update(x, g, state, table, column)
+            width = table.shape[1]
+        update(x, g, state, table, column)
         column += 1
         nit += 1
-        f_new, norm_new = ops.evaluate(x, run.next_args(), spare)
-        if not (math.isfinite(f_new) and math.isfinite(norm_new)):
+        f_new, norm_new = evaluate(x, args if next_args is None else next_args(), spare)
+        if not (isfinite(f_new) and isfinite(norm_new)):
             ops.restore(x)
             return 3, nit, f, g
         f, norm = f_new, norm_new

@@ -32,8 +32,9 @@ FD_SCHEMES = ("2-point", "3-point")
 class Objective:
     """``fun`` and ``jac`` behind one call, counting evaluations as scipy does.
 
-    ``objective(x, args, out) -> f`` evaluates at a copy of ``x`` and writes the gradient, in x's
-    dtype, into ``out``. ``jac`` is a callable ``jac(x, *args)``, True (``fun`` returns
+    ``objective(x, args, out) -> (f, g)`` evaluates at a copy of ``x``; ``g`` is the gradient the
+    user returned (checked, for the driver to copy into its buffer), or None where it was
+    written into ``out`` in x's dtype (finite differences). ``jac`` is a callable ``jac(x, *args)``, True (``fun`` returns
     ``(f, g)``), or None, False, '2-point' or '3-point' (finite differences with relative step
     ``rel_step``, see the module notes). ``nfev`` counts every call of ``fun`` (finite-difference
     points included), ``njev`` every gradient: a call of ``jac`` or one difference estimate.
@@ -76,30 +77,40 @@ class Objective:
         return _scalar(self.fun(x.copy(), *args))
 
     def __call__(self, x, args, out):
+        """``(f, gradient)`` at a copy of ``x``: the gradient as the user returned it (checked
+        by :meth:`gradient`, still to be copied into ``out``), or None where it was written into
+        ``out`` (finite differences)."""
         if self.jac is True:
             self.nfev += 1
             self.njev += 1
             result = self.fun(x.copy(), *args)
             if not isinstance(result, tuple) or len(result) != 2:
                 raise ValueError("with jac=True, fun must return a tuple (f, g)")
-            self._store(result[1], out)
-            return _scalar(result[0])
-        f = self.value(x, args)
+            g = self.gradient(result[1])
+            return _scalar(result[0]), g
+        self.nfev += 1
+        f = _scalar(self.fun(x.copy(), *args))
         self.njev += 1
         if self.fd_scheme is None:
-            self._store(self.jac(x.copy(), *args), out)
-        else:
-            self._difference(x, f, args, out)
-        return f
+            return f, self.gradient(self.jac(x.copy(), *args))
+        self._difference(x, f, args, out)
+        return f, None
 
-    def _store(self, value, out):
-        g = np.asarray(value)
+    def gradient(self, value):
+        """The gradient the user returned, as an array of x's shape with real entries.
+
+        Raises
+        ------
+        ValueError
+            Another shape, or entries that are not real numbers.
+        """
+        g = value if type(value) is np.ndarray else np.asarray(value)
         if g.shape != self.shape:
             raise ValueError(f"The gradient has shape {g.shape} but x has shape {self.shape}; "
                              "jac must return one derivative per element of x")
         if g.dtype.kind not in "biuf":
             raise ValueError(f"The gradient must be real numbers, got dtype {g.dtype}")
-        np.copyto(out, g, casting="unsafe")
+        return g
 
     def _difference(self, x0, f0, args, out):
         """scipy's approx_derivative, column by column (see the module notes)."""
@@ -137,8 +148,10 @@ class Objective:
 
 def _scalar(value):
     """A real scalar from what ``fun`` returned: a number or any size-1 array, as scipy takes."""
-    if type(value) is float:  # the common case, checked first for a lean step
+    if type(value) is float:  # the common cases, checked first for a lean step
         return value
+    if type(value) is np.float64:
+        return float(value)
     f = np.asarray(value)
     if f.size != 1:
         raise ValueError("The user-provided objective function must return a scalar value, "
@@ -201,7 +214,11 @@ class HostSteps:
     One call per piece of the run's :class:`adamnb.optim.groups.Layout` (the whole vector
     without groups): its rule's fused kernel with its group's scalars, or, for a piece updated
     as a matrix, the rule's matrix step between the same saving of the previous iterate and
-    projection onto the bounds.
+    projection onto the bounds. A kernel is called through its machine code for the run's
+    argument types (:func:`adamnb.backends.cpu.compiled_entry`): the arrays are the driver's own
+    and keep their types, so numba need not type them at every step. The objective's gradient is
+    copied into the driver's buffer and measured in one compiled call
+    (:func:`adamnb.backends.cpu.store_stationarity_norm`).
     """
 
     def __init__(self, layout, objective, x, lower, upper, parallel):
@@ -209,7 +226,7 @@ class HostSteps:
         self.objective = objective
         self.lower, self.upper = lower, upper
         self.previous = np.empty_like(x)
-        self.threaded = cpu.use_parallel(parallel, x.size)
+        self.threaded = threaded = cpu.use_parallel(parallel, x.size)
         self.kernels = [None if piece.matrix else
                         cpu.fused_kernel(layout.groups[piece.group].rule,
                                          cpu.use_parallel(parallel, piece.size))
@@ -217,9 +234,17 @@ class HostSteps:
         # One group: its scalars are the whole table (no slicing per step).
         self.rows = [None if len(layout.groups) == 1 else layout.rows(index)
                      for index in range(len(layout.pieces))]
+        self._table = None  # the block of scalars the entries were resolved for
+        self._entries = [None] * len(layout.pieces)
+        # Bound once: the lookups are a measurable part of a host step.
+        self._objective = objective.__call__
+        self._store = None if threaded else cpu.store_stationarity_norm
 
     def update(self, x, g, states, table, column):
         layout, lower, upper, previous = self.layout, self.lower, self.upper, self.previous
+        if table is not self._table:  # a new block: the table's layout may differ
+            self._entries = [None] * len(self.kernels)
+            self._table = table
         for index, kernel in enumerate(self.kernels):
             state, carry = states[index]
             rows = table if self.rows[index] is None else table[self.rows[index]]
@@ -228,7 +253,11 @@ class HostSteps:
             bounds = lower if lower.size == 0 else layout.view(lower, index)
             top = upper if upper.size == 0 else layout.view(upper, index)
             if kernel is not None:
-                kernel(xv, gv, state, carry, rows, column, saved, bounds, top)
+                arguments = (xv, gv, state, carry, rows, column, saved, bounds, top)
+                entry = self._entries[index]
+                if entry is None:
+                    entry = self._entries[index] = cpu.compiled_entry(kernel, arguments)
+                entry(*arguments)
                 continue
             saved[:] = xv
             group = layout.groups[layout.pieces[index].group]
@@ -239,7 +268,11 @@ class HostSteps:
                 cpu.project_vector(xv, bounds, top)
 
     def evaluate(self, x, args, out):
-        f = self.objective(x, args, out)
+        f, value = self._objective(x, args, out)
+        if value is not None:
+            if self._store is not None and value.dtype == out.dtype:
+                return f, self._store(value, out, x, self.lower, self.upper)
+            np.copyto(out, value, casting="unsafe")
         return f, cpu.stationarity_norm(x, out, self.lower, self.upper, self.threaded)
 
     def restore(self, x):

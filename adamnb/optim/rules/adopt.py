@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from adamnb.backends.elements import maximum, minimum
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option
 
@@ -12,8 +13,8 @@ from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_opti
 def adopt_element(x, g, state, i, c):
     one_minus_beta1, beta1, one_minus_beta2, beta2, eps, clip, nesterov, lr = c
     # The step is normalised by the second moment *before* this gradient enters it.
-    u = g / max(math.sqrt(state[1, i]), eps)
-    u = min(max(u, -clip), clip)
+    u = g / maximum(math.sqrt(state[1, i]), eps)
+    u = minimum(maximum(u, -clip), clip)  # Python's min and max, written to vectorise
     state[1, i] = one_minus_beta2 * (g * g) + beta2 * state[1, i]
     m = one_minus_beta1 * u + beta1 * state[0, i]
     state[0, i] = m

@@ -1,5 +1,6 @@
 """Rprop, resilient backpropagation (Riedmiller & Braun, 1993), as torch.optim.Rprop."""
 
+from adamnb.backends.elements import maximum, minimum
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import MAXIMIZE, Hyperparameter, UpdateRule, lr_option
 
@@ -19,7 +20,7 @@ def rprop_element(x, g, state, i, c):
     elif product < 0:
         step_size = step_size * eta_minus
         g = eta_minus - eta_minus  # torch zeroes the gradient where its sign flipped
-    step_size = min(max(step_size, step_size_min), step_size_max)
+    step_size = minimum(maximum(step_size, step_size_min), step_size_max)  # vectorises
     state[0, i] = g
     state[1, i] = step_size
     if g > 0:
