@@ -106,14 +106,15 @@ def history_summary(history):
 
 def plot_curves(curves, path, title, ylabel="training cost", field="train_loss", log=False,
                 ylim=None, quick=False, band=False, marks=None, marks_label=None, logit=False,
-                marker=None):
+                marker=None, legend_outside=False):
     """One line per label: ``field`` of its history (a dict of per-epoch lists) against epochs;
     with ``band``, the range between its ``field + "_min"`` and ``field + "_max"`` lists shaded;
     ``marks`` ``{label: (epoch, value)}`` draws a star in the label's colour (a published figure,
     named by ``marks_label`` in the legend); ``logit`` puts an accuracy on a logit axis (0.9, 0.99,
     0.999 equally spaced); ``marker`` (a matplotlib marker) marks each epoch's point, for runs of
-    few epochs."""
-    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    few epochs; ``legend_outside`` puts the legend right of the axes, for curves that leave no
+    corner free."""
+    figure = Figure(figsize=(8.0 if legend_outside else 6.4, 4.4), layout="constrained")
     ax = figure.subplots()
     for label, history in curves.items():
         values = [v if v is not None and math.isfinite(v) else np.nan for v in history[field]]
@@ -140,7 +141,13 @@ def plot_curves(curves, path, title, ylabel="training cost", field="train_loss",
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iterations over the entire dataset (epochs)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title + quick_note(quick), fontsize="medium")
+    if legend_outside:  # a figure title: the axes' title would run under the legend
+        figure.suptitle(title + quick_note(quick), fontsize="medium")
+    else:
+        ax.set_title(title + quick_note(quick), fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if legend_outside:
+        figure.legend(loc="outside right center")
+    else:
+        ax.legend()
     plot.save_figure(figure, path, palette=True)

@@ -209,7 +209,7 @@ def write_plots(summary, out):
     plot_curves(curves, Path(out) / "loss.png", field="test_loss", log=True,
                 ylabel="validation (test) loss", title=title, quick=quick, band=True,
                 marks={k: (EPOCHS + shift[k], v["val_loss"]) for k, v in article.items()}
-                if epochs >= EPOCHS else None, marks_label=marks_label)
+                if epochs >= EPOCHS else None, marks_label=marks_label, legend_outside=True)
 
 
 def _mean_std(s, digits=4):
