@@ -80,7 +80,8 @@ def test_table_agrees_with_summary_json(quick_run):
     summary = json.loads((out / "summary.json").read_text())
     results, functions, methods = summary["results"], summary["functions"], summary["methods"]
     assert summary["criterion"] in table.replace("\n", " ")
-    assert set(methods) == set(adamnb.METHODS) | {"BFGS", "L-BFGS-B"}
+    # every method but Muon, which updates matrices only (a 2-D point has none)
+    assert set(methods) == set(adamnb.METHODS) - {"muon"} | {"BFGS", "L-BFGS-B"}
 
     rows = _rows(table, "All results")
     assert len(rows) == len(functions) * len(methods)
@@ -106,7 +107,7 @@ def test_chosen_rate_follows_the_stated_criterion(quick_run):
     _, summary = quick_run
     target = summary["target_gap"]
     for function, by_method in summary["results"].items():
-        for method in adamnb.METHODS:
+        for method in set(adamnb.METHODS) - {"muon"}:
             chosen = by_method[method]
             grid = chosen["grid"]
             assert [point["lr"] for point in grid] == summary["lr_grids"][method]

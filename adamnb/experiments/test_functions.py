@@ -52,6 +52,7 @@ from adamnb import sweep as sweeps
 from adamnb._io import atomic_write
 from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments,
                                 quick_note, run_cells, write_json, write_text)
+from adamnb.optim.rules import get_rule
 from adamnb.problems.functions import FUNCTIONS
 
 NAME = "test-functions"
@@ -71,8 +72,12 @@ TARGET_GAP = 1e-6
 #: Learning-rate grids: seven rates half a decade apart, spanning a factor 1000. Plain SGD's useful
 #: rates are smaller (its step is the raw gradient, in the hundreds on Rosenbrock's walls) and
 #: Adadelta's larger (torch's default lr is 1.0 and its first steps are about lr * sqrt(eps)).
+#: The methods compared: every rule that updates a flat vector (Muon orthogonalises matrices and
+#: needs groups with a 2-D shape, which a point in the plane does not have).
+METHODS = tuple(method for method in adamnb.METHODS if get_rule(method).element is not None)
+
 ADAPTIVE_GRID = tuple(float(f"{10.0 ** e:.3g}") for e in np.arange(-3.0, 0.01, 0.5))
-LR_GRIDS = {method: ADAPTIVE_GRID for method in adamnb.METHODS}
+LR_GRIDS = {method: ADAPTIVE_GRID for method in METHODS}
 LR_GRIDS["sgd"] = tuple(float(f"{10.0 ** e:.3g}") for e in np.arange(-4.0, -0.99, 0.5))
 LR_GRIDS["adadelta"] = tuple(float(f"{10.0 ** e:.3g}") for e in np.arange(-0.5, 2.51, 0.5))
 
@@ -218,7 +223,7 @@ def run_cell(cell):
 def cells_of(functions, grids, budget):
     """The sweep's cells: every method of adamnb on every function, then scipy's references."""
     cells = [{"function": name, "method": method, "grid": list(grids[method]), "budget": budget}
-             for name in functions for method in adamnb.METHODS]
+             for name in functions for method in METHODS]
     cells += [{"function": name, "method": method, "budget": budget}
               for name in functions for method in REFERENCES]
     return cells
@@ -252,7 +257,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     functions = QUICK_FUNCTIONS if quick else tuple(FUNCTIONS)
     grids = {method: grid[::3] if quick else grid for method, grid in LR_GRIDS.items()}
     cells = cells_of(functions, grids, budget)
-    methods = (*adamnb.METHODS, *REFERENCES)
+    methods = (*METHODS, *REFERENCES)
     with sweeps.executor(workers, scheduler) as executor:
         records = run_cells(run_cell, cells, out=out, workers=executor, desc=NAME)
         best = {(cell["function"], cell["method"]): Run.from_record(record["best"])
@@ -266,7 +271,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
             "gtol": GTOL,
             "target_gap": TARGET_GAP,
             "criterion": CRITERION,
-            "lr_grids": {method: list(grids[method]) for method in adamnb.METHODS},
+            "lr_grids": {method: list(grids[method]) for method in METHODS},
             "functions": list(functions),
             "methods": list(methods),
             "problems": {name: {"description": FUNCTIONS[name].description,
