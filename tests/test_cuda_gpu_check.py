@@ -42,7 +42,7 @@ def test_every_part_runs_and_reports(tmp_path):
     assert parts["tests"]["returncode"] == 0 and parts["tests"]["counts"]["passed"] == 1
     assert parts["copy_bandwidth"]["bytes_per_second"] > 0
     rows = {row["contender"]: row for row in parts["update"]["results"]}
-    assert set(adamnb.METHODS) <= set(rows)
+    assert set(adamnb.METHODS) - {"muon"} <= set(rows)  # Muon's steps run on the host
     assert rows["adam"]["bytes_per_parameter"] == 28 and rows["amsgrad"]["bytes_per_parameter"] == 36
     assert all(row["fraction_of_copy_bandwidth"] > 0 for row in rows.values())
     mnist = parts["mnist"]
