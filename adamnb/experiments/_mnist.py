@@ -37,6 +37,9 @@ __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load",
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
 #: Accuracies labelled on a logit axis.
 LOGIT_TICKS = (0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
+#: Finer ticks for a logit axis that spans little (e.g. 0.96 to 0.99, where the coarse ticks
+#: leave one label).
+LOGIT_FINE_TICKS = (0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.9925, 0.995, 0.9975)
 #: BLAS threads of every run (see the module notes).
 BLAS_THREADS = 1
 
@@ -134,6 +137,8 @@ def plot_curves(curves, path, title, ylabel="training cost", field="train_loss",
         ax.set_yscale("logit")
         low, high = ax.get_ylim()
         ticks = [t for t in LOGIT_TICKS if low <= t <= high]
+        if len(ticks) < 3:
+            ticks = [t for t in LOGIT_FINE_TICKS if low <= t <= high]
         ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
         ax.yaxis.set_minor_formatter(NullFormatter())
     if ylim is not None:

@@ -257,7 +257,7 @@ def protocol_text(select_epochs, epochs):
 
 def plot_grid(summary, path):
     """Selection cost against step size, one line per method, the selected value marked."""
-    figure = Figure(figsize=(6.4, 4.4), layout="constrained")
+    figure = Figure(figsize=(8.0, 4.4), layout="constrained")
     ax = figure.subplots()
     for label, g in summary["grid"].items():
         points = [(float(lr), c) for lr, c in g["selection_cost"].items() if c is not None]
@@ -270,10 +270,11 @@ def plot_grid(summary, path):
     ax.set_xlabel("step size (lr)")
     ax.set_ylabel(f"training cost after {summary['select_epochs']} epoch"
                   f"{'s' if summary['select_epochs'] > 1 else ''}")
-    ax.set_title("Step-size search (star: selected; diverged runs left out)"
-                 + quick_note(summary["quick"]), fontsize="medium")
+    figure.suptitle("Step-size search (star: selected; diverged runs left out)"
+                    + quick_note(summary["quick"]), fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    # right of the axes: the U-shaped curves fill every corner
+    figure.legend(loc="outside right center")
     plot.save_figure(figure, path, palette=True)
 
 
