@@ -69,8 +69,8 @@ EXPERIMENTS = {
         "Kingma & Ba (2014) section 6.4: Adam with and without bias correction, beta2 near 1"),
     "mnist-keras": Experiment(
         "mnist_keras",
-        "the Keras MNIST optimizer comparison (10 epochs, batch 64, Keras defaults) with a "
-        "NumPy MLP"),
+        "the Keras MNIST optimizer comparison (10 epochs, batch 64, Keras defaults) on the "
+        "article's CNN, three seeds"),
     "mnist-logistic": Experiment(
         "mnist_logistic",
         "Kingma & Ba (2014) Figure 1: logistic regression on MNIST, Adam vs SGD-Nesterov vs "
@@ -78,7 +78,7 @@ EXPERIMENTS = {
     "mnist-mlp": Experiment(
         "mnist_mlp",
         "Kingma & Ba (2014) Figure 2(a): dropout MLP 784-1000-1000-10 on MNIST, five "
-        "optimizers (--device cuda for a GPU)"),
+        "optimizers at step sizes a grid search selects (--device cuda for a GPU)"),
     "muon": Experiment(
         "muon",
         "Muon for the weight matrices with AdamW for the biases, against AdamW alone: the MLP "

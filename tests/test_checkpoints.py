@@ -139,3 +139,57 @@ def test_an_optimizer_pickles_after_steps_and_resumes_bit_for_bit(method):
         optimizer.step(x, g)
         clone.step(y, g)
     np.testing.assert_array_equal(x, y)
+
+
+def _checkpoint_of(method):
+    opt = adamnb.optim.OPTIMIZERS[method]()
+    x = np.ones(6)
+    for _ in range(3):
+        opt.step(x, np.linspace(-1.0, 1.0, 6))
+    return opt.state_dict()
+
+
+# Every class but Muon (its matrix groups have their own case in test_groups.py).
+CHECKPOINTED = sorted(set(adamnb.optim.OPTIMIZERS) - {"muon"})
+WITH_SCALARS = ["asgd", "nadam", "prodigy", "schedule_free_adamw"]
+
+
+@pytest.mark.parametrize("method", CHECKPOINTED)
+def test_state_of_the_wrong_dtype_is_refused_and_changes_nothing(method):
+    checkpoint = _checkpoint_of(method)
+    if not checkpoint["state"]:
+        pytest.skip(f"{method} keeps no state vectors here")
+    names = sorted(checkpoint["state"])
+    integer = {**checkpoint, "state": {**checkpoint["state"],
+                                       names[0]: np.zeros(6, dtype=np.int64)}}
+    opt = adamnb.optim.OPTIMIZERS[method]()
+    with pytest.raises(TypeError, match="must have dtype float32 or float64"):
+        opt.load_state_dict(integer)
+    assert opt.t == 0 and opt.state is None
+    if len(names) > 1:  # one float32 vector among float64 ones
+        mixed = {**checkpoint, "state": {**checkpoint["state"],
+                                         names[1]: checkpoint["state"][names[1]].astype(np.float32)}}
+        with pytest.raises(ValueError, match="differ in length or dtype"):
+            opt.load_state_dict(mixed)
+        assert opt.t == 0 and opt.state is None
+
+
+@pytest.mark.parametrize("method", WITH_SCALARS)
+def test_missing_or_non_finite_scalars_are_refused_for_every_rule_that_keeps_them(method):
+    checkpoint = _checkpoint_of(method)
+    assert checkpoint["scalars"], f"{method} is listed as keeping scalars"
+    missing = {k: v for k, v in checkpoint.items() if k != "scalars"}
+    first = sorted(checkpoint["scalars"])[0]
+    not_finite = {**checkpoint, "scalars": {**checkpoint["scalars"], first: float("nan")}}
+    for broken, message in [(missing, "missing \\['scalars'\\]"),
+                            ({**checkpoint, "scalars": {}}, "keeps exactly"),
+                            (not_finite, "not a finite number")]:
+        opt = adamnb.optim.OPTIMIZERS[method]()
+        with pytest.raises(ValueError, match=message):
+            opt.load_state_dict(broken)
+        assert opt.t == 0 and opt.state is None
+
+
+def test_the_rules_with_scalars_are_all_listed():
+    keep = [m for m in CHECKPOINTED if _checkpoint_of(m).get("scalars")]
+    assert keep == WITH_SCALARS

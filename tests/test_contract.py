@@ -141,8 +141,9 @@ def test_the_issues_nan_case_is_status_3(path):
     x0 = np.array([1.0, 0.0])
     options = {"lr": 0.1, "maxiter": 50}
     if path == "compiled":
+        # compiled=True: a 50-step run would take the host loop by default (rent-or-buy)
         res = adamnb.minimize(_squares_jit, x0, method="sgd", jac=_nan_below_one_jit,
-                              options=options)
+                              options={**options, "compiled": True})
     elif path == "scipy":
         res = scipy.optimize.minimize(lambda x: float(x @ x), x0, method=adamnb.sgd,
                                       jac=_nan_below_one, options=options)
@@ -192,7 +193,7 @@ def test_nan_in_the_compiled_loop_anywhere_in_a_long_gradient():
         return 0.5 * float(g @ g), g
 
     res = adamnb.minimize(fun, np.zeros(1001), method="sgd", jac=True,
-                          options={"lr": 0.1, "maxiter": 10})
+                          options={"lr": 0.1, "maxiter": 10, "compiled": True})
     assert res.status == 3 and np.isfinite(res.jac).all() and res.x[0] <= 0.25
     np.testing.assert_array_equal(res.jac, res.x - 1.0)
 
@@ -344,7 +345,7 @@ def test_a_jitted_objective_that_writes_into_x_cannot_change_the_compiled_run():
         return float(np.sum((x - 1.0) ** 2)), 2.0 * (x - 1.0)
 
     options = {"lr": 0.1, "maxiter": 30, "gtol": 0}
-    a = adamnb.minimize(careless, [0.0, 3.0], jac=True, options=options)
+    a = adamnb.minimize(careless, [0.0, 3.0], jac=True, options={**options, "compiled": True})
     b = adamnb.minimize(careful, [0.0, 3.0], jac=True, options=options)
     np.testing.assert_array_equal(a.x, b.x)
     batch = adamnb.minimize_batch(careless, np.array([[0.0, 3.0]]), options=options)
@@ -512,7 +513,7 @@ def _gradient_only_blows_up(x):
 def test_return_all_is_the_same_on_both_loops_when_only_the_gradient_blows_up(bounds):
     options = {"lr": 0.1, "maxiter": 50, "return_all": True}
     fast = adamnb.minimize(_gradient_only_blows_up, [1.0, 1.0], method="sgd", jac=True,
-                           bounds=bounds, options=options)
+                           bounds=bounds, options={**options, "compiled": True})
     slow = adamnb.minimize(lambda x: _gradient_only_blows_up(x), [1.0, 1.0], method="sgd",
                            jac=True, bounds=bounds, options=options)
     assert fast.status == slow.status == 3 and fast.nit == slow.nit

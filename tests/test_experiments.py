@@ -216,7 +216,8 @@ def test_outputs_go_under_the_current_directory_and_quick_runs_apart(tmp_path):
     assert json.loads((folder / "summary.json").read_text())["quick"] is False
 
 
-@pytest.mark.parametrize("name", ["test-functions", "reddi", "multistart", "mnist-keras"])
+@pytest.mark.parametrize("name", ["test-functions", "reddi", "bias-correction", "multistart",
+                                  "mnist-keras", "mnist-logistic", "mnist-mlp", "muon"])
 def test_an_unusable_out_is_an_error_before_any_work(name, tmp_path, capsys, monkeypatch):
     from adamnb import cli
     module = load_experiment(name)
@@ -237,6 +238,13 @@ def test_an_unusable_out_is_an_error_before_any_work(name, tmp_path, capsys, mon
     with pytest.raises(SystemExit):
         cli.main(["experiment", name, "--quick", "--out", str(tmp_path / "new")])
     assert f"no write permission in {tmp_path}" in capsys.readouterr().err
+
+
+def test_every_experiment_is_checked_for_an_unusable_out():
+    from adamnb import cli
+    parametrised = next(mark.args[1] for mark in
+                        test_an_unusable_out_is_an_error_before_any_work.pytestmark)
+    assert set(parametrised) == set(cli.EXPERIMENTS)
 
 
 def _assert_whole(folder):
