@@ -529,8 +529,8 @@ def _exits(points, xlim, ylim, y_scale=1.0):
                 continue
             # Python floats: a tiny step far outside the window overflows to inf, which the
             # clipping handles (the segment misses the window), without NumPy's warning
-            t_low = (low - float(start[axis])) / float(delta[axis])
-            t_high = (high - float(start[axis])) / float(delta[axis])
+            t_low = (float(low) - float(start[axis])) / float(delta[axis])
+            t_high = (float(high) - float(start[axis])) / float(delta[axis])
             enter = max(enter, min(t_low, t_high))
             leave = min(leave, max(t_low, t_high))
         if enter <= leave < 1.0:

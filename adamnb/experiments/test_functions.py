@@ -69,16 +69,18 @@ GTOL = 1e-5
 #: The suboptimality f - f* a run must reach to count as solved.
 TARGET_GAP = 1e-6
 
-#: Learning-rate grids: seven rates half a decade apart, spanning a factor 1000. Plain SGD's useful
-#: rates are smaller (its step is the raw gradient, in the hundreds on Rosenbrock's walls) and
-#: Adadelta's larger (torch's default lr is 1.0 and its first steps are about lr * sqrt(eps)).
 #: The methods compared: every rule that updates a flat vector (Muon orthogonalises matrices and
 #: needs groups with a 2-D shape, which a point in the plane does not have).
 METHODS = tuple(method for method in adamnb.METHODS if get_rule(method).element is not None)
 
+#: Learning-rate grids: seven rates half a decade apart, spanning a factor 1000. Plain SGD's and
+#: ASGD's useful rates are smaller (their step is the raw gradient, in the hundreds on
+#: Rosenbrock's walls) and Adadelta's larger (torch's default lr is 1.0 and its first steps are
+#: about lr * sqrt(eps)).
 ADAPTIVE_GRID = tuple(float(f"{10.0 ** e:.3g}") for e in np.arange(-3.0, 0.01, 0.5))
 LR_GRIDS = {method: ADAPTIVE_GRID for method in METHODS}
 LR_GRIDS["sgd"] = tuple(float(f"{10.0 ** e:.3g}") for e in np.arange(-4.0, -0.99, 0.5))
+LR_GRIDS["asgd"] = LR_GRIDS["sgd"]  # ASGD steps along the raw gradient too
 LR_GRIDS["adadelta"] = tuple(float(f"{10.0 ** e:.3g}") for e in np.arange(-0.5, 2.51, 0.5))
 
 CRITERION = (f"among the rates whose run ends with f - f* < {TARGET_GAP:g}, the fewest steps to "
