@@ -50,7 +50,7 @@ WEIGHT_DECAY, BIAS_LR = 0.01, 1e-3
 #: method -> (optimizer class name, grid of alpha).
 METHODS = {
     "AdamW": ("AdamW", (3e-4, 1e-3, 3e-3)),
-    "Muon + AdamW": ("Muon", (0.01, 0.03)),
+    "Muon + AdamW": ("Muon", (0.003, 0.01, 0.03)),
 }
 
 
@@ -77,7 +77,7 @@ def train_cell(cell):
 
 def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=None,
         scheduler=None):
-    """Both methods at both step sizes; writes table, summary and plots; returns the summary.
+    """Both methods at each of their step sizes; writes table, summary and plots; returns the summary.
 
     ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
     """
