@@ -508,9 +508,19 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     converged = running & (norms <= run.gtol) if run.gtol > 0 else np.zeros(k, bool)
     status[running] = np.where(converged[running], 0, 1)
 
-    usable = np.flatnonzero(status != 3)
-    best = int(usable[np.argmin(F[usable])]) if usable.size else -1
+
+    def reevaluate(points):
+        # fun and jac at an output x (schedule-free AdamW's), as minimize gives them.
+        points = np.ascontiguousarray(points)
+        values, gradients = np.empty(k), np.empty_like(points)
+        measures, fine = np.empty(k, dtype=X.dtype), np.zeros(k, dtype=np.bool_)
+        _first_evaluation(fun, jac, arity)(run.args, points, values, gradients, measures, lower,
+                                           upper, fine)
+        return values, gradients, counts[:, 1] + 1, counts[:, 2] + 1
+
     result = build_result(run, X, F, G, counts[:, 0].copy(), counts[:, 1].copy(),
-                          counts[:, 2].copy(), status, state=[(states, carries)])
-    result.best = best
+                          counts[:, 2].copy(), status, state=[(states, carries)],
+                          reevaluate=reevaluate)
+    usable = np.flatnonzero(status != 3)
+    result.best = int(usable[np.argmin(result.fun[usable])]) if usable.size else -1
     return result

@@ -45,7 +45,7 @@ from adamnb.optim.groups import Layout, check_specs, parse_groups
 from adamnb.optim.schedules import as_schedule, fresh_copy
 
 __all__ = ["DRIVER_OPTIONS", "STATUS_MESSAGES", "Run", "prepare", "as_x0", "as_bounds",
-           "iterate", "objective_feed", "rule_outputs", "build_result", "wrap_callback",
+           "iterate", "objective_feed", "rule_outputs", "build_result", "reevaluator", "wrap_callback",
            "caller_stacklevel", "warn_unused"]
 
 #: Driver options every method accepts beside its rule's hyperparameters: (default, meaning).
@@ -105,6 +105,9 @@ class Run:
     fast: bool = False
     groups: object = None
     layout: object = None
+    #: The extra arguments of the last evaluation (the fixed tuple, or the last element drawn
+    #: from the args iterator): the result's objective at an output ``x`` is taken with them.
+    last_args: object = None
 
     def bind(self, n):
         """Resolve the groups for a vector of ``n`` elements: the run's
@@ -143,9 +146,11 @@ class Run:
         """The extra arguments of the next evaluation: the fixed tuple, or the next element of
         the args iterator."""
         if not self.stochastic:
+            self.last_args = self.args
             return self.args
         try:
-            return tuple(next(self.args))
+            self.last_args = tuple(next(self.args))
+            return self.last_args
         except StopIteration:
             raise ValueError("the args iterator was exhausted before maxiter steps; use an "
                              "endless iterator such as adamnb.minibatches(...)") from None
@@ -472,22 +477,42 @@ def rule_outputs(run, x, states):
             for name, value in outputs.items()}
 
 
+def reevaluator(run, steps, objective, empty_like):
+    """``reevaluate(x) -> (f, g, nfev, njev)`` for :func:`build_result`: the objective and
+    gradient at ``x`` through a driver's step machinery (``steps.evaluate``), with the run's last
+    extra arguments, and ``objective``'s counts after that evaluation."""
+
+    def reevaluate(point):
+        out = empty_like(point)
+        f, _ = steps.evaluate(point, run.last_args, out)
+        return f, out, objective.nfev, objective.njev
+
+    return reevaluate
+
+
 def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_history=None,
-                 state=None):
+                 state=None, reevaluate=None):
     """The ``scipy.optimize.OptimizeResult`` of a run, and scipy's summary when ``disp``.
 
     For a batch of starts, ``status`` and the counts are arrays over the starts; ``success`` is
     then an array and ``message`` a list. With ``state`` (each piece's ``(state, carry)``), the
-    rule's extra outputs (:func:`rule_outputs`) join the result; an output named ``x`` replaces the iterate (``fun``
-    and ``jac`` stay those of the iterate, where the last gradient was taken).
+    rule's extra outputs (:func:`rule_outputs`) join the result. An output named ``x``
+    (schedule-free AdamW's evaluation point) replaces the iterate, and then, as scipy's contract
+    has ``fun`` and ``jac`` at ``x``, ``reevaluate(x) -> (f, g, nfev, njev)`` (the objective and
+    gradient at that point, and the counts with that evaluation included) gives them; the
+    status stays that of the iteration, whose tests run at the iterate the gradients are taken
+    at (kept as the output ``y``).
     """
     if np.ndim(status) == 0:
         success, message = status == 0, STATUS_MESSAGES[int(status)]
     else:
         success, message = status == 0, [STATUS_MESSAGES[int(s)] for s in status]
+    outputs = rule_outputs(run, x, state)
+    if "x" in outputs and reevaluate is not None:
+        f, g, nfev, njev = reevaluate(outputs["x"])
     result = OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=nfev, njev=njev, status=status,
                             success=success, message=message)
-    result.update(rule_outputs(run, x, state))
+    result.update(outputs)
     if run.record:
         result.allvecs = allvecs
         result.fun_history = np.array(fun_history)

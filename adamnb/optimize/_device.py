@@ -40,8 +40,8 @@ import numpy as np
 
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
-from adamnb.optimize._common import (as_bounds, build_result, iterate, prepare, warn_unused,
-                                     wrap_callback)
+from adamnb.optimize._common import (as_bounds, build_result, iterate, prepare, reevaluator,
+                                     warn_unused, wrap_callback)
 
 __all__ = ["minimize_on_device", "DeviceSteps"]
 
@@ -269,4 +269,5 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, states, notify, allvecs,
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
-                        fun_history, state=states)
+                        fun_history, state=states,
+                        reevaluate=reevaluator(run, steps, objective, cuda.device_array_like))
