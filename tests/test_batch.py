@@ -195,3 +195,27 @@ def test_an_allocating_gradient_of_the_built_in_problem():
     fast = adamnb.minimize_batch(ROSENBROCK.value_and_grad, starts, jac=True, options=options)
     slow = adamnb.minimize_batch(allocating, starts, jac=True, options=options)
     assert fast.x.tobytes() == slow.x.tobytes() and fast.jac.tobytes() == slow.jac.tobytes()
+
+
+@pytest.mark.parametrize("method, hyperparameters", [
+    ("schedule_free_adamw", {"lr": 0.01}),
+    ("asgd", {"lr": 1e-3, "t0": 5.0}),
+])
+def test_a_stopped_start_keeps_its_state_and_outputs(method, hyperparameters):
+    """A start that stops early (converged at once, or after a few steps) while others run on
+    keeps the optimizer state it stopped with: its outputs (schedule-free's z and x, ASGD's ax)
+    are those of its own run through minimize."""
+    quadratic = get("quadratic", n=2)
+    starts = np.array([[1e-4, -1e-5], [2e-2, 1e-3], [3.0, -2.0], [-1.0, 2.5]])
+    options = {"maxiter": 300, "gtol": 1e-2, **hyperparameters}
+    batch = adamnb.minimize_batch(quadratic.value_and_grad, starts, method=method,
+                                  options=options)
+    assert batch.status[0] == 0 and batch.nit[0] < batch.nit[2] == 300  # stopped early
+    assert_each_start_is_its_own_run(batch, quadratic.value_and_grad, starts, method,
+                                     options=options)
+    for j, start in enumerate(starts):
+        single = adamnb.minimize(quadratic.value_and_grad, start, method=method, jac=True,
+                                 options={**options, "compiled": False})
+        for name in set(single) - {"x", "fun", "jac", "nit", "nfev", "njev", "status",
+                                   "success", "message"}:
+            assert batch[name][j].tobytes() == single[name].tobytes(), (j, name)

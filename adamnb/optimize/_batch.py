@@ -11,11 +11,11 @@ Layout: starts innermost, structure of arrays
     tile's data live in one buffer, one row of ``W`` values per quantity (each coordinate of x, of
     the gradient, of the candidate point, of its gradient and of the objective's private copy of
     the point, each state vector's coordinates, the convergence measure, the status, the step
-    count): the ``W`` values of one coordinate of one quantity are contiguous. Each step is then
+    count, and a copy of one coordinate's state taken before its update): the ``W`` values of one coordinate of one quantity are contiguous. Each step is then
     one loop over the tile's starts whose body is the whole step of one start (the convergence
     test, the rule's element for each coordinate, the objective at the candidate point, the
     convergence measure, the finiteness test, and the acceptance or not of the step), written
-    without branches (a start that has stopped computes and discards), so that LLVM vectorises
+    without branches (a start that has stopped computes and discards, its state included), so that LLVM vectorises
     it: each machine instruction advances 8 starts (AVX-512, float64) or 16 (float32). The tile
     runs a whole block of steps before it is written back.
 
@@ -82,9 +82,10 @@ _executor = None
 
 def _tile_rows(n, rows):
     """Rows of a tile's buffer: x, the gradient, the candidate x, its gradient and the objective's
-    copy of it (n rows each), the convergence measure, the status, the step count, and the
-    ``rows`` state vectors (n rows each)."""
-    return 5 * n + 3 + rows * n
+    copy of it (n rows each), the convergence measure, the status, the step count, the
+    ``rows`` state vectors (n rows each), and ``rows`` rows that keep one coordinate's state
+    across its update (a stopped start's state must not move)."""
+    return 5 * n + 3 + rows * n + rows
 
 
 def _tile_width(rows, itemsize):
@@ -150,6 +151,7 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
     by reference."""
     X, G, XN, GN, POINT = (block * n * width for block in range(5))
     NORM, STATUS, COUNT, STATE = ((5 * n + row) * width for row in range(4))
+    KEPT = (5 * n + 3 + rows * n) * width
 
     def tile_steps(T, F, table, lower, upper, gtol, args):
         state = T[STATE:STATE + rows * n * width].reshape((rows, n * width))
@@ -165,8 +167,15 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
                 running_any |= run
                 for i in range(n):
                     e = i * width + j
+                    # The element updates the state in place; a start that has stopped keeps
+                    # its own (its outputs, ASGD's average or schedule-free's z, depend on it).
+                    for r in range(rows):
+                        T[KEPT + r * width + j] = state[r, e]
                     old = T[X + e]
                     new = element(old, T[G + e], state, e, c)
+                    for r in range(rows):
+                        kept, updated = T[KEPT + r * width + j], state[r, e]
+                        state[r, e] = updated if run else kept
                     if bounded:
                         new = project(new, lower[i], upper[i])
                     new = new if run else old
