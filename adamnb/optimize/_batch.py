@@ -65,7 +65,7 @@ from adamnb.backends.elements import fold_max, project, stationarity
 from adamnb.backends.jit import elementwise, jit, source_stamp
 from adamnb.optim import rules
 from adamnb.optimize import _compiled
-from adamnb.optimize._common import as_bounds, build_result, prepare
+from adamnb.optimize._common import as_bounds, as_options, build_result, prepare
 from adamnb.optimize._compiled import (CONVERGED, NOT_FINITE, block_length, compiled_loop,
                                        evaluator, gradient_protocol, is_jitted, objective_handle)
 
@@ -385,6 +385,54 @@ def _first_evaluation(fun, jac, arity):
     return _first_evaluations[key]
 
 
+#: The driver options minimize_batch uses (return_all and groups are refused with their reasons).
+_BATCH_OPTIONS = ("maxiter", "gtol", "tol", "disp", "fast", "return_all", "groups")
+
+
+def _check_batch_options(rule, options):
+    """Refuse options minimize_batch would not use: unlike minimize (scipy's methods warn and go
+    on), the batch is not a scipy method, and an option it ignores (``compiled``, a misspelt
+    hyperparameter) would silently change nothing."""
+    accepted = {hp.name for hp in rule.hyperparameters} | set(rule.fixed) | set(_BATCH_OPTIONS)
+    for name in options:
+        if name not in accepted:
+            raise ValueError(f"Unknown option for minimize_batch: {name!r} (method "
+                             f"{rule.name!r} accepts {', '.join(sorted(accepted))})")
+
+
+def _best(fun, status):
+    """The index of the lowest finite ``fun`` among the starts without status 3; if every start
+    met NaN or inf, among all (their last finite iterates); None if no start has a finite
+    value (every first evaluation failed). Never -1, which would index the last start."""
+    finite = np.isfinite(fun)
+    for usable in (finite & (status != 3), finite):
+        if usable.any():
+            candidates = np.flatnonzero(usable)
+            return int(candidates[np.argmin(fun[candidates])])
+    return None
+
+
+def _check_objective(fun, jac, x, args):
+    """Call ``fun`` (and ``jac``) once from Python on a copy of one start, so that a function
+    that cannot take ``(x, *args)``, or returns the wrong thing, is named in a clear error
+    rather than in numba's typing error from inside the batched loop."""
+    calls = [("fun", fun)] if jac is True else [("fun", fun), ("jac", jac)]
+    for name, function in calls:
+        try:
+            value = function(x.copy(), *args)
+        except (TypeError, numba.core.errors.NumbaError) as error:
+            first = str(error).strip().splitlines()[0]
+            raise ValueError(f"minimize_batch cannot call {name}(x, *args) with one start's x (a "
+                             f"1-D {x.dtype} array of {x.size}) and args={args!r}: {first}") \
+                from None
+        if jac is True and not (isinstance(value, tuple) and len(value) == 2):
+            raise ValueError("with jac=True, fun must return a tuple (f, g); got "
+                             f"{type(value).__name__}")
+        if name == "fun" and jac is not True and isinstance(value, tuple):
+            raise ValueError(f"fun returned a tuple of {len(value)} items, not a scalar; if fun "
+                             "returns (f, g), pass jac=True")
+
+
 def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=None,
                    options=None):
     """Run independent minimizations from each row of ``x0``, vectorised across the starts and in
@@ -411,21 +459,31 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     method : str
         As in :func:`adamnb.minimize`.
     bounds, tol, options
-        As in :func:`adamnb.minimize` (``maxiter``, ``gtol``, ``fast`` and the method's
-        hyperparameters; ``return_all`` is not supported here).
+        As in :func:`adamnb.minimize` (``maxiter``, ``gtol``, ``disp``, ``fast`` and the method's
+        hyperparameters; ``return_all``, ``groups`` and the options of the single-start loops,
+        ``compiled``, ``parallel`` and ``finite_diff_rel_step``, are not supported here). An
+        unknown option is an error, not a warning.
 
     Returns
     -------
     OptimizeResult
         Arrays over the starts: ``x`` (k, n), ``fun`` (k,), ``jac`` (k, n), ``nit``, ``nfev``,
         ``njev``, ``status`` and ``success`` (k,), ``message`` (a list); ``best``, the index of the
-        start with the lowest final ``fun`` among those without status 3.
+        start with the lowest finite final ``fun`` among those without status 3, or, when every
+        start met NaN or inf (status 3), among all of them (each returns its last finite
+        iterate: check ``res.status[res.best]``); None only when no start has a finite
+        ``fun`` (every start's first evaluation was not finite).
 
     Raises
     ------
     ValueError
         ``fun`` or ``jac`` not jitted, ``x0`` not of shape (k, n) or not finite, an iterator as
-        ``args``, ``return_all``, a bad option or a gradient of the wrong shape.
+        ``args``, ``return_all``, an unknown or bad option, a gradient of the
+        wrong shape, or ``fun`` and ``jac`` that cannot be called with one start's ``x`` and
+        ``args`` as given.
+    TypeError
+        ``method`` is not a string (a callable method is not supported); ``options`` is not a
+        mapping.
 
     Examples
     --------
@@ -438,8 +496,13 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     >>> bool(res.fun[res.best] < 1e-8)
     True
     """
+    if not isinstance(method, str):
+        raise TypeError(f"minimize_batch takes a method name (one of adamnb.METHODS), got "
+                        f"{method!r}; a callable method runs one start at a time: call "
+                        f"adamnb.minimize (or scipy.optimize.minimize) per start")
     rule = rules.get_rule(method)
-    options = dict(options or {})
+    options = as_options(options)
+    _check_batch_options(rule, options)
     if tol is not None:
         options.setdefault("gtol", tol)
     combined = jac is True
@@ -478,6 +541,7 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     G = np.empty_like(X)
     shape_ok = np.zeros(k, dtype=np.bool_)
     arity = len(run.args)
+    _check_objective(fun, jac, X[0], run.args)
     _first_evaluation(fun, jac, arity)(run.args, X, F, G, norms, lower, upper, shape_ok)
     if not shape_ok.all():
         raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
@@ -530,6 +594,5 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     result = build_result(run, X, F, G, counts[:, 0].copy(), counts[:, 1].copy(),
                           counts[:, 2].copy(), status, state=[(states, carries)],
                           reevaluate=reevaluate)
-    usable = np.flatnonzero(status != 3)
-    result.best = int(usable[np.argmin(result.fun[usable])]) if usable.size else -1
+    result.best = _best(result.fun, status)
     return result

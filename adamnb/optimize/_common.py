@@ -45,7 +45,7 @@ from adamnb.optim.groups import Layout, check_specs, parse_groups
 from adamnb.optim.schedules import as_schedule, fresh_copy
 
 __all__ = ["DRIVER_OPTIONS", "STATUS_MESSAGES", "Run", "prepare", "as_x0", "as_bounds",
-           "iterate", "objective_feed", "rule_outputs", "build_result", "reevaluator", "wrap_callback",
+           "as_options", "iterate", "objective_feed", "rule_outputs", "build_result", "reevaluator", "wrap_callback",
            "caller_stacklevel", "warn_unused"]
 
 #: Driver options every method accepts beside its rule's hyperparameters: (default, meaning).
@@ -149,11 +149,17 @@ class Run:
             self.last_args = self.args
             return self.args
         try:
-            self.last_args = tuple(next(self.args))
-            return self.last_args
+            item = next(self.args)
         except StopIteration:
             raise ValueError("the args iterator was exhausted before maxiter steps; use an "
                              "endless iterator such as adamnb.minibatches(...)") from None
+        # A bare array or number would be split, or fail, deep in the call: name the problem.
+        if not isinstance(item, (tuple, list)):
+            raise TypeError(f"each element of the args iterator must be a tuple of the extra "
+                            f"arguments of fun and jac, got {type(item).__name__}; yield (item,) "
+                            f"for a single argument")
+        self.last_args = tuple(item)
+        return self.last_args
 
 
 def prepare(rule, args, options):
@@ -200,12 +206,29 @@ def prepare(rule, args, options):
     return Run(rule=rule, options=validated, schedule=fresh_copy(as_schedule(validated["lr"])),
                maxiter=_check_maxiter(driver["maxiter"]),
                gtol=_check_real("gtol", driver["gtol"]),
-               disp=bool(driver["disp"]), record=bool(driver["return_all"]),
+               disp=_check_bool("disp", driver["disp"]),
+               record=_check_bool("return_all", driver["return_all"]),
                parallel=_check_parallel(driver["parallel"]),
                finite_diff_rel_step=_check_rel_step(driver["finite_diff_rel_step"]),
                args=args, stochastic=stochastic,
                compiled=_check_tristate("compiled", driver["compiled"]),
                fast=_check_bool("fast", driver["fast"]), groups=groups)
+
+
+def as_options(options):
+    """A new dict of the ``options`` mapping (None: empty).
+
+    Raises
+    ------
+    TypeError
+        ``options`` is not a mapping (a list of pairs, say).
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, collections.abc.Mapping):
+        raise TypeError(f"options must be a dict of option names and values, got "
+                        f"{type(options).__name__}: {options!r}")
+    return dict(options)
 
 
 def _is_stream(value):

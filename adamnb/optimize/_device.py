@@ -67,6 +67,9 @@ class _DeviceObjective:
     def _scalar(value):
         if type(value) is float:
             return value
+        if isinstance(value, tuple):
+            raise ValueError(f"The objective function returned a tuple of {len(value)} items, "
+                             "not a scalar; if fun returns (f, g), pass jac=True")
         if cuda_backend.is_device_array(value):
             value = cuda_backend.as_device_array(value, "the objective's value").copy_to_host()
         f = np.asarray(value)

@@ -14,8 +14,8 @@ import numpy as np
 from adamnb.backends import cpu
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
-from adamnb.optimize._common import (DRIVER_OPTIONS, as_bounds, as_x0, build_result, iterate,
-                                     prepare, reevaluator, warn_unused, wrap_callback)
+from adamnb.optimize._common import (DRIVER_OPTIONS, as_bounds, as_options, as_x0, build_result,
+                                     iterate, prepare, reevaluator, warn_unused, wrap_callback)
 from adamnb.optimize._compiled import compiled_route, iterate_compiled
 from adamnb.optimize._device import minimize_on_device
 from adamnb.optimize._host import HostSteps, Objective
@@ -224,7 +224,7 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     >>> bool(np.allclose(res.x, [1, 1], atol=1e-3))
     True
     """
-    options = dict(options or {})
+    options = as_options(options)
     if callable(method):
         # As scipy does for a custom method: an array x0 (integers as floats), a tuple of args,
         # and tol handed over as the option `tol`.
