@@ -139,3 +139,14 @@ def test_an_optimizer_pickles_after_steps_and_resumes_bit_for_bit(method):
         optimizer.step(x, g)
         clone.step(y, g)
     np.testing.assert_array_equal(x, y)
+
+
+def test_load_state_dict_names_a_file_that_is_not_a_state(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("lr = 0.1\n")
+    with pytest.raises(ValueError, match=r"not an adamnb optimizer state \(an .npz archive"):
+        load_state_dict(text)
+    single = tmp_path / "x.npy"
+    np.save(single, np.zeros(3))
+    with pytest.raises(ValueError, match="not an adamnb optimizer state.*single array"):
+        load_state_dict(single)

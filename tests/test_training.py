@@ -181,3 +181,11 @@ def test_uniforms_are_uniform_and_identical_in_python_and_compiled_code():
     assert abs(np.corrcoef(out, other)[0, 1]) < 0.01
     with pytest.raises(ValueError, match="seed"):
         stream_key(None)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", None])
+def test_train_names_an_optimizer_that_is_not_one(optimizer):
+    X, y, _, _ = blobs()
+    model = SoftmaxRegression(8, 3)
+    with pytest.raises(TypeError, match="optimizer must be an optimizer object"):
+        train(model, model.init(0), optimizer, X, y, epochs=1, progress=False)
