@@ -355,7 +355,8 @@ def build_parser():
                     "adamnb.minimize and print the scipy OptimizeResult.",
         epilog="Example: adamnb minimize rosenbrock --method adam --lr 0.01 --maxiter 5000 "
                "--plot rosenbrock.png")
-    run.add_argument("function", choices=list(functions.FUNCTIONS), metavar="FUNCTION",
+    run.add_argument("function", type=str.lower, choices=list(functions.FUNCTIONS),
+                     metavar="FUNCTION",
                      help=f"one of: {', '.join(functions.FUNCTIONS)}")
     run.add_argument("--method", default="adam", type=str.lower, choices=adamnb.METHODS,
                      metavar="METHOD", help=f"default adam; one of: {', '.join(adamnb.METHODS)}")

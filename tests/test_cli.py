@@ -310,3 +310,8 @@ def test_json_output_is_valid_json_with_null_for_nan_and_inf(capsys):
     result = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert result["status"] == 3 and result["fun"] is None and result["jac"] == [None, None]
     assert result["x"] == [1e200, 1e200]
+
+
+def test_function_names_in_any_case(capsys):
+    assert cli.main(["minimize", "Rosenbrock", "--maxiter", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nit"] == 3
