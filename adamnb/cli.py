@@ -369,7 +369,8 @@ def build_parser():
                      help="another option of the method, e.g. --option beta2=0.99 or "
                           "--option amsgrad=true (repeatable; `adamnb methods METHOD` lists "
                           "them)")
-    run.add_argument("--dim", type=_whole_number, help="dimension, for the scalable functions (default 2)")
+    run.add_argument("--dim", type=_whole_number,
+                     help="dimension, for the scalable functions (default 2)")
     run.add_argument("--x0", type=_vector, help="start, e.g. --x0 -1.5,2 (default: the "
                                                 "function's standard start)")
     run.add_argument("--json", action="store_true",

@@ -11,13 +11,14 @@ Layout: starts innermost, structure of arrays
     tile's data live in one buffer, one row of ``W`` values per quantity (each coordinate of x, of
     the gradient, of the candidate point, of its gradient and of the objective's private copy of
     the point, each state vector's coordinates, the convergence measure, the status, the step
-    count, and a copy of one coordinate's state taken before its update): the ``W`` values of one coordinate of one quantity are contiguous. Each step is then
-    one loop over the tile's starts whose body is the whole step of one start (the convergence
-    test, the rule's element for each coordinate, the objective at the candidate point, the
-    convergence measure, the finiteness test, and the acceptance or not of the step), written
-    without branches (a start that has stopped computes and discards, its state included), so that LLVM vectorises
-    it: each machine instruction advances 8 starts (AVX-512, float64) or 16 (float32). The tile
-    runs a whole block of steps before it is written back.
+    count, and a copy of one coordinate's state taken before its update): the ``W`` values of
+    one coordinate of one quantity are contiguous. Each step is then one loop over the tile's
+    starts whose body is the whole step of one start (the convergence test, the rule's element
+    for each coordinate, the objective at the candidate point, the convergence measure, the
+    finiteness test, and the acceptance or not of the step), written without branches (a start
+    that has stopped computes and discards, its state included), so that LLVM vectorises it:
+    each machine instruction advances 8 starts (AVX-512, float64) or 16 (float32). The tile runs
+    a whole block of steps before it is written back.
 
     The objective, written for one start's ``x``, is called on a strided view of its copy of the
     candidate point's column (:func:`adamnb.backends.cpu.strided_view`) and compiled into the loop
@@ -255,9 +256,10 @@ def _build_batched_loop(tile_steps, n, width, rows, stamp, cache):
                         states[s, r, i] = T[(STATE + r * n + i) * width + j]
                 F[s] = Fb[j]
                 norms[s] = T[NORM * width + j]
+                rejected = 1 if status[s] == _RUNNING and T[STATUS * width + j] == 3 else 0
                 status[s] = int(T[STATUS * width + j])
                 steps = int(T[COUNT * width + j])
-                counts[s, 0] += steps
+                counts[s, 0] += steps - rejected  # nit counts the accepted steps
                 counts[s, 1] += steps
                 counts[s, 2] += steps
 

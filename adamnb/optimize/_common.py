@@ -19,7 +19,9 @@ here, once:
           nit == maxiter                                -> status 1
           x_prev = x; x = P(update(x, g))               # the rule's element, projected
           f, g = fun(copy of x); nit += 1
-          f or any g_i not finite -> x = x_prev, f and g the last finite ones, status 3
+          f or any g_i not finite -> x = x_prev, f and g the last finite ones, nit -= 1
+              (nit counts the accepted steps), status 3; the optimizer state keeps the
+              rejected step's update (rolling it back would copy the state every step)
           record x and f (return_all); feed f to a schedule that follows the objective
           (ReduceLROnPlateau); callback (StopIteration -> status 99)
 
@@ -45,8 +47,8 @@ from adamnb.optim.groups import Layout, check_specs, parse_groups
 from adamnb.optim.schedules import as_schedule, fresh_copy
 
 __all__ = ["DRIVER_OPTIONS", "STATUS_MESSAGES", "Run", "prepare", "as_x0", "as_bounds",
-           "as_options", "iterate", "objective_feed", "rule_outputs", "build_result", "reevaluator", "wrap_callback",
-           "caller_stacklevel", "warn_unused"]
+           "as_options", "iterate", "objective_feed", "rule_outputs", "build_result", "reevaluator",
+           "wrap_callback", "caller_stacklevel", "warn_unused"]
 
 #: Driver options every method accepts beside its rule's hyperparameters: (default, meaning).
 DRIVER_OPTIONS = {
@@ -432,8 +434,8 @@ def iterate(run, ops, x, f, g, spare, norm, state, notify, allvecs, fun_history)
         nit += 1
         f_new, norm_new = evaluate(x, args if next_args is None else next_args(), spare)
         if not (isfinite(f_new) and isfinite(norm_new)):
-            ops.restore(x)
-            return 3, nit, f, g
+            ops.restore(x)  # the step is rejected: x is the iterate after nit - 1 steps
+            return 3, nit - 1, f, g
         f, norm = f_new, norm_new
         g, spare = spare, g
         if allvecs is not None:
@@ -524,7 +526,9 @@ def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_histor
     has ``fun`` and ``jac`` at ``x``, ``reevaluate(x) -> (f, g, nfev, njev)`` (the objective and
     gradient at that point, and the counts with that evaluation included) gives them; the
     status stays that of the iteration, whose tests run at the iterate the gradients are taken
-    at (kept as the output ``y``).
+    at (kept as the output ``y``). On status 3 the output ``x`` is not used: the state holds the
+    rejected step while the iterate was rolled back, so the two do not make one point; ``x``
+    is the last finite iterate, as the status says.
     """
     if np.ndim(status) == 0:
         success, message = status == 0, STATUS_MESSAGES[int(status)]
@@ -532,7 +536,17 @@ def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_histor
         success, message = status == 0, [STATUS_MESSAGES[int(s)] for s in status]
     outputs = rule_outputs(run, x, state)
     if "x" in outputs and reevaluate is not None:
-        f, g, nfev, njev = reevaluate(outputs["x"])
+        if np.ndim(status) == 0:
+            if status == 3:
+                del outputs["x"]
+            else:
+                f, g, nfev, njev = reevaluate(outputs["x"])
+        else:
+            failed = status == 3
+            outputs["x"][failed] = x[failed]
+            f_x, g_x, nfev_x, njev_x = reevaluate(outputs["x"])
+            f, g = np.where(failed, f, f_x), np.where(failed[:, None], g, g_x)
+            nfev, njev = np.where(failed, nfev, nfev_x), np.where(failed, njev, njev_x)
     result = OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=nfev, njev=njev, status=status,
                             success=success, message=message)
     result.update(outputs)

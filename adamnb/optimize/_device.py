@@ -211,7 +211,8 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         device array of the result's own (a copy of what ``fun``/``jac`` returned); ``fun`` (a
         float), ``nit`` (update steps), ``nfev``, ``njev``, ``status``, ``success``,
         ``message``. Status 0: converged (gtol); 1: maxiter reached; 3: NaN or inf met in f or
-        anywhere in g (the last finite iterate, its f and g are returned); 99: the callback
+        anywhere in g (the last finite iterate, its f and g are returned; ``nit`` counts the
+        steps that made it, as in :func:`adamnb.minimize`); 99: the callback
         raised StopIteration. With
         ``return_all``, ``allvecs`` (host copies of the iterates) and ``fun_history``.
 

@@ -146,12 +146,16 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
         ``x``, ``fun`` and ``jac`` at the final iterate, ``nit`` (update steps), ``nfev``,
         ``njev``, ``status``, ``success`` and ``message``. Status 0: converged (gtol); 1: maxiter
         reached (``success`` is False, as in scipy); 3: NaN or inf met in f or anywhere in its
-        gradient (the last finite iterate is returned, with its f and gradient); 99: the
+        gradient (the last finite iterate is returned, with its f and gradient, and ``nit``
+        counts the steps that made it: the rejected step counts in ``nfev`` only; the
+        optimizer state, and the outputs computed from it such as ``res.ax`` and ``res.z``,
+        keep the rejected step's update, and schedule-free AdamW's ``res.x`` is then its last
+        finite iterate ``y``); 99: the
         callback raised StopIteration. ``jac`` is an array of the result's own, never one the
         user's ``jac`` returned. A rule whose result is another point than its iterate
         (schedule-free AdamW's evaluation point) reports ``fun`` and ``jac`` at ``res.x``,
-        evaluated once more after the run (counted in ``nfev`` and ``njev``). With ``return_all``, also ``allvecs`` and ``fun_history``
-        (x0 and every accepted iterate).
+        evaluated once more after the run (counted in ``nfev`` and ``njev``). With
+        ``return_all``, also ``allvecs`` and ``fun_history`` (x0 and every accepted iterate).
 
     Raises
     ------
