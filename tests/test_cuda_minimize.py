@@ -339,3 +339,22 @@ def test_adamnb_minimize_dispatches_device_arrays_to_the_device(method):
     assert cuda_backend.is_device_array(device.x)
     assert _same_bits(device.x.copy_to_host(), host.x)
     assert device.nit == host.nit == 5
+
+
+@needs_cuda
+def test_schedule_free_fun_and_jac_are_at_res_x_on_the_device():
+    """As on the host (review S1): res.fun and res.jac are the objective and gradient at res.x,
+    the evaluation point, evaluated once more after the run and counted."""
+    objective = HostGradient()
+    x0 = np.linspace(-1.0, 2.0, N)
+    options = {"lr": 0.05, "maxiter": 30, "gtol": 0}
+    res = minimize_on_device("schedule_free_adamw", objective, _cuda().to_device(x0), jac=True,
+                             **options)
+    x = res.x.copy_to_host()
+    expected_f, expected_g = HostGradient().host(x)
+    assert res.fun == expected_f and _same_bits(res.jac.copy_to_host(), expected_g)
+    assert not _same_bits(x, res.y.copy_to_host())
+    assert (res.nit, res.nfev, res.njev) == (30, 32, 32)
+    host = adamnb.minimize(HostGradient().host, x0, method="schedule_free_adamw", jac=True,
+                           options=options)
+    assert _same_bits(x, host.x) and res.fun == host.fun

@@ -502,14 +502,14 @@ def rule_outputs(run, x, states):
             for name, value in outputs.items()}
 
 
-def reevaluator(run, steps, objective, empty_like):
+def reevaluator(run, evaluate, objective, empty_like):
     """``reevaluate(x) -> (f, g, nfev, njev)`` for :func:`build_result`: the objective and
-    gradient at ``x`` through a driver's step machinery (``steps.evaluate``), with the run's last
-    extra arguments, and ``objective``'s counts after that evaluation."""
+    gradient at ``x`` through a driver's ``evaluate(x, args, out)`` (its step machinery's), with
+    the run's last extra arguments, and ``objective``'s counts after that evaluation."""
 
     def reevaluate(point):
         out = empty_like(point)
-        f, _ = steps.evaluate(point, run.last_args, out)
+        f, _ = evaluate(point, run.last_args, out)
         return f, out, objective.nfev, objective.njev
 
     return reevaluate

@@ -147,6 +147,12 @@ class DeviceSteps:
         f, g = self.objective(self.point, args)
         return f, self.norm.stationarity(x, g, self.lower, self.upper, out)
 
+    def evaluate_at(self, x, args, out):
+        """:meth:`evaluate` at any device vector ``x`` (a result's evaluation point), which
+        :meth:`evaluate` would not see: the objective gets the step's own copy of the iterate."""
+        self.point.copy_to_device(x)
+        return self.evaluate(x, args, out)
+
     def restore(self, x):
         x.copy_to_device(self.previous)
 
@@ -274,4 +280,5 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
                         fun_history, state=states,
-                        reevaluate=reevaluator(run, steps, objective, cuda.device_array_like))
+                        reevaluate=reevaluator(run, steps.evaluate_at, objective,
+                                               cuda.device_array_like))

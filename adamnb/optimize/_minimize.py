@@ -62,7 +62,7 @@ def minimize_with_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
                         fun_history, state=states,
-                        reevaluate=reevaluator(run, steps, objective, np.empty_like))
+                        reevaluate=reevaluator(run, steps.evaluate, objective, np.empty_like))
 
 
 def _method_callable(rule):
