@@ -516,7 +516,7 @@ def test_return_all_is_the_same_on_both_loops_when_only_the_gradient_blows_up(bo
     slow = adamnb.minimize(lambda x: _gradient_only_blows_up(x), [1.0, 1.0], method="sgd",
                            jac=True, bounds=bounds, options=options)
     assert fast.status == slow.status == 3 and fast.nit == slow.nit
-    assert len(fast.allvecs) == len(slow.allvecs) == fast.nit
+    assert len(fast.allvecs) == len(slow.allvecs) == fast.nit + 1  # x0 and the accepted steps
     for a, b in zip(fast.allvecs, slow.allvecs):
         assert a.tobytes() == b.tobytes()
     assert fast.allvecs[-1].tobytes() == fast.x.tobytes()
