@@ -16,9 +16,9 @@ Layout: starts innermost, structure of arrays
     starts whose body is the whole step of one start (the convergence test, the rule's element
     for each coordinate, the objective at the candidate point, the convergence measure, the
     finiteness test, and the acceptance or not of the step), written without branches (a start
-    that has stopped computes and discards, its state included), so that LLVM vectorises it:
-    each machine instruction advances 8 starts (AVX-512, float64) or 16 (float32). The tile runs
-    a whole block of steps before it is written back.
+    that has stopped computes and discards, its state too where the rule's outputs read it), so
+    that LLVM vectorises it: each machine instruction advances 8 starts (AVX-512, float64) or 16
+    (float32). The tile runs a whole block of steps before it is written back.
 
     The objective, written for one start's ``x``, is called on a strided view of its copy of the
     candidate point's column (:func:`adamnb.backends.cpu.strided_view`) and compiled into the loop
@@ -146,10 +146,12 @@ def _coefficient_reader(pattern):
 
 
 def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, bounded, fast,
-                      nrt):
+                      nrt, freeze):
     """The steps of one tile (module notes), a function of its own compiled without numba's
     runtime where ``nrt`` is False; published as a module attribute ``name`` so that it pickles
-    by reference."""
+    by reference. ``freeze``: a stopped start's state is kept (undone after the element's
+    in-place update), for a rule whose outputs read the state; for any other rule a stopped
+    start's state is never read again, and the copies would only slow every step."""
     X, G, XN, GN, POINT = (block * n * width for block in range(5))
     NORM, STATUS, COUNT, STATE = ((5 * n + row) * width for row in range(4))
     KEPT = (5 * n + 3 + rows * n) * width
@@ -169,14 +171,16 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
                 for i in range(n):
                     e = i * width + j
                     # The element updates the state in place; a start that has stopped keeps
-                    # its own (its outputs, ASGD's average or schedule-free's z, depend on it).
-                    for r in range(rows):
-                        T[KEPT + r * width + j] = state[r, e]
+                    # its own where its outputs (ASGD's average, schedule-free's z) read it.
+                    if freeze:
+                        for r in range(rows):
+                            T[KEPT + r * width + j] = state[r, e]
                     old = T[X + e]
                     new = element(old, T[G + e], state, e, c)
-                    for r in range(rows):
-                        kept, updated = T[KEPT + r * width + j], state[r, e]
-                        state[r, e] = updated if run else kept
+                    if freeze:
+                        for r in range(rows):
+                            kept, updated = T[KEPT + r * width + j], state[r, e]
+                            state[r, e] = updated if run else kept
                     if bounded:
                         new = project(new, lower[i], upper[i])
                     new = new if run else old
@@ -271,21 +275,22 @@ def _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern,
     built-in problems): ``loop(args, X, F, G, norms, states, table, lower, upper, gtol, status,
     counts)``."""
     protocol, fun, jac = gradient_protocol(fun, jac)
-    key = (rule.element, protocol, fun, jac, bool(bounded), arity, n, rows, np.dtype(dtype),
-           bool(fast), pattern, nrt, inline)
+    key = (rule.element, rule.outputs is not None, protocol, fun, jac, bool(bounded), arity, n,
+           rows, np.dtype(dtype), bool(fast), pattern, nrt, inline)
     if key not in _loops:
         tag = "" if nrt else "_without_runtime"
         fun_handle, fun_cacheable = objective_handle(fun, tag) if inline else (fun, False)
         jac_handle, jac_cacheable = objective_handle(jac, tag) if inline else (jac, False)
         width = _tile_width(_tile_rows(n, rows), np.dtype(dtype).itemsize)
         stamp = source_stamp(rule.element, cpu.elements, cpu, _compiled, fun, jac)
+        freeze = rule.outputs is not None
         described = repr((rule.element.__module__, rule.element.__qualname__, protocol,
                           fun_handle.__qualname__, jac_handle.__qualname__, bool(bounded),
-                          arity, n, width, rows, bool(fast), pattern, nrt, stamp))
+                          arity, n, width, rows, bool(fast), pattern, nrt, freeze, stamp))
         name = "_tile_steps_" + hashlib.sha256(described.encode()).hexdigest()[:20]
         tile_steps = globals().get(name) or _build_tile_steps(
             name, rule.element, _coefficient_reader(pattern), evaluator(protocol, arity, tag),
-            fun_handle, jac_handle, n, width, rows, bool(bounded), bool(fast), nrt)
+            fun_handle, jac_handle, n, width, rows, bool(bounded), bool(fast), nrt, freeze)
         cacheable = fun_cacheable and jac_cacheable and inline
         _loops[key] = _build_batched_loop(tile_steps, n, width, rows, stamp, cacheable)
         _loops[key].tile_width = width
