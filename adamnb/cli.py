@@ -21,6 +21,7 @@ adding an experiment is one entry there and one module with a ``main(argv)`` fun
 import argparse
 import ast
 import json
+import math
 import importlib
 import os
 import re
@@ -179,15 +180,30 @@ def _methods(args, parser):
 # --- adamnb minimize ------------------------------------------------------------------------------
 
 def _option(text):
-    """``KEY=VALUE`` with VALUE a Python literal (0.9, True, 1e-3) or else the string itself."""
+    """``KEY=VALUE`` with VALUE a Python literal (0.9, True, 1e-3), true/false in any case (as
+    shells and config files write booleans), or else the string itself."""
     key, separator, value = text.partition("=")
     if not separator or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    value = value.strip()
+    if value.lower() in ("true", "false"):
+        return key.strip(), value.lower() == "true"
     try:
-        parsed = ast.literal_eval(value.strip())
+        parsed = ast.literal_eval(value)
     except (ValueError, SyntaxError):
-        parsed = value.strip()
+        parsed = value
     return key.strip(), parsed
+
+
+def _whole_number(text):
+    """An integer option's value: ``1000``, or a float that is a whole number (``1e3``)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number == int(number)):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(number)
 
 
 def _vector(text):
@@ -212,8 +228,17 @@ def _json_result(result):
             value = value.tolist()
         elif isinstance(value, (np.generic,)):
             value = value.item()
-        data[key] = value
+        data[key] = _finite_or_null(value)
     return data
+
+
+def _finite_or_null(value):
+    """NaN and inf as None: JSON has no such numbers (Python's Infinity and NaN are not JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _progress_callback(maxiter):
@@ -330,22 +355,27 @@ def build_parser():
                     "adamnb.minimize and print the scipy OptimizeResult.",
         epilog="Example: adamnb minimize rosenbrock --method adam --lr 0.01 --maxiter 5000 "
                "--plot rosenbrock.png")
-    run.add_argument("function", choices=list(functions.FUNCTIONS), metavar="FUNCTION",
+    run.add_argument("function", type=str.lower, choices=list(functions.FUNCTIONS),
+                     metavar="FUNCTION",
                      help=f"one of: {', '.join(functions.FUNCTIONS)}")
     run.add_argument("--method", default="adam", type=str.lower, choices=adamnb.METHODS,
                      metavar="METHOD", help=f"default adam; one of: {', '.join(adamnb.METHODS)}")
     run.add_argument("--lr", type=float, help="learning rate (default: the method's)")
-    run.add_argument("--maxiter", type=int, help="number of update steps (default 1000)")
+    run.add_argument("--maxiter", type=_whole_number,
+                     help="number of update steps (default 1000; 1e4 is taken)")
     run.add_argument("--gtol", type=float,
                      help="stop once the gradient's infinity-norm is at most this (default 1e-5)")
     run.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-                     help="another option of the method, e.g. --option beta2=0.99 (repeatable; "
-                          "`adamnb methods METHOD` lists them)")
-    run.add_argument("--dim", type=int, help="dimension, for the scalable functions (default 2)")
+                     help="another option of the method, e.g. --option beta2=0.99 or "
+                          "--option amsgrad=true (repeatable; `adamnb methods METHOD` lists "
+                          "them)")
+    run.add_argument("--dim", type=_whole_number,
+                     help="dimension, for the scalable functions (default 2)")
     run.add_argument("--x0", type=_vector, help="start, e.g. --x0 -1.5,2 (default: the "
                                                 "function's standard start)")
     run.add_argument("--json", action="store_true",
-                     help="print the result as one JSON object (full precision), nothing else")
+                     help="print the result as one JSON object (full precision), nothing else; "
+                          "NaN and inf, which JSON has no numbers for, are written as null")
     run.add_argument("--plot", type=Path, metavar="PATH",
                      help="save a figure of the run (path over the contour for 2-D functions, "
                           "and f - f* per step), e.g. out.png")

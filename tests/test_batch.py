@@ -195,3 +195,76 @@ def test_an_allocating_gradient_of_the_built_in_problem():
     fast = adamnb.minimize_batch(ROSENBROCK.value_and_grad, starts, jac=True, options=options)
     slow = adamnb.minimize_batch(allocating, starts, jac=True, options=options)
     assert fast.x.tobytes() == slow.x.tobytes() and fast.jac.tobytes() == slow.jac.tobytes()
+
+
+@pytest.mark.parametrize("method, hyperparameters", [
+    ("schedule_free_adamw", {"lr": 0.01}),
+    ("asgd", {"lr": 1e-3, "t0": 5.0}),
+])
+def test_a_stopped_start_keeps_its_state_and_outputs(method, hyperparameters):
+    """A start that stops early (converged at once, or after a few steps) while others run on
+    keeps the optimizer state it stopped with: its outputs (schedule-free's z and x, ASGD's ax)
+    are those of its own run through minimize."""
+    quadratic = get("quadratic", n=2)
+    starts = np.array([[1e-4, -1e-5], [2e-2, 1e-3], [3.0, -2.0], [-1.0, 2.5]])
+    options = {"maxiter": 300, "gtol": 1e-2, **hyperparameters}
+    batch = adamnb.minimize_batch(quadratic.value_and_grad, starts, method=method,
+                                  options=options)
+    assert batch.status[0] == 0 and batch.nit[0] < batch.nit[2] == 300  # stopped early
+    assert_each_start_is_its_own_run(batch, quadratic.value_and_grad, starts, method,
+                                     options=options)
+    for j, start in enumerate(starts):
+        single = adamnb.minimize(quadratic.value_and_grad, start, method=method, jac=True,
+                                 options={**options, "compiled": False})
+        for name in set(single) - {"x", "fun", "jac", "nit", "nfev", "njev", "status",
+                                   "success", "message"}:
+            assert batch[name][j].tobytes() == single[name].tobytes(), (j, name)
+
+
+# --- bad input refused in Python, before any compilation (review items U2, U3, U8) -------------
+
+@numba.njit
+def _value_only(x):
+    return float(x @ x)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.ones((3, 2)), args=(1.5,)),
+     ValueError, r"cannot call fun\(x, \*args\).*args=\(1.5,\)"),
+    (lambda: adamnb.minimize_batch(_value_only, np.ones((3, 2)), jac=True),
+     ValueError, r"with jac=True, fun must return a tuple \(f, g\)"),
+    (lambda: adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.ones((3, 2)),
+                                   jac=ROSENBROCK.grad),
+     ValueError, "pass jac=True"),
+    (lambda: adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.ones((3, 2)),
+                                   method=adamnb.adam),
+     TypeError, "takes a method name"),
+    (lambda: adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.ones((3, 2)),
+                                   options={"compiled": True}),
+     ValueError, "Unknown option for minimize_batch: 'compiled'"),
+    (lambda: adamnb.minimize_batch(ROSENBROCK.value_and_grad, np.ones((3, 2)),
+                                   options={"maxiter": 1, "bogus": 1}),
+     ValueError, "Unknown option for minimize_batch: 'bogus'"),
+])
+def test_bad_input_is_named_before_compiling(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_best_when_every_start_meets_nan():
+    """best is never -1 (which would index the last start): when every start meets NaN or inf,
+    it is the start with the lowest last finite value."""
+
+    @numba.njit
+    def blows_up(x):
+        return (float(x @ x) if abs(x[0]) <= 2.0 else np.inf), 2.0 * x
+
+    starts = np.array([[1.9, 0.0], [1.5, 0.0], [1.0, 3.0]])
+    options = {"lr": 0.1, "maximize": True, "maxiter": 50}
+    res = adamnb.minimize_batch(blows_up, starts, method="sgd", options=options)
+    assert res.status.tolist() == [3, 3, 3]
+    assert np.isfinite(res.fun).all()
+    assert res.best == int(np.argmin([x @ x for x in res.x])) == 1  # x = (1.8, 0) there
+    res = adamnb.minimize_batch(blows_up, np.array([[2.5, 0.0], [3.0, 0.0]]), method="sgd",
+                                options=options)
+    assert res.best is None  # no start has a finite value at all

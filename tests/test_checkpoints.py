@@ -193,3 +193,14 @@ def test_missing_or_non_finite_scalars_are_refused_for_every_rule_that_keeps_the
 def test_the_rules_with_scalars_are_all_listed():
     keep = [m for m in CHECKPOINTED if _checkpoint_of(m).get("scalars")]
     assert keep == WITH_SCALARS
+
+
+def test_load_state_dict_names_a_file_that_is_not_a_state(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("lr = 0.1\n")
+    with pytest.raises(ValueError, match=r"not an adamnb optimizer state \(an .npz archive"):
+        load_state_dict(text)
+    single = tmp_path / "x.npy"
+    np.save(single, np.zeros(3))
+    with pytest.raises(ValueError, match="not an adamnb optimizer state.*single array"):
+        load_state_dict(single)

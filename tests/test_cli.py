@@ -284,3 +284,34 @@ def test_atomic_write_reads_back_in_update_modes_and_leaves_nothing_on_failure(t
             stream.write(b"half")
             raise KeyboardInterrupt
     assert target.read_bytes() == b"abc" and [p.name for p in tmp_path.iterdir()] == ["data.bin"]
+
+
+@pytest.mark.parametrize("value, shown", [("true", "True"), ("False", "False"),
+                                          ("TRUE", "True")])
+def test_boolean_option_values_in_any_case(value, shown, capsys):
+    assert cli.main(["minimize", "rosenbrock", "--maxiter", "5",
+                     "--option", f"amsgrad={value}"]) == 0
+    assert f"'amsgrad': {shown}" in capsys.readouterr().out
+
+
+def test_whole_number_floats_for_integer_options(capsys):
+    assert cli.main(["minimize", "rosenbrock", "--maxiter", "1e1", "--dim", "2.0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nit"] == 10
+    assert exit_code(["minimize", "rosenbrock", "--maxiter", "1.5"]) == 2
+    assert "--maxiter: expected a whole number, got '1.5'" in capsys.readouterr().err
+
+
+def test_json_output_is_valid_json_with_null_for_nan_and_inf(capsys):
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    # a start where Rosenbrock overflows: fun and jac are inf
+    assert cli.main(["minimize", "rosenbrock", "--x0", "1e200,1e200", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert result["status"] == 3 and result["fun"] is None and result["jac"] == [None, None]
+    assert result["x"] == [1e200, 1e200]
+
+
+def test_function_names_in_any_case(capsys):
+    assert cli.main(["minimize", "Rosenbrock", "--maxiter", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nit"] == 3

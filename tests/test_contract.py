@@ -178,7 +178,7 @@ def test_nan_or_inf_anywhere_in_the_gradient_is_status_3(n, parallel, where):
     x0 = np.zeros(n)
     res = adamnb.minimize(fun, x0, method="adam", jac=True,
                           options={"lr": 0.1, "maxiter": 20, "parallel": parallel})
-    assert res.status == 3 and res.nit == 4
+    assert res.status == 3 and res.nit == 3  # the accepted steps: x is after 3 of them
     expected = table.reference_run("adam", x0, lambda x, t: x - 1.0, steps=3, lr=0.1)[-1]
     np.testing.assert_array_equal(res.x, expected)
     np.testing.assert_array_equal(res.jac, expected - 1.0)  # the gradient at res.x
@@ -517,7 +517,7 @@ def test_return_all_is_the_same_on_both_loops_when_only_the_gradient_blows_up(bo
     slow = adamnb.minimize(lambda x: _gradient_only_blows_up(x), [1.0, 1.0], method="sgd",
                            jac=True, bounds=bounds, options=options)
     assert fast.status == slow.status == 3 and fast.nit == slow.nit
-    assert len(fast.allvecs) == len(slow.allvecs) == fast.nit
+    assert len(fast.allvecs) == len(slow.allvecs) == fast.nit + 1  # x0 and the accepted steps
     for a, b in zip(fast.allvecs, slow.allvecs):
         assert a.tobytes() == b.tobytes()
     assert fast.allvecs[-1].tobytes() == fast.x.tobytes()
@@ -534,3 +534,42 @@ def test_no_warning_for_valid_calls_on_any_path():
                             options=table.minimize_options(options))
     with pytest.warns(OptimizeWarning, match="Unknown solver option: epsilon"):
         adamnb.minimize(rosen, table.X0, jac=rosen_der, options={"epsilon": 1e-3})
+
+
+# --- status 3: nit counts the accepted steps (review item S3) -----------------------------------
+
+@numba.njit
+def _climbing(x):
+    """-(x @ x), -inf once |x_0| > 2: minimizing it climbs away from 0 and meets -inf."""
+    return (-float(x @ x) if abs(x[0]) <= 2.0 else -np.inf), -2.0 * x
+
+
+@pytest.mark.parametrize("method", ["sgd", "adam", "lamb", "schedule_free_adamw"])
+@pytest.mark.parametrize("front_end", ["python", "compiled", "batch"])
+def test_status_3_nit_is_the_number_of_steps_that_made_x(front_end, method):
+    """res.x after status 3 is the iterate after res.nit steps: a run of maxiter=res.nit steps
+    ends (status 1) on the same bits; the rejected step counts in nfev, not in nit. For
+    schedule-free AdamW res.x is then the last finite iterate y (its state holds the rejected
+    step, so no evaluation point is made from it)."""
+    x0 = np.array([1.0, 0.5])
+
+    def run(maxiter):
+        options = {"lr": 0.05, "maxiter": maxiter}
+        if front_end == "batch":
+            batch = adamnb.minimize_batch(_climbing, np.stack([x0, x0]), method=method,
+                                          options=options)
+            return {name: (value[0] if np.ndim(value) else value)
+                    for name, value in batch.items()}
+        return adamnb.minimize(_climbing, x0, method=method, jac=True,
+                               options={**options, "compiled": front_end == "compiled"})
+
+    res = run(200)
+    assert res["status"] == 3 and 0 < res["nit"] < 200
+    assert res["nfev"] == res["nit"] + 2  # x0, the accepted steps, the rejected one
+    assert res["fun"] == _climbing(res["x"])[0]
+    short = run(int(res["nit"]))
+    assert (short["status"], short["nit"]) == (1, res["nit"])
+    if method == "schedule_free_adamw":
+        assert res["x"].tobytes() == res["y"].tobytes() == short["y"].tobytes()
+    else:
+        assert res["x"].tobytes() == short["x"].tobytes()

@@ -60,7 +60,7 @@ def test_nan_or_inf_anywhere_is_status_3_with_the_results_own_gradient(where):
     x0 = np.zeros(n)
     res = adamnb.minimize(objective, _cuda().to_device(x0), method="adam", jac=True,
                           options={"lr": 0.1, "maxiter": 20})
-    assert res.status == 3 and res.nit == 4
+    assert res.status == 3 and res.nit == 3  # the accepted steps: x is after 3 of them
     expected = table.reference_run("adam", x0, lambda x, t: x - 1.0, steps=3, lr=0.1)[-1]
     np.testing.assert_array_equal(res.x.copy_to_host(), expected)
     np.testing.assert_array_equal(res.jac.copy_to_host(), expected - 1.0)

@@ -191,7 +191,7 @@ def test_non_finite_returns_the_last_finite_iterate_with_status_3(nan_in):
                              cuda.to_device(_x0(np.float64)), jac=True, lr=0.1, maxiter=20,
                              callback=lambda xk: seen.append(xk.copy_to_host()))
     assert res.status == 3 and not res.success and "NaN or inf" in res.message
-    assert res.nit == 4 and res.nfev == 5  # the 4th step led to the non-finite 5th evaluation
+    assert res.nit == 3 and res.nfev == 5  # the 4th step led to the non-finite 5th evaluation
     assert len(seen) == 3 and _same_bits(res.x.copy_to_host(), seen[-1])
     expected_f, expected_g = HostGradient().host(seen[-1])
     assert res.fun == expected_f and _same_bits(res.jac.copy_to_host(), expected_g)
@@ -339,3 +339,22 @@ def test_adamnb_minimize_dispatches_device_arrays_to_the_device(method):
     assert cuda_backend.is_device_array(device.x)
     assert _same_bits(device.x.copy_to_host(), host.x)
     assert device.nit == host.nit == 5
+
+
+@needs_cuda
+def test_schedule_free_fun_and_jac_are_at_res_x_on_the_device():
+    """As on the host (review S1): res.fun and res.jac are the objective and gradient at res.x,
+    the evaluation point, evaluated once more after the run and counted."""
+    objective = HostGradient()
+    x0 = np.linspace(-1.0, 2.0, N)
+    options = {"lr": 0.05, "maxiter": 30, "gtol": 0}
+    res = minimize_on_device("schedule_free_adamw", objective, _cuda().to_device(x0), jac=True,
+                             **options)
+    x = res.x.copy_to_host()
+    expected_f, expected_g = HostGradient().host(x)
+    assert res.fun == expected_f and _same_bits(res.jac.copy_to_host(), expected_g)
+    assert not _same_bits(x, res.y.copy_to_host())
+    assert (res.nit, res.nfev, res.njev) == (30, 32, 32)
+    host = adamnb.minimize(HostGradient().host, x0, method="schedule_free_adamw", jac=True,
+                           options=options)
+    assert _same_bits(x, host.x) and res.fun == host.fun

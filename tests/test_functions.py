@@ -189,6 +189,13 @@ def test_unknown_name_lists_valid_names():
     assert "rosenbrok" in msg
     for name in NAMES:
         assert name in msg
+    with pytest.raises(ValueError, match="valid names are"):
+        get(3)
+
+
+def test_names_are_looked_up_in_any_case():
+    assert get("Rosenbrock") is get("ROSENBROCK") is get("rosenbrock")
+    assert get("Styblinski_Tang", n=3).n == 3
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in SCALABLE])

@@ -5,10 +5,11 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize as so
-from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
+from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning, rosen, rosen_der
 
 import adamnb
 from adamnb.optim.optimizers import OPTIMIZERS
+from adamnb.problems.functions import rosenbrock_value_and_grad
 
 ROSEN_START = np.array([-1.2, 1.0])
 #: The methods that update the whole vector; Muon updates matrices (tests/test_groups.py).
@@ -418,11 +419,58 @@ def test_warnings_are_not_raised_for_valid_calls():
 
 
 def test_option_warnings_point_at_the_callers_line():
-    from adamnb.problems.functions import rosenbrock_value_and_grad
-    for run in (lambda: adamnb.minimize(rosenbrock_value_and_grad, [1.0, 2.0], jac=True,
-                                        options={"maxiter": 1, "bogus": 1}),
-                lambda: adamnb.minimize_batch(rosenbrock_value_and_grad, np.ones((2, 2)),
-                                              options={"maxiter": 1, "bogus": 1})):
-        with pytest.warns(OptimizeWarning, match="bogus") as caught:
-            run()
-        assert caught[0].filename == __file__
+    # minimize warns, as scipy's methods do; minimize_batch refuses (test_batch.py)
+    with pytest.warns(OptimizeWarning, match="bogus") as caught:
+        adamnb.minimize(rosenbrock_value_and_grad, [1.0, 2.0], jac=True,
+                        options={"maxiter": 1, "bogus": 1})
+    assert caught[0].filename == __file__
+
+
+# --- bad input named in the error (review items S5, U1, U7, U8) ----------------------------------
+
+def _square(x, *args):
+    return float(x @ x)
+
+
+def _square_grad(x, *args):
+    return 2.0 * x
+
+
+@pytest.mark.parametrize("item", [1.0, np.ones(3)], ids=["number", "array"])
+def test_an_args_stream_item_that_is_not_a_tuple_is_named(item):
+    stream = iter([item] * 5)
+    with pytest.raises(TypeError, match="each element of the args iterator must be a tuple"):
+        adamnb.minimize(_square, np.ones(2), args=stream, jac=_square_grad,
+                        options={"maxiter": 3})
+
+
+def test_a_list_item_of_an_args_stream_still_works():
+    res = adamnb.minimize(lambda x, s: s * _square(x), np.ones(2), args=iter([[2.0]] * 4),
+                          jac=lambda x, s: s * _square_grad(x), options={"maxiter": 3})
+    assert res.nit == 3
+
+
+@pytest.mark.parametrize("jac", [None, rosen_der], ids=["no-jac", "jac-callable"])
+def test_fun_returning_value_and_gradient_without_jac_true_says_so(jac):
+    with pytest.raises(ValueError, match="returned a tuple of 2 items.*pass jac=True"):
+        adamnb.minimize(lambda x: (rosen(x), rosen_der(x)), np.full(2, 0.5), method="adam",
+                        jac=jac, options={"maxiter": 3})
+
+
+@pytest.mark.parametrize("name", ["return_all", "disp"])
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_boolean_driver_options_must_be_booleans(name, value):
+    with pytest.raises(ValueError, match=f"Invalid {name}"):
+        adamnb.minimize(rosen, np.full(2, 0.5), jac=rosen_der,
+                        options={name: value, "maxiter": 2})
+    res = adamnb.minimize(rosen, np.full(2, 0.5), jac=rosen_der,
+                          options={name: np.False_, "maxiter": 2})
+    assert res.nit == 2
+
+
+@pytest.mark.parametrize("options", [[("maxiter", 2)], "maxiter=2", (("maxiter", 2),)])
+def test_options_must_be_a_mapping(options):
+    with pytest.raises(TypeError, match="options must be a dict"):
+        adamnb.minimize(rosen, np.full(2, 0.5), jac=rosen_der, options=options)
+    with pytest.raises(TypeError, match="options must be a dict"):
+        adamnb.minimize_batch(rosenbrock_value_and_grad, np.ones((2, 2)), options=options)

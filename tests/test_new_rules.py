@@ -88,13 +88,48 @@ def test_the_outputs_are_the_references_on_every_driver(method, options):
             assert batch[name][row].tobytes() == single[name].tobytes(), name
 
 
-def test_schedule_free_reports_the_average_and_keeps_fun_and_jac_at_y():
+def test_schedule_free_reports_fun_and_jac_at_the_evaluation_point_x():
+    """scipy's contract: res.fun and res.jac are the objective and gradient at res.x (the
+    average), not at y where the steps' gradients were taken; that evaluation is counted."""
     res = adamnb.minimize(_loss, np.zeros(3), method="schedule_free_adamw", jac=_gradient,
                           options={"lr": 0.1, "maxiter": 50, "gtol": 0})
     assert not np.allclose(res.x, res.y)
-    assert res.fun == _loss(res.y) and np.array_equal(res.jac, _gradient(res.y))
+    assert res.fun == _loss(res.x) and np.array_equal(res.jac, _gradient(res.x))
+    assert (res.nit, res.nfev, res.njev) == (50, 52, 52)  # x0, 50 steps, and res.x
     beta1 = RULES["schedule_free_adamw"].defaults["beta1"]
     np.testing.assert_allclose(res.x, (res.y - (1 - beta1) * res.z) / beta1, rtol=1e-14)
+
+
+@pytest.mark.parametrize("path", ["host", "compiled", "stochastic", "batch"])
+def test_schedule_free_fun_and_jac_are_at_res_x_on_every_path(path):
+    rosen = adamnb.functions.get("rosenbrock", n=2)
+    options = {"lr": 0.01, "maxiter": 60, "gtol": 0}
+    x0 = np.array([-1.2, 1.0])
+    if path == "batch":
+        res = adamnb.minimize_batch(rosen.value_and_grad, np.stack([x0, x0 + 0.5]),
+                                    method="schedule_free_adamw", options=options)
+        for row in range(2):
+            f, g = rosen.value_and_grad(res.x[row])
+            assert res.fun[row] == f and np.array_equal(res.jac[row], g)
+            f_y = rosen.value_and_grad(res.y[row])[0]
+            assert f_y != f
+        assert list(res.nfev) == [62, 62] and list(res.njev) == [62, 62]
+        assert res.best == int(np.argmin([rosen.value_and_grad(x)[0] for x in res.x]))
+        return
+    if path == "stochastic":
+        # a minibatch stream: fun at res.x is taken with the last minibatch drawn
+        scales = iter([(float(s),) for s in 1.0 + np.arange(61) / 100])
+        res = adamnb.minimize(lambda x, s: s * _loss(x), np.zeros(3), args=scales,
+                              method="schedule_free_adamw", jac=lambda x, s: s * _gradient(x),
+                              options=options)
+        assert res.fun == 1.6 * _loss(res.x) and np.array_equal(res.jac, 1.6 * _gradient(res.x))
+        return
+    res = adamnb.minimize(rosen.value_and_grad, x0, method="schedule_free_adamw", jac=True,
+                          options={**options, "compiled": path == "compiled"})
+    f, g = rosen.value_and_grad(res.x)
+    assert res.fun == f and np.array_equal(res.jac, g)
+    assert rosen.value_and_grad(res.y)[0] != f
+    assert (res.nfev, res.njev) == (62, 62)
 
 
 def test_every_rule_names_its_source_in_methods_and_show_options(capsys):

@@ -290,3 +290,14 @@ def test_reduce_on_plateau_round_trips_bit_for_bit_mid_run():
         restored.step(value)
         assert restored(1) == schedule(1)
     assert schedule.last_lr < 0.1 * 0.37 ** 2
+
+
+@pytest.mark.parametrize("schedule", [schedules.InverseSqrt(0.1), schedules.Exponential(0.1, 0.5),
+                                      schedules.Constant(0.1), schedules.Step(0.1, 2, 0.5)],
+                         ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("t", [0, -1, 1.5, True])
+def test_a_step_before_the_first_or_between_steps_is_refused(schedule, t):
+    """Steps are 1-based: t = 0 gave InverseSqrt inf and Exponential lr / gamma silently."""
+    with pytest.raises(ValueError, match="Invalid step t.*1-based"):
+        schedule(t)
+    assert schedule(1) == schedule(1.0) == schedule(np.int64(1)) == 0.1

@@ -131,7 +131,7 @@ def test_divergence_mid_run_is_recorded_on_the_minimize_route():
     model = FailingAfter(calls=13)  # 5 steps per epoch: the 13th call is in epoch 3
     result, history = train_minimize(model, model.init(0), "adam", X, y, epochs=10,
                                      batch_size=100, X_test=Xt, y_test=yt, progress=False)
-    assert result.status == 3 and result.nit == 12
+    assert result.status == 3 and result.nit == 11
     # Step 12's objective was NaN, so minimize returned the iterate after step 11.
     assert history["epoch"] == [1, 2, 3] and history["steps"] == [5, 10, 11]
     assert np.isfinite(history["train_loss"][:2]).all() and np.isnan(history[2]["train_loss"])
@@ -181,3 +181,11 @@ def test_uniforms_are_uniform_and_identical_in_python_and_compiled_code():
     assert abs(np.corrcoef(out, other)[0, 1]) < 0.01
     with pytest.raises(ValueError, match="seed"):
         stream_key(None)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", None])
+def test_train_names_an_optimizer_that_is_not_one(optimizer):
+    X, y, _, _ = blobs()
+    model = SoftmaxRegression(8, 3)
+    with pytest.raises(TypeError, match="optimizer must be an optimizer object"):
+        train(model, model.init(0), optimizer, X, y, epochs=1, progress=False)

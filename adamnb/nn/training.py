@@ -186,6 +186,16 @@ class HostBatches:
         """Host work is done when it returns; nothing to wait for."""
 
 
+def _check_optimizer(optimizer):
+    """Refuse what has no ``step(params, gradient)`` (a method name, say) before any epoch."""
+    if not callable(getattr(optimizer, "step", None)):
+        hint = (f"; for the method {optimizer!r} give an optimizer such as "
+                f"adamnb.optim.OPTIMIZERS[{optimizer!r}](lr=...), or call train_minimize"
+                if isinstance(optimizer, str) else "")
+        raise TypeError(f"optimizer must be an optimizer object with a step(params, gradient) "
+                        f"method (e.g. adamnb.Adam(lr=1e-3)), got {optimizer!r}{hint}")
+
+
 def run_epochs(model, params, optimizer, batches, *, epochs, X_test=None, y_test=None,
                progress=None, train_data=None):
     """The one training loop: ``epochs`` epochs over a batch source, updating ``params`` in place.
@@ -221,6 +231,7 @@ def run_epochs(model, params, optimizer, batches, *, epochs, X_test=None, y_test
     History
         A non-finite training loss stops the run after the epoch in which it occurs.
     """
+    _check_optimizer(optimizer)
     steps_per_epoch = batches.steps_per_epoch
     bar = _progress_bar(epochs * steps_per_epoch, progress, type(optimizer).__name__)
     recorder = _EpochRecorder(model, X_test, y_test, steps_per_epoch, bar, train_data)
@@ -296,7 +307,10 @@ def train(model, params, optimizer, X, y, *, epochs, batch_size=128, X_test=None
     ------
     ValueError
         Invalid ``epochs`` or ``batch_size``, data or parameters that do not fit the model.
+    TypeError
+        ``optimizer`` is not an optimizer (a method name such as ``"adam"``, say).
     """
+    _check_optimizer(optimizer)
     X, y, X_test, y_test = _check_run(model, params, X, y, X_test, y_test, epochs, batch_size)
     return run_epochs(model, params, optimizer, HostBatches(X, y, batch_size, seed),
                       epochs=epochs, X_test=X_test, y_test=y_test, progress=progress,

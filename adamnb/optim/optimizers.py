@@ -600,7 +600,16 @@ def load_state_dict(file):
     ValueError
         The file is not an adamnb optimizer state.
     """
-    with np.load(file, allow_pickle=False) as archive:
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        # numpy reads a text file as a pickle and says so; name what was expected instead.
+        raise ValueError(f"{file} is not an adamnb optimizer state (an .npz archive written by "
+                         f"save_state_dict): numpy cannot read it as one ({error})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{file} is not an adamnb optimizer state (an .npz archive written by "
+                         f"save_state_dict), but a single array")
+    with archive:
         if "meta" not in archive.files:
             raise ValueError(f"{file} is not an adamnb optimizer state (no 'meta' entry)")
         meta = json.loads(str(archive["meta"]))

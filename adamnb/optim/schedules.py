@@ -129,6 +129,17 @@ class Schedule:
         raise NotImplementedError
 
     def __call__(self, t):
+        """The learning rate of step ``t``.
+
+        Raises
+        ------
+        ValueError
+            ``t`` is not a whole number >= 1 (steps are 1-based: the first step is t = 1).
+        """
+        if isinstance(t, (bool, np.bool_)) or not (isinstance(t, (int, np.integer)) or (
+                isinstance(t, (float, np.floating)) and float(t).is_integer())) or t < 1:
+            raise ValueError(f"Invalid step t: {t!r}; schedules take the 1-based step number, "
+                             "a whole number t >= 1")
         return float(self.values(np.array([t], dtype=np.int64))[0])
 
     def arguments(self):

@@ -11,13 +11,14 @@ Layout: starts innermost, structure of arrays
     tile's data live in one buffer, one row of ``W`` values per quantity (each coordinate of x, of
     the gradient, of the candidate point, of its gradient and of the objective's private copy of
     the point, each state vector's coordinates, the convergence measure, the status, the step
-    count): the ``W`` values of one coordinate of one quantity are contiguous. Each step is then
-    one loop over the tile's starts whose body is the whole step of one start (the convergence
-    test, the rule's element for each coordinate, the objective at the candidate point, the
-    convergence measure, the finiteness test, and the acceptance or not of the step), written
-    without branches (a start that has stopped computes and discards), so that LLVM vectorises
-    it: each machine instruction advances 8 starts (AVX-512, float64) or 16 (float32). The tile
-    runs a whole block of steps before it is written back.
+    count, and a copy of one coordinate's state taken before its update): the ``W`` values of
+    one coordinate of one quantity are contiguous. Each step is then one loop over the tile's
+    starts whose body is the whole step of one start (the convergence test, the rule's element
+    for each coordinate, the objective at the candidate point, the convergence measure, the
+    finiteness test, and the acceptance or not of the step), written without branches (a start
+    that has stopped computes and discards, its state too where the rule's outputs read it), so
+    that LLVM vectorises it: each machine instruction advances 8 starts (AVX-512, float64) or 16
+    (float32). The tile runs a whole block of steps before it is written back.
 
     The objective, written for one start's ``x``, is called on a strided view of its copy of the
     candidate point's column (:func:`adamnb.backends.cpu.strided_view`) and compiled into the loop
@@ -65,7 +66,7 @@ from adamnb.backends.elements import fold_max, project, stationarity
 from adamnb.backends.jit import elementwise, jit, source_stamp
 from adamnb.optim import rules
 from adamnb.optimize import _compiled
-from adamnb.optimize._common import as_bounds, build_result, prepare
+from adamnb.optimize._common import as_bounds, as_options, build_result, prepare
 from adamnb.optimize._compiled import (CONVERGED, NOT_FINITE, block_length, compiled_loop,
                                        evaluator, gradient_protocol, is_jitted, objective_handle)
 
@@ -82,9 +83,10 @@ _executor = None
 
 def _tile_rows(n, rows):
     """Rows of a tile's buffer: x, the gradient, the candidate x, its gradient and the objective's
-    copy of it (n rows each), the convergence measure, the status, the step count, and the
-    ``rows`` state vectors (n rows each)."""
-    return 5 * n + 3 + rows * n
+    copy of it (n rows each), the convergence measure, the status, the step count, the
+    ``rows`` state vectors (n rows each), and ``rows`` rows that keep one coordinate's state
+    across its update (a stopped start's state must not move)."""
+    return 5 * n + 3 + rows * n + rows
 
 
 def _tile_width(rows, itemsize):
@@ -144,12 +146,15 @@ def _coefficient_reader(pattern):
 
 
 def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, bounded, fast,
-                      nrt):
+                      nrt, freeze):
     """The steps of one tile (module notes), a function of its own compiled without numba's
     runtime where ``nrt`` is False; published as a module attribute ``name`` so that it pickles
-    by reference."""
+    by reference. ``freeze``: a stopped start's state is kept (undone after the element's
+    in-place update), for a rule whose outputs read the state; for any other rule a stopped
+    start's state is never read again, and the copies would only slow every step."""
     X, G, XN, GN, POINT = (block * n * width for block in range(5))
     NORM, STATUS, COUNT, STATE = ((5 * n + row) * width for row in range(4))
+    KEPT = (5 * n + 3 + rows * n) * width
 
     def tile_steps(T, F, table, lower, upper, gtol, args):
         state = T[STATE:STATE + rows * n * width].reshape((rows, n * width))
@@ -165,8 +170,17 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
                 running_any |= run
                 for i in range(n):
                     e = i * width + j
+                    # The element updates the state in place; a start that has stopped keeps
+                    # its own where its outputs (ASGD's average, schedule-free's z) read it.
+                    if freeze:
+                        for r in range(rows):
+                            T[KEPT + r * width + j] = state[r, e]
                     old = T[X + e]
                     new = element(old, T[G + e], state, e, c)
+                    if freeze:
+                        for r in range(rows):
+                            kept, updated = T[KEPT + r * width + j], state[r, e]
+                            state[r, e] = updated if run else kept
                     if bounded:
                         new = project(new, lower[i], upper[i])
                     new = new if run else old
@@ -246,9 +260,10 @@ def _build_batched_loop(tile_steps, n, width, rows, stamp, cache):
                         states[s, r, i] = T[(STATE + r * n + i) * width + j]
                 F[s] = Fb[j]
                 norms[s] = T[NORM * width + j]
+                rejected = 1 if status[s] == _RUNNING and T[STATUS * width + j] == 3 else 0
                 status[s] = int(T[STATUS * width + j])
                 steps = int(T[COUNT * width + j])
-                counts[s, 0] += steps
+                counts[s, 0] += steps - rejected  # nit counts the accepted steps
                 counts[s, 1] += steps
                 counts[s, 2] += steps
 
@@ -260,21 +275,22 @@ def _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern,
     built-in problems): ``loop(args, X, F, G, norms, states, table, lower, upper, gtol, status,
     counts)``."""
     protocol, fun, jac = gradient_protocol(fun, jac)
-    key = (rule.element, protocol, fun, jac, bool(bounded), arity, n, rows, np.dtype(dtype),
-           bool(fast), pattern, nrt, inline)
+    key = (rule.element, rule.outputs is not None, protocol, fun, jac, bool(bounded), arity, n,
+           rows, np.dtype(dtype), bool(fast), pattern, nrt, inline)
     if key not in _loops:
         tag = "" if nrt else "_without_runtime"
         fun_handle, fun_cacheable = objective_handle(fun, tag) if inline else (fun, False)
         jac_handle, jac_cacheable = objective_handle(jac, tag) if inline else (jac, False)
         width = _tile_width(_tile_rows(n, rows), np.dtype(dtype).itemsize)
         stamp = source_stamp(rule.element, cpu.elements, cpu, _compiled, fun, jac)
+        freeze = rule.outputs is not None
         described = repr((rule.element.__module__, rule.element.__qualname__, protocol,
                           fun_handle.__qualname__, jac_handle.__qualname__, bool(bounded),
-                          arity, n, width, rows, bool(fast), pattern, nrt, stamp))
+                          arity, n, width, rows, bool(fast), pattern, nrt, freeze, stamp))
         name = "_tile_steps_" + hashlib.sha256(described.encode()).hexdigest()[:20]
         tile_steps = globals().get(name) or _build_tile_steps(
             name, rule.element, _coefficient_reader(pattern), evaluator(protocol, arity, tag),
-            fun_handle, jac_handle, n, width, rows, bool(bounded), bool(fast), nrt)
+            fun_handle, jac_handle, n, width, rows, bool(bounded), bool(fast), nrt, freeze)
         cacheable = fun_cacheable and jac_cacheable and inline
         _loops[key] = _build_batched_loop(tile_steps, n, width, rows, stamp, cacheable)
         _loops[key].tile_width = width
@@ -376,6 +392,54 @@ def _first_evaluation(fun, jac, arity):
     return _first_evaluations[key]
 
 
+#: The driver options minimize_batch uses (return_all and groups are refused with their reasons).
+_BATCH_OPTIONS = ("maxiter", "gtol", "tol", "disp", "fast", "return_all", "groups")
+
+
+def _check_batch_options(rule, options):
+    """Refuse options minimize_batch would not use: unlike minimize (scipy's methods warn and go
+    on), the batch is not a scipy method, and an option it ignores (``compiled``, a misspelt
+    hyperparameter) would silently change nothing."""
+    accepted = {hp.name for hp in rule.hyperparameters} | set(rule.fixed) | set(_BATCH_OPTIONS)
+    for name in options:
+        if name not in accepted:
+            raise ValueError(f"Unknown option for minimize_batch: {name!r} (method "
+                             f"{rule.name!r} accepts {', '.join(sorted(accepted))})")
+
+
+def _best(fun, status):
+    """The index of the lowest finite ``fun`` among the starts without status 3; if every start
+    met NaN or inf, among all (their last finite iterates); None if no start has a finite
+    value (every first evaluation failed). Never -1, which would index the last start."""
+    finite = np.isfinite(fun)
+    for usable in (finite & (status != 3), finite):
+        if usable.any():
+            candidates = np.flatnonzero(usable)
+            return int(candidates[np.argmin(fun[candidates])])
+    return None
+
+
+def _check_objective(fun, jac, x, args):
+    """Call ``fun`` (and ``jac``) once from Python on a copy of one start, so that a function
+    that cannot take ``(x, *args)``, or returns the wrong thing, is named in a clear error
+    rather than in numba's typing error from inside the batched loop."""
+    calls = [("fun", fun)] if jac is True else [("fun", fun), ("jac", jac)]
+    for name, function in calls:
+        try:
+            value = function(x.copy(), *args)
+        except (TypeError, numba.core.errors.NumbaError) as error:
+            first = str(error).strip().splitlines()[0]
+            raise ValueError(f"minimize_batch cannot call {name}(x, *args) with one start's x (a "
+                             f"1-D {x.dtype} array of {x.size}) and args={args!r}: {first}") \
+                from None
+        if jac is True and not (isinstance(value, tuple) and len(value) == 2):
+            raise ValueError("with jac=True, fun must return a tuple (f, g); got "
+                             f"{type(value).__name__}")
+        if name == "fun" and jac is not True and isinstance(value, tuple):
+            raise ValueError(f"fun returned a tuple of {len(value)} items, not a scalar; if fun "
+                             "returns (f, g), pass jac=True")
+
+
 def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=None,
                    options=None):
     """Run independent minimizations from each row of ``x0``, vectorised across the starts and in
@@ -402,21 +466,31 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     method : str
         As in :func:`adamnb.minimize`.
     bounds, tol, options
-        As in :func:`adamnb.minimize` (``maxiter``, ``gtol``, ``fast`` and the method's
-        hyperparameters; ``return_all`` is not supported here).
+        As in :func:`adamnb.minimize` (``maxiter``, ``gtol``, ``disp``, ``fast`` and the method's
+        hyperparameters; ``return_all``, ``groups`` and the options of the single-start loops,
+        ``compiled``, ``parallel`` and ``finite_diff_rel_step``, are not supported here). An
+        unknown option is an error, not a warning.
 
     Returns
     -------
     OptimizeResult
         Arrays over the starts: ``x`` (k, n), ``fun`` (k,), ``jac`` (k, n), ``nit``, ``nfev``,
         ``njev``, ``status`` and ``success`` (k,), ``message`` (a list); ``best``, the index of the
-        start with the lowest final ``fun`` among those without status 3.
+        start with the lowest finite final ``fun`` among those without status 3, or, when every
+        start met NaN or inf (status 3), among all of them (each returns its last finite
+        iterate: check ``res.status[res.best]``); None only when no start has a finite
+        ``fun`` (every start's first evaluation was not finite).
 
     Raises
     ------
     ValueError
         ``fun`` or ``jac`` not jitted, ``x0`` not of shape (k, n) or not finite, an iterator as
-        ``args``, ``return_all``, a bad option or a gradient of the wrong shape.
+        ``args``, ``return_all``, an unknown or bad option, a gradient of the
+        wrong shape, or ``fun`` and ``jac`` that cannot be called with one start's ``x`` and
+        ``args`` as given.
+    TypeError
+        ``method`` is not a string (a callable method is not supported); ``options`` is not a
+        mapping.
 
     Examples
     --------
@@ -429,8 +503,13 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     >>> bool(res.fun[res.best] < 1e-8)
     True
     """
+    if not isinstance(method, str):
+        raise TypeError(f"minimize_batch takes a method name (one of adamnb.METHODS), got "
+                        f"{method!r}; a callable method runs one start at a time: call "
+                        f"adamnb.minimize (or scipy.optimize.minimize) per start")
     rule = rules.get_rule(method)
-    options = dict(options or {})
+    options = as_options(options)
+    _check_batch_options(rule, options)
     if tol is not None:
         options.setdefault("gtol", tol)
     combined = jac is True
@@ -469,6 +548,7 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     G = np.empty_like(X)
     shape_ok = np.zeros(k, dtype=np.bool_)
     arity = len(run.args)
+    _check_objective(fun, jac, X[0], run.args)
     _first_evaluation(fun, jac, arity)(run.args, X, F, G, norms, lower, upper, shape_ok)
     if not shape_ok.all():
         raise ValueError("The gradient's shape differs from x's; jac must return one derivative "
@@ -508,9 +588,18 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     converged = running & (norms <= run.gtol) if run.gtol > 0 else np.zeros(k, bool)
     status[running] = np.where(converged[running], 0, 1)
 
-    usable = np.flatnonzero(status != 3)
-    best = int(usable[np.argmin(F[usable])]) if usable.size else -1
+
+    def reevaluate(points):
+        # fun and jac at an output x (schedule-free AdamW's), as minimize gives them.
+        points = np.ascontiguousarray(points)
+        values, gradients = np.empty(k), np.empty_like(points)
+        measures, fine = np.empty(k, dtype=X.dtype), np.zeros(k, dtype=np.bool_)
+        _first_evaluation(fun, jac, arity)(run.args, points, values, gradients, measures, lower,
+                                           upper, fine)
+        return values, gradients, counts[:, 1] + 1, counts[:, 2] + 1
+
     result = build_result(run, X, F, G, counts[:, 0].copy(), counts[:, 1].copy(),
-                          counts[:, 2].copy(), status, state=[(states, carries)])
-    result.best = best
+                          counts[:, 2].copy(), status, state=[(states, carries)],
+                          reevaluate=reevaluate)
+    result.best = _best(result.fun, status)
     return result

@@ -19,7 +19,9 @@ here, once:
           nit == maxiter                                -> status 1
           x_prev = x; x = P(update(x, g))               # the rule's element, projected
           f, g = fun(copy of x); nit += 1
-          f or any g_i not finite -> x = x_prev, f and g the last finite ones, status 3
+          f or any g_i not finite -> x = x_prev, f and g the last finite ones, nit -= 1
+              (nit counts the accepted steps), status 3; the optimizer state keeps the
+              rejected step's update (rolling it back would copy the state every step)
           record x and f (return_all); feed f to a schedule that follows the objective
           (ReduceLROnPlateau); callback (StopIteration -> status 99)
 
@@ -45,8 +47,8 @@ from adamnb.optim.groups import Layout, check_specs, parse_groups
 from adamnb.optim.schedules import as_schedule, fresh_copy
 
 __all__ = ["DRIVER_OPTIONS", "STATUS_MESSAGES", "Run", "prepare", "as_x0", "as_bounds",
-           "iterate", "objective_feed", "rule_outputs", "build_result", "wrap_callback",
-           "caller_stacklevel", "warn_unused"]
+           "as_options", "iterate", "objective_feed", "rule_outputs", "build_result", "reevaluator",
+           "wrap_callback", "caller_stacklevel", "warn_unused"]
 
 #: Driver options every method accepts beside its rule's hyperparameters: (default, meaning).
 DRIVER_OPTIONS = {
@@ -105,6 +107,9 @@ class Run:
     fast: bool = False
     groups: object = None
     layout: object = None
+    #: The extra arguments of the last evaluation (the fixed tuple, or the last element drawn
+    #: from the args iterator): the result's objective at an output ``x`` is taken with them.
+    last_args: object = None
 
     def bind(self, n):
         """Resolve the groups for a vector of ``n`` elements: the run's
@@ -143,12 +148,20 @@ class Run:
         """The extra arguments of the next evaluation: the fixed tuple, or the next element of
         the args iterator."""
         if not self.stochastic:
+            self.last_args = self.args
             return self.args
         try:
-            return tuple(next(self.args))
+            item = next(self.args)
         except StopIteration:
             raise ValueError("the args iterator was exhausted before maxiter steps; use an "
                              "endless iterator such as adamnb.minibatches(...)") from None
+        # A bare array or number would be split, or fail, deep in the call: name the problem.
+        if not isinstance(item, (tuple, list)):
+            raise TypeError(f"each element of the args iterator must be a tuple of the extra "
+                            f"arguments of fun and jac, got {type(item).__name__}; yield (item,) "
+                            f"for a single argument")
+        self.last_args = tuple(item)
+        return self.last_args
 
 
 def prepare(rule, args, options):
@@ -195,12 +208,29 @@ def prepare(rule, args, options):
     return Run(rule=rule, options=validated, schedule=fresh_copy(as_schedule(validated["lr"])),
                maxiter=_check_maxiter(driver["maxiter"]),
                gtol=_check_real("gtol", driver["gtol"]),
-               disp=bool(driver["disp"]), record=bool(driver["return_all"]),
+               disp=_check_bool("disp", driver["disp"]),
+               record=_check_bool("return_all", driver["return_all"]),
                parallel=_check_parallel(driver["parallel"]),
                finite_diff_rel_step=_check_rel_step(driver["finite_diff_rel_step"]),
                args=args, stochastic=stochastic,
                compiled=_check_tristate("compiled", driver["compiled"]),
                fast=_check_bool("fast", driver["fast"]), groups=groups)
+
+
+def as_options(options):
+    """A new dict of the ``options`` mapping (None: empty).
+
+    Raises
+    ------
+    TypeError
+        ``options`` is not a mapping (a list of pairs, say).
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, collections.abc.Mapping):
+        raise TypeError(f"options must be a dict of option names and values, got "
+                        f"{type(options).__name__}: {options!r}")
+    return dict(options)
 
 
 def _is_stream(value):
@@ -404,8 +434,8 @@ def iterate(run, ops, x, f, g, spare, norm, state, notify, allvecs, fun_history)
         nit += 1
         f_new, norm_new = evaluate(x, args if next_args is None else next_args(), spare)
         if not (isfinite(f_new) and isfinite(norm_new)):
-            ops.restore(x)
-            return 3, nit, f, g
+            ops.restore(x)  # the step is rejected: x is the iterate after nit - 1 steps
+            return 3, nit - 1, f, g
         f, norm = f_new, norm_new
         g, spare = spare, g
         if allvecs is not None:
@@ -472,22 +502,54 @@ def rule_outputs(run, x, states):
             for name, value in outputs.items()}
 
 
+def reevaluator(run, evaluate, objective, empty_like):
+    """``reevaluate(x) -> (f, g, nfev, njev)`` for :func:`build_result`: the objective and
+    gradient at ``x`` through a driver's ``evaluate(x, args, out)`` (its step machinery's), with
+    the run's last extra arguments, and ``objective``'s counts after that evaluation."""
+
+    def reevaluate(point):
+        out = empty_like(point)
+        f, _ = evaluate(point, run.last_args, out)
+        return f, out, objective.nfev, objective.njev
+
+    return reevaluate
+
+
 def build_result(run, x, f, g, nit, nfev, njev, status, allvecs=None, fun_history=None,
-                 state=None):
+                 state=None, reevaluate=None):
     """The ``scipy.optimize.OptimizeResult`` of a run, and scipy's summary when ``disp``.
 
     For a batch of starts, ``status`` and the counts are arrays over the starts; ``success`` is
     then an array and ``message`` a list. With ``state`` (each piece's ``(state, carry)``), the
-    rule's extra outputs (:func:`rule_outputs`) join the result; an output named ``x`` replaces the iterate (``fun``
-    and ``jac`` stay those of the iterate, where the last gradient was taken).
+    rule's extra outputs (:func:`rule_outputs`) join the result. An output named ``x``
+    (schedule-free AdamW's evaluation point) replaces the iterate, and then, as scipy's contract
+    has ``fun`` and ``jac`` at ``x``, ``reevaluate(x) -> (f, g, nfev, njev)`` (the objective and
+    gradient at that point, and the counts with that evaluation included) gives them; the
+    status stays that of the iteration, whose tests run at the iterate the gradients are taken
+    at (kept as the output ``y``). On status 3 the output ``x`` is not used: the state holds the
+    rejected step while the iterate was rolled back, so the two do not make one point; ``x``
+    is the last finite iterate, as the status says.
     """
     if np.ndim(status) == 0:
         success, message = status == 0, STATUS_MESSAGES[int(status)]
     else:
         success, message = status == 0, [STATUS_MESSAGES[int(s)] for s in status]
+    outputs = rule_outputs(run, x, state)
+    if "x" in outputs and reevaluate is not None:
+        if np.ndim(status) == 0:
+            if status == 3:
+                del outputs["x"]
+            else:
+                f, g, nfev, njev = reevaluate(outputs["x"])
+        else:
+            failed = status == 3
+            outputs["x"][failed] = x[failed]
+            f_x, g_x, nfev_x, njev_x = reevaluate(outputs["x"])
+            f, g = np.where(failed, f, f_x), np.where(failed[:, None], g, g_x)
+            nfev, njev = np.where(failed, nfev, nfev_x), np.where(failed, njev, njev_x)
     result = OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=nfev, njev=njev, status=status,
                             success=success, message=message)
-    result.update(rule_outputs(run, x, state))
+    result.update(outputs)
     if run.record:
         result.allvecs = allvecs
         result.fun_history = np.array(fun_history)

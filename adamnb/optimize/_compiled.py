@@ -284,7 +284,7 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
         swaps = evaluations - 1 if outcome == NOT_FINITE else evaluations
         if swaps % 2 == 1:
             g[:] = current
-        counts[0] += evaluations  # one step, one evaluation of f and of g
+        counts[0] += swaps  # the accepted steps; a rejected one was evaluated all the same
         counts[1] += evaluations
         counts[2] += evaluations
         return outcome, f, norm
@@ -436,7 +436,7 @@ def iterate_compiled(run, loop, x, f, g, spare, norm, state, carry, lower, upper
         outcome, f, norm = loop(args, x, f, g, spare, point, norm, state, carry, table, previous,
                                 lower, upper, run.gtol, history, vectors, counts)
         if record:
-            done = int(counts[0]) - (t - 1) - (outcome == NOT_FINITE)
+            done = int(counts[0]) - (t - 1)
             allvecs.extend(vectors[:done].copy())
             fun_history.extend(history[:done].tolist())
         if outcome == CONVERGED:

@@ -40,8 +40,8 @@ import numpy as np
 
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
-from adamnb.optimize._common import (as_bounds, build_result, iterate, prepare, warn_unused,
-                                     wrap_callback)
+from adamnb.optimize._common import (as_bounds, build_result, iterate, prepare, reevaluator,
+                                     warn_unused, wrap_callback)
 
 __all__ = ["minimize_on_device", "DeviceSteps"]
 
@@ -67,6 +67,9 @@ class _DeviceObjective:
     def _scalar(value):
         if type(value) is float:
             return value
+        if isinstance(value, tuple):
+            raise ValueError(f"The objective function returned a tuple of {len(value)} items, "
+                             "not a scalar; if fun returns (f, g), pass jac=True")
         if cuda_backend.is_device_array(value):
             value = cuda_backend.as_device_array(value, "the objective's value").copy_to_host()
         f = np.asarray(value)
@@ -144,6 +147,12 @@ class DeviceSteps:
         f, g = self.objective(self.point, args)
         return f, self.norm.stationarity(x, g, self.lower, self.upper, out)
 
+    def evaluate_at(self, x, args, out):
+        """:meth:`evaluate` at any device vector ``x`` (a result's evaluation point), which
+        :meth:`evaluate` would not see: the objective gets the step's own copy of the iterate."""
+        self.point.copy_to_device(x)
+        return self.evaluate(x, args, out)
+
     def restore(self, x):
         x.copy_to_device(self.previous)
 
@@ -208,7 +217,8 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         device array of the result's own (a copy of what ``fun``/``jac`` returned); ``fun`` (a
         float), ``nit`` (update steps), ``nfev``, ``njev``, ``status``, ``success``,
         ``message``. Status 0: converged (gtol); 1: maxiter reached; 3: NaN or inf met in f or
-        anywhere in g (the last finite iterate, its f and g are returned); 99: the callback
+        anywhere in g (the last finite iterate, its f and g are returned; ``nit`` counts the
+        steps that made it, as in :func:`adamnb.minimize`); 99: the callback
         raised StopIteration. With
         ``return_all``, ``allvecs`` (host copies of the iterates) and ``fun_history``.
 
@@ -269,4 +279,6 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, states, notify, allvecs,
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
-                        fun_history, state=states)
+                        fun_history, state=states,
+                        reevaluate=reevaluator(run, steps.evaluate_at, objective,
+                                               cuda.device_array_like))

@@ -152,6 +152,9 @@ def _scalar(value):
         return value
     if type(value) is np.float64:
         return float(value)
+    if isinstance(value, tuple):
+        raise ValueError(f"The objective function returned a tuple of {len(value)} items, not a "
+                         "scalar; if fun returns (f, g), pass jac=True")
     f = np.asarray(value)
     if f.size != 1:
         raise ValueError("The user-provided objective function must return a scalar value, "

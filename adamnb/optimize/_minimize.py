@@ -14,8 +14,8 @@ import numpy as np
 from adamnb.backends import cpu
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
-from adamnb.optimize._common import (DRIVER_OPTIONS, as_bounds, as_x0, build_result, iterate,
-                                     prepare, warn_unused, wrap_callback)
+from adamnb.optimize._common import (DRIVER_OPTIONS, as_bounds, as_options, as_x0, build_result,
+                                     iterate, prepare, reevaluator, warn_unused, wrap_callback)
 from adamnb.optimize._compiled import compiled_route, iterate_compiled
 from adamnb.optimize._device import minimize_on_device
 from adamnb.optimize._host import HostSteps, Objective
@@ -61,7 +61,8 @@ def minimize_with_rule(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         status, nit, f, g = iterate(run, steps, x, f, g, spare, norm, states, notify, allvecs,
                                     fun_history)
     return build_result(run, x, f, g, nit, objective.nfev, objective.njev, status, allvecs,
-                        fun_history, state=states)
+                        fun_history, state=states,
+                        reevaluate=reevaluator(run, steps.evaluate, objective, np.empty_like))
 
 
 def _method_callable(rule):
@@ -145,10 +146,16 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
         ``x``, ``fun`` and ``jac`` at the final iterate, ``nit`` (update steps), ``nfev``,
         ``njev``, ``status``, ``success`` and ``message``. Status 0: converged (gtol); 1: maxiter
         reached (``success`` is False, as in scipy); 3: NaN or inf met in f or anywhere in its
-        gradient (the last finite iterate is returned, with its f and gradient); 99: the
+        gradient (the last finite iterate is returned, with its f and gradient, and ``nit``
+        counts the steps that made it: the rejected step counts in ``nfev`` only; the
+        optimizer state, and the outputs computed from it such as ``res.ax`` and ``res.z``,
+        keep the rejected step's update, and schedule-free AdamW's ``res.x`` is then its last
+        finite iterate ``y``); 99: the
         callback raised StopIteration. ``jac`` is an array of the result's own, never one the
-        user's ``jac`` returned. With ``return_all``, also ``allvecs`` and ``fun_history``
-        (x0 and every accepted iterate).
+        user's ``jac`` returned. A rule whose result is another point than its iterate
+        (schedule-free AdamW's evaluation point) reports ``fun`` and ``jac`` at ``res.x``,
+        evaluated once more after the run (counted in ``nfev`` and ``njev``). With
+        ``return_all``, also ``allvecs`` and ``fun_history`` (x0 and every accepted iterate).
 
     Raises
     ------
@@ -221,7 +228,7 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     >>> bool(np.allclose(res.x, [1, 1], atol=1e-3))
     True
     """
-    options = dict(options or {})
+    options = as_options(options)
     if callable(method):
         # As scipy does for a custom method: an array x0 (integers as floats), a tuple of args,
         # and tol handed over as the option `tol`.

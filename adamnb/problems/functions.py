@@ -1003,7 +1003,7 @@ def get(name: str, n: Optional[int] = None) -> TestFunction:
     Parameters
     ----------
     name : str
-        One of the keys of :data:`FUNCTIONS`.
+        One of the keys of :data:`FUNCTIONS`, in any case (as method names are).
     n : int, optional
         Dimension. ``None`` gives the default (2-D) instance. Fixed-dimension problems only
         accept their own dimension.
@@ -1020,8 +1020,8 @@ def get(name: str, n: Optional[int] = None) -> TestFunction:
         ``n`` is not an integer.
     """
     try:
-        tf = FUNCTIONS[name]
-    except (KeyError, TypeError):
+        tf = FUNCTIONS[name.lower()]
+    except (KeyError, AttributeError):
         raise ValueError(
             f"unknown test function {name!r}; valid names are: "
             + ", ".join(FUNCTIONS)

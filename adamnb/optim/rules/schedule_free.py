@@ -121,8 +121,9 @@ SCHEDULE_FREE_ADAMW = UpdateRule(
     :math:`k = t-1` for the step and :math:`k = t` for the weight, as in optax. optax calls a
     callable ``learning_rate`` at both counts; a schedule ``lr(t)`` here gives both the same
     :math:`\eta_t` (never calling it for a step ahead), so with a varying ``lr`` the averaging
-    weights differ from optax's. :func:`adamnb.minimize` reports :math:`x_t` as ``res.x``
-    (``fun`` and ``jac`` are at :math:`y_t`, where the last gradient was taken), with
+    weights differ from optax's. :func:`adamnb.minimize` reports :math:`x_t` as ``res.x``,
+    with ``fun`` and ``jac`` evaluated there (one more evaluation, counted in ``nfev`` and
+    ``njev``; the status is decided at :math:`y_t`, where the steps' gradients are taken), and
     ``res.y`` and ``res.z``; :meth:`outputs` gives the same from an optimizer.""",
 )
 
