@@ -1,4 +1,4 @@
-"""What the three MNIST experiments share: loading the data, the runs, the plot and the table.
+"""What the MNIST experiments share: loading the data, the runs, the plot and the table.
 
 Data
     :func:`adamnb.nn.datasets.load_mnist` finds the files (``--data DIR``, else ``ADAMNB_DATA``, else
