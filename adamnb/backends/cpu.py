@@ -17,6 +17,9 @@ elements (each chunk in order, then the chunks' sums in order, all in x's dtype)
 and ``advance`` on the sums. The threaded kernels fold whole chunks per thread, so they give the
 serial kernels' bits. ``carry`` is the rule's carried scalars (an array of x's dtype, empty for
 most rules).
+
+And the drivers' measure:
+
 * :func:`stationarity_norm` -- the convergence measure of every CPU driver: the infinity-norm of
   the (projected) gradient, NaN when any element of ``g`` is not finite;
   :func:`store_stationarity_norm` copies a gradient into the driver's buffer and measures it in

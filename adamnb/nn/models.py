@@ -395,7 +395,7 @@ class Sequential:
         Parameters
         ----------
         params : ndarray or CUDA device array, shape (n_params,), the model's dtype
-        X : array_like, shape (batch, *input_shape)
+        X : array_like, shape (batch,) + input_shape
             On the device (a contiguous array of the model's dtype) when ``params`` is.
         y : array_like of int, shape (batch,)
         out : array like ``params``, optional
@@ -517,7 +517,7 @@ class Sequential:
         Parameters
         ----------
         params : ndarray or device array, shape (n_params,)
-        X : array_like, shape (n, *input_shape)
+        X : array_like, shape (n,) + input_shape
         call : int, optional
             With the dropout masks of training call ``call`` (the model's counter is not
             changed); without dropout when None.
