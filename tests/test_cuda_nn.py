@@ -326,9 +326,12 @@ def test_the_mnist_mlp_experiment_trains_on_the_device(monkeypatch):
     monkeypatch.setattr(mnist_mlp, "BATCH", 5)
     X, y = _problem(np.float32, rows=12)
     data = (X, y, X[:6], y[:6])
-    optimizer_class, options = mnist_mlp.METHODS["Adam"]
-    on_cpu = mnist_mlp.train_one(optimizer_class, options, data, 2, "cpu")
-    on_gpu = mnist_mlp.train_one(optimizer_class, options, data, 2, "cuda")
+    optimizer_class, options, _ = mnist_mlp.METHODS["Adam"]
+    options = {**options, "lr": 1e-3}  # a value of its step-size grid
+    on_cpu = mnist_mlp.train_one(optimizer_class, options, data, 2, "cpu", True)
+    on_gpu = mnist_mlp.train_one(optimizer_class, options, data, 2, "cuda", True)
     assert len(on_gpu) == len(on_cpu) == 2
     np.testing.assert_allclose(on_gpu["train_loss"], on_cpu["train_loss"], rtol=1e-5)
+    # the whole-training-set cost without dropout, Figure 2(a)'s second measure
+    np.testing.assert_allclose(on_gpu["train_cost"], on_cpu["train_cost"], rtol=1e-5)
     assert on_gpu["test_accuracy"] == on_cpu["test_accuracy"]

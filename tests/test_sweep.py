@@ -203,7 +203,7 @@ _INTERRUPTED = textwrap.dedent("""
     import sys
     from adamnb.sweep import grid, sweep
     from tests import sweep_cells
-    cells = [{"x": x, "sleep": 0.3, "calls": sys.argv[2]} for x in range(12)]
+    cells = [{"x": x, "sleep": 1.0, "calls": sys.argv[2]} for x in range(12)]
     if __name__ == "__main__":
         sweep(sweep_cells.sleepy, cells, workers=2, store=sys.argv[1], progress="lines")
 """)
