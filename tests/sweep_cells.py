@@ -57,4 +57,10 @@ def sleepy(cell):
     marks.mkdir(parents=True, exist_ok=True)
     (marks / f"{cell['x']}-{os.getpid()}-{time.monotonic_ns()}").touch()
     time.sleep(cell["sleep"])
+    # "hold": cells from x = 3 on wait (at most a minute) for that file to exist, so that a test
+    # can interrupt a sweep that is certainly still running, however loaded the machine
+    if cell.get("hold") and cell["x"] >= 3:
+        deadline = time.monotonic() + 60
+        while not Path(cell["hold"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     return {"x": cell["x"], "square": float(cell["x"]) ** 2}

@@ -203,7 +203,7 @@ _INTERRUPTED = textwrap.dedent("""
     import sys
     from adamnb.sweep import grid, sweep
     from tests import sweep_cells
-    cells = [{"x": x, "sleep": 1.0, "calls": sys.argv[2]} for x in range(12)]
+    cells = [{"x": x, "sleep": 0.3, "calls": sys.argv[2], "hold": sys.argv[3]} for x in range(12)]
     if __name__ == "__main__":
         sweep(sweep_cells.sleepy, cells, workers=2, store=sys.argv[1], progress="lines")
 """)
@@ -212,9 +212,11 @@ _INTERRUPTED = textwrap.dedent("""
 def test_ctrl_c_keeps_finished_cells_and_leaves_no_partial_file(tmp_path):
     script = tmp_path / "interrupted.py"
     script.write_text(_INTERRUPTED)
-    store, calls = tmp_path / "store", tmp_path / "calls"
+    store, calls, release = tmp_path / "store", tmp_path / "calls", tmp_path / "release"
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, str(script), str(store), str(calls)], cwd=ROOT,
+    # cells 3 to 11 wait for `release`: the sweep is still running when Ctrl-C comes
+    process = subprocess.Popen([sys.executable, str(script), str(store), str(calls),
+                                str(release)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, env=environment)
     deadline = time.monotonic() + 90
@@ -230,7 +232,9 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_no_partial_file(tmp_path):
         assert path.suffix == ".json" and not path.name.startswith(".")
         json.loads(path.read_text())
     done_before = len(list(calls.iterdir()))
-    completed = subprocess.run([sys.executable, str(script), str(store), str(calls)], cwd=ROOT,
+    release.touch()
+    completed = subprocess.run([sys.executable, str(script), str(store), str(calls),
+                                str(release)], cwd=ROOT,
                                capture_output=True, text=True, timeout=180, env=environment)
     assert completed.returncode == 0, completed.stderr
     assert f"{len(finished)} of 12 cells already done in the store" in completed.stderr
