@@ -218,7 +218,10 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_no_partial_file(tmp_path):
     process = subprocess.Popen([sys.executable, str(script), str(store), str(calls),
                                 str(release)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, env=environment)
+                               start_new_session=True, env=environment,
+                               # Ctrl-C's default, as at a terminal: a process that runs this
+                               # test may ignore SIGINT (and a child inherits that)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 90
     while len(Store(store)) < 3 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
