@@ -15,7 +15,11 @@ It runs, in order, each part on its own (a failing part is recorded and the next
    (x, g and the state read, x and the state written: 28 bytes per parameter for Adam) and that
    as a fraction of the copy bandwidth; and ``torch.optim.Adam(fused=True)`` on the same sizes
    where torch with CUDA is installed, in the same process, interleaved round by round;
-4. one epoch of the MNIST MLP (784-1000-1000-10, dropout 0.5, Adam, batches of 128) on the
+4. one Muon step (5 Newton-Schulz iterations) on a ``--side`` x ``--side`` float32 matrix
+   (default 1024; one parameter group with that shape) on the device, against the same step on
+   the host (NumPy's BLAS) and ``torch.optim.Muon`` on CUDA where torch has it: median seconds,
+   and the largest difference between the device's and the host's new iterate;
+5. one epoch of the MNIST MLP (784-1000-1000-10, dropout 0.5, Adam, batches of 128) on the
    device (``adamnb.nn.cuda_models.train_cuda``, a first epoch to compile, then a timed one)
    against the same epoch on the CPU (``adamnb.nn.train``, serial Adam). MNIST comes from
    ``adamnb.nn.load_mnist(download=False)`` (``ADAMNB_DATA``); where it is absent, random images
@@ -42,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Parts of the check, in order.
-PARTS = ("tests", "copy_bandwidth", "update", "mnist")
+PARTS = ("tests", "copy_bandwidth", "update", "muon", "mnist")
 
 
 def _cuda():
@@ -145,7 +149,7 @@ def update_benchmark(size, repeats, bandwidth):
     contenders, bytes_moved = {}, {}
     from adamnb.optim import rules
 
-    # Muon's matrix steps run on the host (Optimizer.step's NotImplementedError for device arrays)
+    # Muon updates matrices only: its own part, muon_benchmark
     for method in (m for m in adamnb.METHODS if rules.get_rule(m).element is not None):
         optimizer, rule = _optimizer(method, "cuda")
         contenders[method] = (lambda optimizer=optimizer: optimizer.step(x, g))
@@ -190,6 +194,57 @@ def update_benchmark(size, repeats, bandwidth):
         for result in results:
             result["time_vs_torch_fused_adam"] = result["seconds"] / torch_seconds
     return {"size": size, "repeats": repeats, "torch": torch_note, "results": results}
+
+
+def muon_benchmark(side, repeats):
+    """One Muon step on a ``side`` x ``side`` float32 matrix: device, host, torch's Muon on
+    CUDA where available (interleaved round by round), and how far the device's new iterate is
+    from the host's."""
+    import adamnb
+
+    cuda = _cuda()
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal(side * side, dtype=np.float32)
+    g = rng.standard_normal(side * side, dtype=np.float32)
+    groups = [{"params": [(0, x0.size, (side, side))]}]
+    host_x, device_x = x0.copy(), cuda.to_device(x0)
+    device_g = cuda.to_device(g)
+    host, device = adamnb.Muon(groups, lr=0.02), adamnb.Muon(groups, lr=0.02)
+    host.step(host_x, g)  # compiles; the first steps are compared
+    device.step(device_x, device_g)
+    cuda.synchronize()
+    difference = float(np.abs(device_x.copy_to_host() - host_x).max())
+    contenders = {"adamnb.Muon (device)": lambda: device.step(device_x, device_g),
+                  "adamnb.Muon (host)": lambda: host.step(host_x, g)}
+    torch_note = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            parameter = torch.nn.Parameter(torch.from_numpy(x0.reshape(side, side)).cuda())
+            parameter.grad = torch.from_numpy(g.reshape(side, side)).cuda()
+            muon = torch.optim.Muon([parameter], lr=0.02)
+            contenders["torch.optim.Muon (CUDA, bfloat16 products)"] = lambda: (
+                muon.step(), torch.cuda.synchronize())
+            torch_note = torch.__version__
+        else:
+            torch_note = f"torch {torch.__version__} without CUDA: skipped"
+    except (ImportError, AttributeError) as error:
+        torch_note = f"torch's Muon unavailable ({type(error).__name__}): skipped"
+    samples = {name: [] for name in contenders}
+    for call in contenders.values():
+        call()
+    cuda.synchronize()
+    for _ in range(repeats):
+        for name, call in contenders.items():
+            start = time.perf_counter()
+            call()
+            cuda.synchronize()
+            samples[name].append(time.perf_counter() - start)
+    seconds = {name: statistics.median(values) for name, values in samples.items()}
+    return {"side": side, "repeats": repeats, "torch": torch_note, "seconds": seconds,
+            "device_vs_host": seconds["adamnb.Muon (device)"] / seconds["adamnb.Muon (host)"],
+            "first_step_max_abs_difference_device_host": difference}
 
 
 def mnist_data(tiny):
@@ -243,6 +298,7 @@ def main(argv=None):
     parser.add_argument("--out", default="gpu_check.json", help="the JSON report")
     parser.add_argument("--size", type=int, default=10**8, help="parameters of the update step")
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (median)")
+    parser.add_argument("--side", type=int, default=1024, help="side of Muon's matrix")
     parser.add_argument("--tests", default="", metavar="EXPR",
                         help="pytest -k expression selecting the CUDA tests (default: all); "
                              "'none' skips them")
@@ -254,7 +310,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.tiny:
         return check(args, argv)
-    args.size, args.repeats = min(args.size, 256), min(args.repeats, 1)
+    args.size, args.repeats, args.side = min(args.size, 256), min(args.repeats, 1), \
+        min(args.side, 6)
     # The simulator runs every thread of a block as a Python thread: small tiles and a short
     # switch interval keep it quick (as tests/test_cuda*.py do); no result changes.
     from adamnb.backends import cuda as cuda_backend
@@ -303,6 +360,8 @@ def check(args, argv):
                     bandwidth = result["bytes_per_second"]
                 elif part == "update":
                     result = update_benchmark(args.size, args.repeats, bandwidth)
+                elif part == "muon":
+                    result = muon_benchmark(args.side, min(args.repeats, 5))
                 else:
                     result = mnist_epoch(args.tiny)
             except Exception as error:  # noqa: BLE001 -- record it, run the next part

@@ -146,7 +146,8 @@ TABLE = {
 }
 
 #: The rules that update only matrices run with groups: the vector as one matrix, and the same
-#: shape for the reference. They run in the host loop (no compiled loop, no batch, no device).
+#: shape for the reference. minimize runs groups in its host loop (no compiled loop) and on the
+#: device; minimize_batch takes no groups.
 GROUPS = {"muon": [{"params": (0, 2, (1, 2))}]}
 SHAPES = {"muon": {"shape": (1, 2)}}
 

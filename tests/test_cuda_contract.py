@@ -22,8 +22,6 @@ from tests.test_cuda_minimize import _cuda, _quick_simulator_threads, _tiny_bloc
 @needs_cuda
 @pytest.mark.parametrize("method, option, options, base", table.ROWS, ids=table.ROW_IDS)
 def test_every_option_reaches_the_rule_on_the_device(method, option, options, base):
-    if method in table.GROUPS:
-        pytest.skip(f"{method} updates matrices on the host only")
     got = table.run_device(method, options, cuda_functions.rosenbrock)
     expected = table.reference(method, options)
     np.testing.assert_allclose(got, expected, rtol=table.RTOL, err_msg=option)

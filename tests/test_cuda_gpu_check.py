@@ -42,9 +42,12 @@ def test_every_part_runs_and_reports(tmp_path):
     assert parts["tests"]["returncode"] == 0 and parts["tests"]["counts"]["passed"] == 1
     assert parts["copy_bandwidth"]["bytes_per_second"] > 0
     rows = {row["contender"]: row for row in parts["update"]["results"]}
-    assert set(adamnb.METHODS) - {"muon"} <= set(rows)  # Muon's steps run on the host
+    assert set(adamnb.METHODS) - {"muon"} <= set(rows)  # Muon: matrices, its own part
     assert rows["adam"]["bytes_per_parameter"] == 28 and rows["amsgrad"]["bytes_per_parameter"] == 36
     assert all(row["fraction_of_copy_bandwidth"] > 0 for row in rows.values())
+    muon = parts["muon"]
+    assert set(muon["seconds"]) >= {"adamnb.Muon (device)", "adamnb.Muon (host)"}
+    assert muon["first_step_max_abs_difference_device_host"] < 1e-5
     mnist = parts["mnist"]
     assert mnist["device_epoch_seconds"]["second"] > 0 and mnist["cpu_epoch_seconds"] > 0
     assert len(mnist["device_train_loss"]) == 2 and len(mnist["cpu_train_loss"]) == 1

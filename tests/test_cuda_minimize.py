@@ -41,6 +41,8 @@ def _quick_simulator_threads():
 def _tiny_blocks(monkeypatch):
     monkeypatch.setattr(_device_minimize, "THREADS_PER_BLOCK", THREADS)
     monkeypatch.setattr(cuda_objectives, "THREADS_PER_BLOCK", THREADS)
+    from adamnb.nn import cuda_ops  # the matrix steps' products (Muon): 2 x 2 threads
+    monkeypatch.setattr(cuda_ops, "TILE", 2)
 
 
 def _cuda():

@@ -30,8 +30,12 @@ STABLE_LR = {"sgd": 1e-3, "asgd": 1e-3, "adadelta": 1.0, "adagrad": 0.05, "adan"
 
 
 def run(method, x0, fast, **options):
+    """The fast compiled loop, or the exact path. The exact path runs minimize's host loop: the
+    exact compiled loop gives its bits (tests/test_loops.py), and the host loop's kernels are
+    shared with the rest of the suite where a compiled loop per rule and objective would be
+    compiled for this test alone."""
     return adamnb.minimize(QUADRATIC.value_and_grad, x0, method=method, jac=True,
-                           options={"gtol": 0, "compiled": True, "fast": fast, **options})
+                           options={"gtol": 0, "compiled": bool(fast), "fast": fast, **options})
 
 
 #: Muon updates matrix groups, which run in the host loop only (no compiled loop, no fast mode).

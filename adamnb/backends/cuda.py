@@ -516,8 +516,8 @@ def launch_blocks(n, threads_per_block=DEFAULT_THREADS_PER_BLOCK):
     return max(1, min(math.ceil(n / threads_per_block), BLOCKS_PER_SM * _sm_count()))
 
 
-def step(rule, x, g, state, carry, coefficients, threads_per_block=DEFAULT_THREADS_PER_BLOCK,
-         blocks=None, stream=0, scratch=None):
+def step(rule, x, g, state, carry, coefficients, threads_per_block=None, blocks=None, stream=0,
+         scratch=None):
     """Apply one update of ``rule`` to the device vector ``x`` in place, on the GPU.
 
     Parameters
@@ -532,7 +532,8 @@ def step(rule, x, g, state, carry, coefficients, threads_per_block=DEFAULT_THREA
         possibly 0), updated in place.
     coefficients : the step's scalars (:meth:`adamnb.optim.CoefficientStream.step`); cast to
         x's dtype here.
-    threads_per_block : int, default 256
+    threads_per_block : int, optional
+        Default :data:`DEFAULT_THREADS_PER_BLOCK` (256), read at the call (tests lower it).
     blocks : int, optional
         Grid size; by default :func:`launch_blocks`. Any positive value is correct (the kernel
         strides over the whole vector); tests use tiny grids to exercise the stride.
@@ -551,6 +552,8 @@ def step(rule, x, g, state, carry, coefficients, threads_per_block=DEFAULT_THREA
             or not state.is_c_contiguous():
         raise ValueError(f"state must be a contiguous {x.dtype} array of shape (rows, {x.size}), "
                          f"got {state.dtype}{list(state.shape)}")
+    if threads_per_block is None:
+        threads_per_block = DEFAULT_THREADS_PER_BLOCK
     if not (isinstance(threads_per_block, (int, np.integer)) and 1 <= threads_per_block <= 1024):
         raise ValueError(f"Invalid threads_per_block: {threads_per_block!r}; expected 1..1024")
     if x.size == 0:

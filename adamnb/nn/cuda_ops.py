@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from adamnb.backends import cuda as cuda_backend
-from adamnb.nn.elements import ELEMENTS
+from adamnb.nn.elements import resolve
 
 __all__ = ["CudaOps", "TILE", "element_signatures"]
 
@@ -149,8 +149,9 @@ class CudaOps:
         cuda_backend.gemm(A, B, C, trans_a, trans_b, self.tile)
 
     def loop(self, name, extents, *args):
-        """Run element ``name`` of :mod:`adamnb.nn.elements` over ``extents`` on the device."""
-        element, dimensions, arity = ELEMENTS[name]
+        """Run element ``name`` of :mod:`adamnb.nn.elements` (or an ``(element, dimensions,
+        arity)`` triple, :func:`adamnb.nn.elements.resolve`) over ``extents`` on the device."""
+        element, dimensions, arity = resolve(name)
         kernel = cuda_backend.elementwise_kernel(element, dimensions, arity)
         cuda_backend.launch(kernel, math.prod(extents), self.threads_per_block, *extents, *args)
 

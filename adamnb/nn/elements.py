@@ -49,7 +49,7 @@ from adamnb.backends.random import uniform_at
 
 __all__ = ["bias_activation_dropout", "dropout", "relu_dropout_backward",
            "softmax_cross_entropy_row", "column_sum", "add_scaled", "gather_rows",
-           "gather_labels", "cpu_loop", "ELEMENTS"]
+           "gather_labels", "cpu_loop", "resolve", "ELEMENTS"]
 
 
 # --- elements -------------------------------------------------------------------------------------
@@ -173,6 +173,15 @@ ELEMENTS = {
 # One serial loop per (dimensions, arity). Serial: the BLAS threads own the cores (see
 # adamnb.nn.training). Closures over the element, cached on disk like adamnb.backends.cpu's.
 
+def _rows_cols_2(element):
+    @jit
+    def loop(rows, cols, a0, a1):
+        for r in range(rows):
+            for j in range(cols):
+                element(r, j, a0, a1)
+    return loop
+
+
 def _rows_cols_3(element):
     @jit
     def loop(rows, cols, a0, a1, a2):
@@ -200,6 +209,24 @@ def _rows_cols_6(element):
     return loop
 
 
+def _rows_cols_8(element):
+    @jit
+    def loop(rows, cols, a0, a1, a2, a3, a4, a5, a6, a7):
+        for r in range(rows):
+            for j in range(cols):
+                element(r, j, a0, a1, a2, a3, a4, a5, a6, a7)
+    return loop
+
+
+def _rows_cols_9(element):
+    @jit
+    def loop(rows, cols, a0, a1, a2, a3, a4, a5, a6, a7, a8):
+        for r in range(rows):
+            for j in range(cols):
+                element(r, j, a0, a1, a2, a3, a4, a5, a6, a7, a8)
+    return loop
+
+
 def _items_2(element):
     @jit
     def loop(n, a0, a1):
@@ -224,21 +251,29 @@ def _items_7(element):
     return loop
 
 
-_LOOP_BUILDERS = {(2, 3): _rows_cols_3, (2, 5): _rows_cols_5, (2, 6): _rows_cols_6,
+_LOOP_BUILDERS = {(2, 2): _rows_cols_2, (2, 3): _rows_cols_3, (2, 5): _rows_cols_5,
+                  (2, 6): _rows_cols_6, (2, 8): _rows_cols_8, (2, 9): _rows_cols_9,
                   (1, 2): _items_2, (1, 3): _items_3, (1, 7): _items_7}
 _cpu_loops = {}
 
 
-def cpu_loop(name):
-    """The compiled serial CPU loop of element ``name`` (a key of :data:`ELEMENTS`).
+def resolve(element):
+    """``(element, dimensions, arity)`` of a key of :data:`ELEMENTS`, or of such a triple
+    itself (the elements of :mod:`adamnb.optim.matrix` are run by triple)."""
+    return ELEMENTS[element] if isinstance(element, str) else element
+
+
+def cpu_loop(element):
+    """The compiled serial CPU loop of ``element``: a key of :data:`ELEMENTS` or an
+    ``(element, dimensions, arity)`` triple (see :func:`resolve`).
 
     A 2-D element's loop is called ``loop(rows, cols, *arrays_and_c)``, a 1-D one's
     ``loop(n, *arrays_and_c)``.
     """
-    if name not in _cpu_loops:
-        element, dimensions, arity = ELEMENTS[name]
-        _cpu_loops[name] = _LOOP_BUILDERS[dimensions, arity](element)
-    return _cpu_loops[name]
+    function, dimensions, arity = resolve(element)
+    if function not in _cpu_loops:
+        _cpu_loops[function] = _LOOP_BUILDERS[dimensions, arity](function)
+    return _cpu_loops[function]
 
 
 @jit

@@ -268,7 +268,8 @@ class CpuOps:
 
     @staticmethod
     def loop(name, extents, *args):
-        """Run element ``name`` of :mod:`adamnb.nn.elements` over ``extents`` (rows, cols) or (n,)."""
+        """Run element ``name`` of :mod:`adamnb.nn.elements` (or an ``(element, dimensions,
+        arity)`` triple) over ``extents`` (rows, cols) or (n,)."""
         cpu_loop(name)(*extents, *args)
 
     @staticmethod

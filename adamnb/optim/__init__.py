@@ -7,6 +7,8 @@
   rule, generated from the registry, with ``state_dict`` / ``load_state_dict`` and a pickle-free
   :func:`save_state_dict` / :func:`load_state_dict`.
 * :mod:`adamnb.optim.schedules` -- learning-rate schedules ``lr(t)``.
+* :mod:`adamnb.optim.groups` -- parameter groups over the flat vector; :mod:`adamnb.optim.matrix`
+  -- the matrix steps' arithmetic (Muon, Adafactor's factored moments), host and GPU.
 * :class:`UpdateRule`, :class:`Hyperparameter`, :class:`CoefficientStream` -- what a rule is.
 """
 

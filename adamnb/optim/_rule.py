@@ -223,8 +223,9 @@ class MatrixStep:
     """How a rule updates one piece of a parameter group that has a 2-D shape, as a matrix.
 
     The element math cannot: the update mixes the elements of a row, a column or the whole
-    matrix (Adafactor's row and column means, Muon's Newton-Schulz orthogonalisation). Runs on
-    the host, in NumPy (matrix products with BLAS), one call per piece and step.
+    matrix (Adafactor's row and column means, Muon's Newton-Schulz orthogonalisation). Written
+    once against :class:`adamnb.optim.matrix.MatrixOps` (products, element loops, sums), it runs
+    on NumPy arrays and on CUDA device arrays alike, one call per piece and step.
 
     Parameters
     ----------
@@ -234,9 +235,11 @@ class MatrixStep:
     shapes : callable
         ``shapes(options, shape)``: the shape of each slot for a piece of 2-D ``shape``.
     step : callable
-        ``step(X, G, state, values, options)``: update the matrix view ``X`` in place given its
-        gradient ``G`` (same shape), the piece's state (a tuple of arrays in slot order, updated
-        in place) and ``values``, the step's scalars by name (the rule's ``scalars``, x's dtype).
+        ``step(X, G, state, values, options, ops)``: update the matrix view ``X`` in place given
+        its gradient ``G`` (same shape), the piece's state (a tuple of arrays in slot order,
+        updated in place), ``values``, the step's scalars by name (the rule's ``scalars``, x's
+        dtype), the group's options, and ``ops``, a :class:`adamnb.optim.matrix.MatrixOps` on
+        the arrays' device.
     """
 
     slots: tuple

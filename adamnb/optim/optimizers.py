@@ -30,6 +30,7 @@ from adamnb.backends import cuda as cuda_backend
 from adamnb._io import atomic_write
 from adamnb.optim import rules
 from adamnb.optim.groups import Layout, check_specs, parse_groups
+from adamnb.optim.matrix import MatrixOps
 from adamnb.optim.schedules import Schedule, as_schedule, fresh_copy
 
 
@@ -194,6 +195,13 @@ class Optimizer:
     def _state_on_device(self):
         return self._states is not None and not isinstance(self._states[0][1], np.ndarray)
 
+    def _matrix_ops_for(self, on_device):
+        """The matrix steps' ops on x's device (made once; they keep scratch matrices)."""
+        ops = getattr(self, "_matrix_ops", None)
+        if ops is None or ops.device != on_device:
+            ops = self._matrix_ops = MatrixOps(device=on_device)
+        return ops
+
     def _layout_for(self, n):
         if self._layout is None or self._layout.n != n:
             self._layout = Layout(self.rule, self.options, self.specs, n, self.schedule)
@@ -224,9 +232,6 @@ class Optimizer:
         ValueError
             Shapes or dtypes differ, ``x`` is not flat, contiguous or writeable, the state
             belongs to another vector, or the groups do not fit ``x``.
-        NotImplementedError
-            A group view updated as a matrix (Muon, Adafactor's factored moments) with device
-            arrays: the matrix steps run on the host.
         """
         on_device = self.backend == "cuda" or (
             self.backend is None and cuda_backend.is_device_array(x))
@@ -245,10 +250,6 @@ class Optimizer:
                              f"[{self._states_size}] vectors, got x of {x.dtype}[{x.size}]; "
                              "use one optimizer per parameter vector, or reset() it")
         layout = self._layout_for(x.size)
-        if on_device and any(piece.matrix for piece in layout.pieces):
-            raise NotImplementedError(
-                f"{type(self).__name__}: the groups' matrix steps ({self.rule.name}) run on the "
-                "host, with NumPy arrays; device arrays are not supported for them")
         if self._states is None:
             self._states = layout.new_states(x.dtype)
             self._states_size, self._states_dtype = x.size, x.dtype
@@ -272,7 +273,7 @@ class Optimizer:
             if piece.matrix:
                 values = dict(zip(group.rule.scalars, c))
                 group.rule.matrix.step(layout.matrix(x, index), layout.matrix(g, index), state,
-                                       values, group.options)
+                                       values, group.options, self._matrix_ops_for(on_device))
             elif on_device:
                 cuda_backend.step(group.rule, layout.view(x, index), layout.view(g, index),
                                   state, carry, c)

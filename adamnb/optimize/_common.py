@@ -496,7 +496,8 @@ def rule_outputs(run, x, states):
         return run.layout.outputs(x, states)
     from adamnb.backends import cuda as cuda_backend  # only device runs get here
 
-    host = [(state.copy_to_host(), carry.copy_to_host()) for state, carry in states]
+    host = [(tuple(a.copy_to_host() for a in state) if isinstance(state, tuple)
+             else state.copy_to_host(), carry.copy_to_host()) for state, carry in states]
     outputs = run.layout.outputs(x.copy_to_host(), host)
     return {name: cuda_backend.to_device(np.ascontiguousarray(value))
             for name, value in outputs.items()}

@@ -40,6 +40,7 @@ import numpy as np
 
 from adamnb.backends import cuda as cuda_backend
 from adamnb.optim import rules
+from adamnb.optim.matrix import MatrixOps
 from adamnb.optimize._common import (as_bounds, build_result, iterate, prepare, reevaluator,
                                      warn_unused, wrap_callback)
 
@@ -111,10 +112,6 @@ class DeviceSteps:
 
     def __init__(self, layout, objective, x, lower, upper):
         cuda = cuda_backend.numba_cuda()
-        if any(piece.matrix for piece in layout.pieces):
-            raise NotImplementedError(
-                "the groups' matrix steps (Muon, Adafactor's factored moments) run on the host; "
-                "minimize them with NumPy arrays")
         self.layout = layout
         self.objective = objective
         self.lower, self.upper = lower, upper
@@ -127,6 +124,8 @@ class DeviceSteps:
         self.rows = [layout.rows(index) for index in range(len(layout.pieces))]
         self.scalar = np.dtype(x.dtype).type
         self.scratch = cuda_backend.StepScratch()
+        has_matrices = any(piece.matrix for piece in layout.pieces)
+        self.matrix_ops = MatrixOps(True, THREADS_PER_BLOCK) if has_matrices else None
         # The views of the driver's own vectors, made once (x is always this same array).
         self.views = [tuple(layout.view(array, index) if array.size else array
                             for array in (x, self.previous, self.point, lower, upper))
@@ -139,6 +138,15 @@ class DeviceSteps:
             c = tuple(self.scalar(value) for value in table[self.rows[index], column])
             state, carry = states[index]
             xv, previous, point, lower, upper = self.views[index]
+            if piece.matrix:  # what the fused pass does around an element, around the matrix step
+                previous.copy_to_device(xv)
+                group.rule.matrix.step(layout.matrix(x, index), layout.matrix(g, index), state,
+                                       dict(zip(group.rule.scalars, c)), group.options,
+                                       self.matrix_ops)
+                if lower.size:
+                    cuda_backend.project_vector(xv, lower, upper, THREADS_PER_BLOCK)
+                point.copy_to_device(xv)
+                continue
             cuda_backend.fused_step(group.rule, xv, layout.view(g, index), state, carry, c,
                                     previous, point, lower, upper, THREADS_PER_BLOCK,
                                     self.blocks[index], scratch=self.scratch)
@@ -267,7 +275,8 @@ def minimize_on_device(rule, fun, x0, args=(), jac=None, hess=None, hessp=None, 
         lower, upper = (cuda_backend.to_device(b) for b in bound_arrays)
         cuda_backend.project_vector(x, lower, upper, THREADS_PER_BLOCK)
     layout = run.bind(x.size)
-    states = [(cuda_backend.to_device(state), cuda_backend.to_device(carry))
+    states = [(tuple(cuda_backend.to_device(a) for a in state) if isinstance(state, tuple)
+               else cuda_backend.to_device(state), cuda_backend.to_device(carry))
               for state, carry in layout.new_states(dtype)]
     steps = DeviceSteps(layout, objective, x, lower, upper)
     g, spare = cuda.device_array_like(x), cuda.device_array_like(x)

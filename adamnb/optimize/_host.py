@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from adamnb.backends import cpu
+from adamnb.optim.matrix import MatrixOps
 
 __all__ = ["Objective", "HostSteps", "FD_SCHEMES"]
 
@@ -242,6 +243,7 @@ class HostSteps:
         # Bound once: the lookups are a measurable part of a host step.
         self._objective = objective.__call__
         self._store = None if threaded else cpu.store_stationarity_norm
+        self.matrix_ops = MatrixOps() if any(p.matrix for p in layout.pieces) else None
 
     def update(self, x, g, states, table, column):
         layout, lower, upper, previous = self.layout, self.lower, self.upper, self.previous
@@ -266,7 +268,8 @@ class HostSteps:
             group = layout.groups[layout.pieces[index].group]
             c = rows[:, column].astype(x.dtype)
             group.rule.matrix.step(layout.matrix(x, index), layout.matrix(g, index), state,
-                                   dict(zip(group.rule.scalars, c)), group.options)
+                                   dict(zip(group.rule.scalars, c)), group.options,
+                                   self.matrix_ops)
             if bounds.size:
                 cpu.project_vector(xv, bounds, top)
 

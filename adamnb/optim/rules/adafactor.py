@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from adamnb.backends.jit import elementwise
+from adamnb.optim import matrix
 from adamnb.optim._rule import MAXIMIZE, Hyperparameter, MatrixStep, UpdateRule, lr_option
 
 _SCALARS = ("maximize", "weight", "one_minus_weight", "weight_small", "eps1", "eps1_square",
@@ -54,31 +55,26 @@ def adafactor_element(x, g, state, i, c):
     return x * decay_factor - step * u
 
 
-def _lerp_arrays(start, end, v):
-    """torch's ``start.lerp_(end, weight)`` in place, ``v`` the step's scalars."""
-    if v["weight_small"]:
-        start += v["weight"] * (end - start)
-    else:
-        start[...] = end - (end - start) * v["one_minus_weight"]
-
-
-def factored_step(X, G, state, v, options):
+def factored_step(X, G, state, v, options, ops):
     """torch's Adafactor on a 2-D tensor (``_single_tensor_adafactor``, ``grad.dim() > 1``), on
-    the matrix view ``X`` of a group view; ``state`` is (row_var, col_var)."""
+    the matrix view ``X`` of a group view (host or device arrays, with the matching ``ops``,
+    :class:`adamnb.optim.matrix.MatrixOps`); ``state`` is (row_var, col_var)."""
     row_var, col_var = state
-    if v["maximize"]:
-        G = -G
+    dtype = X.dtype.type
     rows, cols = X.shape
-    root_size = math.sqrt(X.size)
-    alpha = max(float(v["eps2"]), float(np.linalg.norm(X)) / root_size) * float(v["rho"])
-    X *= v["decay_factor"]
-    square = G * G
-    _lerp_arrays(row_var, np.sqrt(square.sum(axis=1)) ** 2 / X.dtype.type(cols), v)
-    _lerp_arrays(col_var, np.sqrt(square.sum(axis=0)) ** 2 / X.dtype.type(rows), v)
-    estimate = np.outer(row_var, col_var) / max(row_var.mean(), v["eps1"])
-    update = (v["one"] / np.sqrt(np.maximum(estimate, v["eps1_square"]))) * G
-    denominator = max(1.0, float(np.linalg.norm(update)) / (root_size * float(v["clip"])))
-    X += X.dtype.type(-alpha / denominator) * update
+    root_size = math.sqrt(rows * cols)
+    alpha = max(float(v["eps2"]), math.sqrt(ops.sum_of_squares(X)) / root_size) * float(v["rho"])
+    lerp = (dtype(v["weight"]), dtype(v["one_minus_weight"]), bool(v["weight_small"]))
+    ops.loop(matrix.factored_second_moment, (rows,), row_var, G, True, dtype(cols), *lerp)
+    ops.loop(matrix.factored_second_moment, (cols,), col_var, G, False, dtype(rows), *lerp)
+    mean = dtype(ops.total(row_var)) / dtype(rows)
+    update = ops.scratch("update", (rows, cols), X.dtype)
+    ops.loop(matrix.factored_update, (rows, cols), update, G, row_var, col_var,
+             max(mean, dtype(v["eps1"])), dtype(v["eps1_square"]), dtype(v["one"]),
+             bool(v["maximize"]))
+    denominator = max(1.0, math.sqrt(ops.sum_of_squares(update)) / (root_size * float(v["clip"])))
+    ops.loop(matrix.decay_add, (rows, cols), X, dtype(v["decay_factor"]),
+             dtype(-alpha / denominator), update, False)
 
 
 def _coefficients(o, t, lr):
@@ -150,7 +146,8 @@ ADAFACTOR = UpdateRule(
     means :math:`r_t = \mathrm{lerp}(r_{t-1}, \mathrm{mean}_j G_{ij}^2, \hat\beta_t)`,
     :math:`c_t = \mathrm{lerp}(c_{t-1}, \mathrm{mean}_i G_{ij}^2, \hat\beta_t)` and
     :math:`v_t = r_t c_t^\top / \max(\mathrm{mean}(r_t), \epsilon_1)` (state ``row_var``,
-    ``col_var``: :math:`R + C` numbers), computed on the host with NumPy. ``eps1=None`` is x's
+    ``col_var``: :math:`R + C` numbers), computed where x lives (NumPy arrays or CUDA device
+    arrays, :mod:`adamnb.optim.matrix`). ``eps1=None`` is x's
     machine epsilon, as torch's ``torch.finfo(param.dtype).eps``.""",
 )
 

@@ -4,26 +4,31 @@ the parameter groups whose views are matrices; every other group runs AdamW (or 
 
 import math
 
-import numpy as np
-
+from adamnb.optim import matrix
 from adamnb.optim._rule import Hyperparameter, MatrixStep, UpdateRule, lr_option
 
 #: torch.optim.Muon's constants (from Keller Jordan's post).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
-def newton_schulz(G, a, b, c, steps, eps):
-    """torch's ``_zeropower_via_newtonschulz``: ``steps`` quintic Newton-Schulz iterations from
-    ``G / max(||G||_F, eps)``, on the transpose when ``G`` has more rows than columns, in G's
-    dtype (torch computes in bfloat16; see the rule's notes). Matrix products with BLAS."""
-    transposed = G.shape[0] > G.shape[1]
-    X = np.array(G.T if transposed else G, copy=True)
-    X /= max(np.linalg.norm(X), X.dtype.type(eps))
+def newton_schulz(Y, a, b, c, steps, eps, ops):
+    """torch's ``_zeropower_via_newtonschulz`` in place on ``Y``, a C-contiguous (m, n) matrix
+    with m <= n (the caller transposes a tall matrix): ``steps`` quintic Newton-Schulz
+    iterations from ``Y / max(||Y||_F, eps)``, in Y's dtype (torch computes in bfloat16; see the
+    rule's notes), with ``ops`` (:class:`adamnb.optim.matrix.MatrixOps`)."""
+    dtype = Y.dtype.type
+    m, n = Y.shape
+    ops.loop(matrix.divide, (m, n), Y, max(dtype(math.sqrt(ops.sum_of_squares(Y))), dtype(eps)))
+    gram = ops.scratch("gram", (m, m), Y.dtype)
+    gram_update = ops.scratch("gram_update", (m, m), Y.dtype)
+    product = ops.scratch("product", (m, n), Y.dtype)
     for _ in range(steps):
-        gram = X @ X.T
-        gram_update = b * gram + c * (gram @ gram)  # torch.addmm(gram, gram, gram, beta=b, alpha=c)
-        X = a * X + gram_update @ X  # torch.addmm(X, gram_update, X, beta=a)
-    return X.T if transposed else X
+        ops.matmul(Y, Y, gram, trans_b=True)  # Y Y^T
+        ops.matmul(gram, gram, gram_update)
+        # torch.addmm(gram, gram, gram, beta=b, alpha=c)
+        ops.loop(matrix.axpby, (m, m), gram_update, b, gram, c, gram_update)
+        ops.matmul(gram_update, Y, product)
+        ops.loop(matrix.axpby, (m, n), Y, a, Y, dtype(1), product)  # torch.addmm(Y, ., Y, beta=a)
 
 
 def adjusted_lr(lr, adjust_lr_fn, shape):
@@ -34,28 +39,23 @@ def adjusted_lr(lr, adjust_lr_fn, shape):
     return lr * (0.2 * math.sqrt(max(rows, cols)))  # "match_rms_adamw"
 
 
-def muon_step(X, G, state, v, options):
-    """torch's ``_single_tensor_muon`` on the matrix view ``X`` of a group view; ``state`` is
-    (momentum_buffer,)."""
+def muon_step(X, G, state, v, options, ops):
+    """torch's ``_single_tensor_muon`` on the matrix view ``X`` of a group view (host or device
+    arrays, with the matching ``ops``); ``state`` is (momentum_buffer,)."""
     (buffer,) = state
     dtype = X.dtype.type
+    rows, cols = X.shape
     momentum = dtype(options["momentum"])
     weight = dtype(1.0) - momentum
-    # torch's lerp: start + w (end - start) for w < 0.5, else end - (end - start)(1 - w)
-    if weight < 0.5:
-        buffer += weight * (G - buffer)
-    else:
-        buffer[...] = G - (G - buffer) * momentum
-    if options["nesterov"]:  # grad.lerp(buffer, momentum)
-        update = G + momentum * (buffer - G) if momentum < 0.5 else \
-            buffer - (buffer - G) * weight
-    else:
-        update = buffer
-    orthogonal = newton_schulz(update, dtype(options["ns_a"]), dtype(options["ns_b"]),
-                               dtype(options["ns_c"]), options["ns_steps"], options["eps"])
+    transposed = rows > cols  # Newton-Schulz runs on the wide orientation
+    Y = ops.scratch("orthogonal", (cols, rows) if transposed else (rows, cols), X.dtype)
+    ops.loop(matrix.momentum_lerp, (rows, cols), buffer, G, Y, weight, momentum,
+             bool(weight < 0.5), bool(options["nesterov"]), bool(momentum < 0.5), transposed)
+    newton_schulz(Y, dtype(options["ns_a"]), dtype(options["ns_b"]), dtype(options["ns_c"]),
+                  options["ns_steps"], options["eps"], ops)
     rate = adjusted_lr(float(v["lr"]), options["adjust_lr_fn"], X.shape)
-    X *= v["decay_factor"]
-    X += dtype(-rate) * orthogonal
+    ops.loop(matrix.decay_add, (rows, cols), X, dtype(v["decay_factor"]), dtype(-rate), Y,
+             transposed)
 
 
 MUON = UpdateRule(
@@ -119,10 +119,12 @@ MUON = UpdateRule(
     that rule's defaults updated with the group's own options. Without groups there is nothing
     to orthogonalise: ``method="muon"`` needs ``groups``.
 
-    What runs where: the Newton-Schulz products run on the host with NumPy's BLAS, in x's dtype
-    (torch computes them in bfloat16; with bfloat16 disabled torch gives these results to
-    rounding, see the tests); device arrays are not supported for the matrix groups, and
-    ``minimize`` runs groups in its host loop.""",
+    What runs where: on NumPy arrays the Newton-Schulz products run with NumPy's BLAS and the
+    element-wise parts in numba's CPU loops; on CUDA device arrays the same step
+    (:mod:`adamnb.optim.matrix`) runs on the GPU, products in :func:`adamnb.backends.cuda.gemm`,
+    only the Frobenius norm coming to the host. Both compute in x's dtype (torch computes the
+    products in bfloat16; with bfloat16 disabled torch gives these results to rounding, see the
+    tests).""",
 )
 
 RULES = (MUON,)
