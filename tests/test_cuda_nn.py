@@ -317,6 +317,26 @@ def test_every_kernel_compiles_to_ptx_for_sm90(dtype):
 
 
 @needs_cuda
+@pytest.mark.parametrize("label", ["Muon + AdamW", "AdamW"])
+def test_the_muon_experiment_trains_on_the_device(monkeypatch, label):
+    """``adamnb experiment muon --device cuda``'s cell, on a tiny stand-in model: Muon's matrix
+    steps and AdamW's groups on the device follow the CPU run of the same cell."""
+    from adamnb.experiments import muon
+
+    monkeypatch.setattr(muon, "SIZES", SIZES)
+    monkeypatch.setattr(muon, "BATCH", 5)
+    X, y = _problem(np.float32, rows=12)
+    monkeypatch.setattr(muon, "load", lambda data, quick: (X, y, X[:6], y[:6]))
+    cell = {"method": label, "alpha": muon.METHODS[label][1][1], "epochs": 2, "quick": True,
+            "data": None}
+    on_cpu = muon.train_cell({**cell, "device": "cpu"})
+    on_gpu = muon.train_cell({**cell, "device": "cuda"})
+    np.testing.assert_allclose(on_gpu["history"]["train_loss"], on_cpu["history"]["train_loss"],
+                               rtol=1e-4)
+    assert on_gpu["history"]["test_accuracy"] == on_cpu["history"]["test_accuracy"]
+
+
+@needs_cuda
 def test_the_mnist_mlp_experiment_trains_on_the_device(monkeypatch):
     """``adamnb experiment mnist-mlp --device cuda``'s training step, on a tiny stand-in model:
     the device run follows the CPU run of the same experiment code."""

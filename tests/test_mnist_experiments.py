@@ -137,12 +137,13 @@ def test_figure2a_search_extends_a_grid_whose_best_is_at_an_edge():
     assert result["Adam"]["selected"] == 0.001 and result["Adam"]["extensions"] == 0
 
 
-def test_figure2a_on_cuda_without_a_gpu_is_a_clear_error(capsys):
+@pytest.mark.parametrize("experiment", ["mnist-mlp", "muon"])
+def test_the_device_option_without_a_gpu_is_a_clear_error(experiment, capsys):
     from adamnb.backends import cuda
     if cuda.is_available():
         pytest.skip("a CUDA device is available here")
     with pytest.raises(SystemExit):
-        cli.main(["experiment", "mnist-mlp", "--quick", "--device", "cuda"])
+        cli.main(["experiment", experiment, "--quick", "--device", "cuda"])
     assert "no CUDA GPU is available" in capsys.readouterr().err
 
 

@@ -30,6 +30,7 @@ from adamnb import plot
 from adamnb import sweep as sweeps
 from adamnb.experiments import positive_int, quick_note
 from adamnb.nn.datasets import load_mnist
+from adamnb.nn.training import train
 
 __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load", "plot_curves",
            "history_summary", "bar", "blas_threads", "BLAS_THREADS", "cost_or_inf"]
@@ -52,6 +53,40 @@ def add_options(parser, default_epochs):
                         help="folder of the four MNIST IDX files (default: $ADAMNB_DATA, else the "
                              "per-user cache, downloading there if missing)")
     return parser
+
+
+def add_device_option(parser):
+    """``--device cpu|cuda``, for the experiments that train the MLP on a GPU too."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="train on the CPU (default) or a CUDA GPU")
+    return parser
+
+
+def check_device(parser, args):
+    """Stop with a usage error when ``--device cuda`` is asked for and no GPU is available."""
+    if args.device == "cuda":
+        from adamnb.backends import cuda
+        if not cuda.is_available():
+            parser.error("--device cuda: no CUDA GPU is available (numba.cuda.is_available() is "
+                         "False); install the NVIDIA driver and adamnb[cuda]")
+
+
+def train_mlp(model, params, optimizer, data, epochs, batch_size, device, seed,
+              evaluate_train=False):
+    """Train the MLP ``model`` from ``params`` with ``optimizer`` on ``data`` = (X, y, X_test,
+    y_test): :func:`adamnb.nn.train` on the CPU, :func:`adamnb.nn.cuda_models.train_cuda` on
+    the GPU (``device="cuda"``: the optimizer's state and the parameters on the device); the
+    History."""
+    X, y, X_test, y_test = data
+    if device == "cuda":
+        from adamnb.backends import cuda
+        from adamnb.nn import cuda_models as cuda_nn
+        return cuda_nn.train_cuda(model, cuda.to_device(params), optimizer, X, y, epochs=epochs,
+                                  batch_size=batch_size, X_test=X_test, y_test=y_test, seed=seed,
+                                  evaluate_train=evaluate_train)
+    return train(model, params, optimizer, X, y, epochs=epochs, batch_size=batch_size,
+                 X_test=X_test, y_test=y_test, seed=seed, progress=bar(),
+                 evaluate_train=evaluate_train)
 
 
 def run_and_report(args, run, table, **options):

@@ -52,10 +52,10 @@ import adamnb
 from adamnb import plot
 from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
                                 positive_int, quick_note, run_cells, write_json, write_text)
-from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
-                                       plot_curves, run_and_report)
+from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
+                                       check_device, history_summary, load, plot_curves,
+                                       run_and_report, train_mlp)
 from adamnb.nn import MLP
-from adamnb.nn.training import train
 
 NAME = "mnist-mlp"
 FOLDER = "mnist_mlp"
@@ -93,20 +93,10 @@ METHODS = {
 
 
 def train_one(optimizer_class, options, data, epochs, device, evaluate_train):
-    X, y, X_test, y_test = data
     model = MLP(SIZES, dropout=DROPOUT, seed=SEED)
-    params = model.init(SEED)
-    if device == "cuda":
-        from adamnb.backends import cuda
-        from adamnb.nn import cuda_models as cuda_nn
-        optimizer = optimizer_class(**options, backend="cuda")
-        return cuda_nn.train_cuda(model, cuda.to_device(params), optimizer, X, y, epochs=epochs,
-                                  batch_size=BATCH, X_test=X_test, y_test=y_test, seed=SEED,
-                                  evaluate_train=evaluate_train)
-    optimizer = optimizer_class(**options, backend="cpu")
-    return train(model, params, optimizer, X, y, epochs=epochs, batch_size=BATCH,
-                 X_test=X_test, y_test=y_test, seed=SEED, progress=bar(),
-                 evaluate_train=evaluate_train)
+    optimizer = optimizer_class(**options, backend=device)
+    return train_mlp(model, model.init(SEED), optimizer, data, epochs, BATCH, device, SEED,
+                     evaluate_train)
 
 
 def train_cell(cell):
@@ -325,18 +315,13 @@ def main(argv=None):
                         help=f"the paper's {PAPER_EPOCHS} epochs (instead of --epochs)")
     parser.add_argument("--select-epochs", type=positive_int, default=None, metavar="N",
                         help=f"epochs of each grid run (default {SELECT_EPOCHS})")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="train on the CPU (default) or a CUDA GPU")
+    add_device_option(parser)
     args = parse_arguments(parser, argv)
     if args.paper:
         if args.epochs is not None:
             parser.error("--paper sets the epochs; give --paper or --epochs, not both")
         args.epochs = PAPER_EPOCHS
-    if args.device == "cuda":
-        from adamnb.backends import cuda
-        if not cuda.is_available():
-            parser.error("--device cuda: no CUDA GPU is available (numba.cuda.is_available() is "
-                         "False); install the NVIDIA driver and adamnb[cuda]")
+    check_device(parser, args)
     return run_and_report(args, run, table, device=args.device, select_epochs=args.select_epochs)
 
 

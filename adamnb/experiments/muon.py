@@ -17,15 +17,16 @@ table every run with its test accuracy and its training time. Same initialisatio
 minibatch order for every run.
 
 What it costs: Muon's Newton-Schulz iterations are matrix products of the weight matrices' size,
-five per step, computed on the host with NumPy's BLAS (here on one thread per run): on a CPU a
-Muon step costs several AdamW steps; the table's times say how many on the machine named.
+five per step, computed with NumPy's BLAS on the CPU (here on one thread per run) or in the GPU's
+kernels with ``--device cuda``: on a CPU a Muon step costs several AdamW steps; the table's times
+say how many on the machine named.
 
 Outputs under ``./results/muon/`` (``.../quick/`` with ``--quick``; or ``--out DIR``):
 ``loss.png`` (training cost per epoch), ``accuracy.png`` (test accuracy per epoch), ``table.md``
 and ``summary.json`` (per-epoch histories of every run). Every (method, alpha) run is one cell
 of a sweep (:mod:`adamnb.sweep`).
 
-Run: ``adamnb experiment muon [--quick] [--epochs N] [--data DIR] [--out DIR]
+Run: ``adamnb experiment muon [--quick] [--epochs N] [--data DIR] [--out DIR] [--device cpu|cuda]
 [--workers N | --scheduler ADDRESS]``.
 """
 
@@ -37,10 +38,10 @@ from pathlib import Path
 import adamnb
 from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
                                 quick_note, run_cells, write_json, write_text)
-from adamnb.experiments._mnist import (add_options, bar, blas_threads, cost_or_inf,
-                                       history_summary, load, plot_curves, run_and_report)
+from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
+                                       check_device, cost_or_inf, history_summary, load,
+                                       plot_curves, run_and_report, train_mlp)
 from adamnb.nn import MLP
-from adamnb.nn.training import train
 
 NAME = "muon"
 FOLDER = "muon"
@@ -54,40 +55,45 @@ METHODS = {
 }
 
 
-def make_optimizer(label, alpha, model):
-    """The run's optimizer: ``label``'s class on ``model``'s parameter groups (module notes)."""
+def make_optimizer(label, alpha, model, device="cpu"):
+    """The run's optimizer: ``label``'s class on ``model``'s parameter groups (module notes),
+    for parameters on ``device`` ("cpu" or "cuda")."""
     if METHODS[label][0] == "Muon":
         return adamnb.Muon(model.param_groups(lr=BIAS_LR), lr=alpha,
-                           weight_decay=WEIGHT_DECAY, backend="cpu")
+                           weight_decay=WEIGHT_DECAY, backend=device)
     return adamnb.AdamW(model.param_groups(), lr=alpha, weight_decay=WEIGHT_DECAY,
-                        backend="cpu")
+                        backend=device)
 
 
 def train_cell(cell):
-    """One sweep cell ``{"method", "alpha", "epochs", "quick", "data"}``: the history summary."""
-    X, y, X_test, y_test = load(cell["data"], cell["quick"])
+    """One sweep cell ``{"method", "alpha", "epochs", "quick", "data", "device"}``: the history
+    summary."""
+    device = cell.get("device", "cpu")
     model = MLP(SIZES)
-    params = model.init(SEED)
-    optimizer = make_optimizer(cell["method"], cell["alpha"], model)
+    optimizer = make_optimizer(cell["method"], cell["alpha"], model, device)
     with blas_threads():
-        history = train(model, params, optimizer, X, y, epochs=cell["epochs"], batch_size=BATCH,
-                        X_test=X_test, y_test=y_test, seed=SEED, progress=bar())
+        history = train_mlp(model, model.init(SEED), optimizer,
+                            load(cell["data"], cell["quick"]), cell["epochs"], BATCH, device, SEED)
     return history_summary(history)
 
 
-def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=None,
-        scheduler=None):
+def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="cpu",
+        workers=None, scheduler=None):
     """Both methods at each of their step sizes; writes table, summary and plots; returns the summary.
 
-    ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
+    ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`; on ``device="cuda"`` the
+    default is this process.
     """
     started = time.perf_counter()
     out = Path(out) if out is not None else default_out(FOLDER, quick)
     epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
+    if device == "cuda" and workers is None and scheduler is None:
+        workers = 1
     data = None if data_dir is None else str(data_dir)
     _, y, _, y_test = load(data, quick)  # here first: a data problem shows before any run
     # Muon's runs first: they take the longest, so the short ones fill in beside them.
-    cells = [{"method": label, "alpha": alpha, "epochs": epochs, "quick": quick, "data": data}
+    cells = [{"method": label, "alpha": alpha, "epochs": epochs, "quick": quick, "data": data,
+              "device": device}
              for label, (_, grid) in reversed(METHODS.items()) for alpha in grid]
     records = run_cells(train_cell, cells, out=out, workers=workers, scheduler=scheduler,
                         desc=NAME)
@@ -102,7 +108,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
         best[label] = alpha
         curves[f"{label} (alpha {alpha:g})"] = by_alpha[alpha]["history"]
     summary = {
-        "experiment": NAME, "quick": quick, "machine": machine(),
+        "experiment": NAME, "quick": quick, "machine": machine(), "device": device,
         "model": "MLP " + "-".join(map(str, SIZES)) + " (ReLU, no dropout, float32)",
         "batch_size": BATCH, "epochs": epochs, "train_rows": len(y), "test_rows": len(y_test),
         "weight_decay": WEIGHT_DECAY, "bias_group": {"method": "adamw", "lr": BIAS_LR,
@@ -132,7 +138,8 @@ def table(summary):
              f"{summary['train_rows']} training / {summary['test_rows']} test images, batch "
              f"{summary['batch_size']}, weight decay {summary['weight_decay']:g} on the weights "
              f"(none on the biases; under Muon the biases run AdamW at lr "
-             f"{summary['bias_group']['lr']:g}); machine: {summary['machine']}. Bold: the alpha "
+             f"{summary['bias_group']['lr']:g}); machine: {summary['machine']}; device "
+             f"{summary.get('device', 'cpu')}. Bold: the alpha "
              "plotted (lowest final training cost). Seconds per epoch: training only, one BLAS "
              "thread per run, two runs side by side.", "",
              "| method | alpha | training cost, last epoch | test accuracy | best test accuracy "
@@ -156,7 +163,10 @@ def main(argv=None):
               "the MLP 784-512-512-10 on MNIST; writes loss.png, accuracy.png, table.md and "
               "summary.json.",
         f"{QUICK_EPOCHS} epoch on a subset of MNIST, for CI", FOLDER)
-    return run_and_report(parse_arguments(add_options(parser, EPOCHS), argv), run, table)
+    add_device_option(add_options(parser, EPOCHS))
+    args = parse_arguments(parser, argv)
+    check_device(parser, args)
+    return run_and_report(args, run, table, device=args.device)
 
 
 if __name__ == "__main__":
