@@ -137,6 +137,24 @@ def _optimizer(method, backend):
     return cls(backend=backend, **options), rule
 
 
+def interleaved(contenders, repeats):
+    """``{name: [seconds, ...]}``: each of ``contenders`` (name -> call) called once to compile
+    and warm up, then ``repeats`` rounds of one call each, in turn, the device synchronised
+    after every call (the machine's drift hits every contender alike)."""
+    cuda = _cuda()
+    samples = {name: [] for name in contenders}
+    for call in contenders.values():
+        call()
+    cuda.synchronize()
+    for _ in range(repeats):
+        for name, call in contenders.items():
+            start = time.perf_counter()
+            call()
+            cuda.synchronize()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
 def update_benchmark(size, repeats, bandwidth):
     """One step of every rule on ``size`` float32 device parameters; torch's fused Adam where
     torch has CUDA. Contenders interleaved round by round."""
@@ -150,7 +168,7 @@ def update_benchmark(size, repeats, bandwidth):
     from adamnb.optim import rules
 
     # Muon updates matrices only: its own part, muon_benchmark
-    for method in (m for m in adamnb.METHODS if rules.get_rule(m).element is not None):
+    for method in (m for m in adamnb.METHODS if m in rules.VECTOR_RULES):
         optimizer, rule = _optimizer(method, "cuda")
         contenders[method] = (lambda optimizer=optimizer: optimizer.step(x, g))
         bytes_moved[method] = 4 * size * (3 + 2 * rule.rows(optimizer.options))
@@ -170,16 +188,7 @@ def update_benchmark(size, repeats, bandwidth):
             torch_note = f"torch {torch.__version__} without CUDA: skipped"
     except ImportError:
         torch_note = "torch not installed: skipped"
-    samples = {name: [] for name in contenders}
-    for call in contenders.values():  # compile, warm up
-        call()
-    cuda.synchronize()
-    for _ in range(repeats):
-        for name, call in contenders.items():
-            start = time.perf_counter()
-            call()
-            cuda.synchronize()
-            samples[name].append(time.perf_counter() - start)
+    samples = interleaved(contenders, repeats)
     results = []
     for name, values in samples.items():
         seconds = statistics.median(values)
@@ -231,17 +240,8 @@ def muon_benchmark(side, repeats):
             torch_note = f"torch {torch.__version__} without CUDA: skipped"
     except (ImportError, AttributeError) as error:
         torch_note = f"torch's Muon unavailable ({type(error).__name__}): skipped"
-    samples = {name: [] for name in contenders}
-    for call in contenders.values():
-        call()
-    cuda.synchronize()
-    for _ in range(repeats):
-        for name, call in contenders.items():
-            start = time.perf_counter()
-            call()
-            cuda.synchronize()
-            samples[name].append(time.perf_counter() - start)
-    seconds = {name: statistics.median(values) for name, values in samples.items()}
+    seconds = {name: statistics.median(values)
+               for name, values in interleaved(contenders, repeats).items()}
     return {"side": side, "repeats": repeats, "torch": torch_note, "seconds": seconds,
             "device_vs_host": seconds["adamnb.Muon (device)"] / seconds["adamnb.Muon (host)"],
             "first_step_max_abs_difference_device_host": difference}

@@ -1,4 +1,5 @@
-"""Suite-wide set-up: a thread-safe shared-memory allocation for numba's CUDA simulator.
+"""Suite-wide set-up for numba's CUDA simulator: a thread-safe shared-memory allocation, and a
+short thread switch interval.
 
 The simulator runs each block's threads as Python threads, and its ``cuda.shared.array`` looks the
 array up in a per-block dict keyed by the calling line, allocating it on a miss, without a lock
@@ -8,6 +9,11 @@ block reduction silently loses one thread's value. It shows in a loaded CI run a
 in LAMB's or Prodigy's reductions (reproduced at ``sys.setswitchinterval(1e-6)``: 2 failures in 3
 passes over the reduction rules' step-for-step test; 0 in 6 with the lock). On a GPU the array is
 one per block by construction, so only the simulator needs this.
+
+The simulator also runs each block's threads as Python threads, and its launcher polls them: at
+Python's default 5 ms switch interval every ``syncthreads`` waits for several switches. A 0.5 ms
+interval, for the whole session, makes the shared-memory kernels' tests several times faster; it
+changes no result.
 """
 import os
 import sys
@@ -15,6 +21,7 @@ import threading
 import traceback
 
 import numpy as np
+import pytest
 
 
 def _thread_safe_simulator_shared_arrays():
@@ -45,3 +52,14 @@ def _thread_safe_simulator_shared_arrays():
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     _thread_safe_simulator_shared_arrays()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quick_simulator_threads():
+    saved = sys.getswitchinterval()
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        sys.setswitchinterval(5e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(saved)

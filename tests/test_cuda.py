@@ -68,28 +68,6 @@ def _cuda():
     return cuda
 
 
-def quick_simulator_threads():
-    """A generator for module fixtures: a short GIL switch interval while the module runs.
-
-    The simulator runs each block's threads as Python threads and its launcher polls them; at
-    Python's default 5 ms switch interval every ``syncthreads`` waits for several switches. A
-    0.5 ms interval makes the shared-memory kernels' tests several times faster; it changes no
-    result.
-    """
-    saved = sys.getswitchinterval()
-    if SIMULATOR:
-        sys.setswitchinterval(5e-4)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(saved)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_simulator_threads():
-    yield from quick_simulator_threads()
-
-
 def _gradient(rng, x):
     return (rng.normal(size=x.size) + 0.5 * x).astype(x.dtype)
 
@@ -421,7 +399,7 @@ APPROXIMATE = re.compile(r"\b(?:div|sqrt|rsqrt|rcp)\.(?:approx|full)\b|\.ftz\b")
 
 
 #: The rules with element math (Muon's matrix step runs on the host: no kernel to compile).
-ELEMENT_RULES = {name: rule for name, rule in rules.RULES.items() if rule.element is not None}
+ELEMENT_RULES = rules.VECTOR_RULES
 
 
 @pytest.mark.parametrize("rule", list(ELEMENT_RULES.values()), ids=list(ELEMENT_RULES))

@@ -16,7 +16,7 @@ from adamnb.problems import cuda_functions
 from tests import contract_table as table
 from tests.test_contract import RecordingSchedule
 from tests.test_cuda import needs_cuda
-from tests.test_cuda_minimize import _cuda, _quick_simulator_threads, _tiny_blocks  # noqa: F401
+from tests.test_cuda_minimize import _cuda, _tiny_blocks  # noqa: F401
 
 
 @needs_cuda

@@ -16,16 +16,13 @@ import pytest
 from adamnb.backends import cuda as cuda_backend
 from adamnb.problems import cuda_functions
 from adamnb.problems import functions
-from tests.test_cuda import (APPROXIMATE, _ptx_toolchain_missing, needs_cuda,
-                             quick_simulator_threads)
+from tests.test_cuda import APPROXIMATE, _ptx_toolchain_missing, needs_cuda
 
 NAMES = ["rosenbrock", "rastrigin"]
 DTYPES = [np.float32, np.float64]
 VALUE_RTOL = {np.float32: 2e-6, np.float64: 1e-14}
 
 
-_quick_simulator_threads = pytest.fixture(quick_simulator_threads, autouse=True, scope="module",
-                                          name="_quick_simulator_threads")
 
 
 @pytest.fixture(autouse=True)

@@ -21,8 +21,7 @@ from adamnb.backends import cuda as cuda_backend
 from adamnb.nn import MLP
 from adamnb.optimize import _device
 from adamnb.optim import matrix
-from tests.test_cuda import (APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda,
-                             quick_simulator_threads)
+from tests.test_cuda import APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda
 from tests.test_groups import mlp_problem
 
 STEPS = 3
@@ -44,11 +43,6 @@ CASES = [
 ]
 CASE_IDS = ["muon-float32", "muon-plain-momentum-float64", "adafactor-float64",
             "adafactor-maximize-float32"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_simulator_threads():
-    yield from quick_simulator_threads()
 
 
 @pytest.fixture(autouse=True)

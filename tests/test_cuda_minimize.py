@@ -25,16 +25,10 @@ from adamnb.optimize import _device as _device_minimize
 from adamnb.optimize._device import minimize_on_device
 from adamnb.problems import cuda_functions as cuda_objectives
 from adamnb.problems import functions
-from tests.test_cuda import (SIMULATOR, _ptx_toolchain_missing, needs_cuda,
-                             quick_simulator_threads)
+from tests.test_cuda import SIMULATOR, _ptx_toolchain_missing, needs_cuda
 
 N = 11
 THREADS = 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_simulator_threads():
-    yield from quick_simulator_threads()
 
 
 @pytest.fixture(autouse=True)

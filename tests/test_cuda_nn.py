@@ -20,18 +20,12 @@ from adamnb.nn import cuda_models as cuda_nn
 from adamnb.nn import models as nn_models
 from adamnb.nn.elements import ELEMENTS
 from adamnb.nn.training import History, train
-from tests.test_cuda import (APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda,
-                             quick_simulator_threads)
+from tests.test_cuda import APPROXIMATE, F32_ARITHMETIC, _ptx_toolchain_missing, needs_cuda
 from tests.test_nn import random_params as _params
 
 SIZES = (6, 5, 4, 3)
 ROWS = 7
 TOLERANCE = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quick_simulator_threads():
-    yield from quick_simulator_threads()
 
 
 @pytest.fixture(autouse=True)
@@ -327,7 +321,7 @@ def test_the_muon_experiment_trains_on_the_device(monkeypatch, label):
     monkeypatch.setattr(muon, "BATCH", 5)
     X, y = _problem(np.float32, rows=12)
     monkeypatch.setattr(muon, "load", lambda data, quick: (X, y, X[:6], y[:6]))
-    cell = {"method": label, "alpha": muon.METHODS[label][1][1], "epochs": 2, "quick": True,
+    cell = {"method": label, "alpha": muon.METHODS[label][1][1], "epochs": 1, "quick": True,
             "data": None}
     on_cpu = muon.train_cell({**cell, "device": "cpu"})
     on_gpu = muon.train_cell({**cell, "device": "cuda"})

@@ -19,6 +19,7 @@ import pytest
 
 import adamnb
 from adamnb.problems.functions import get
+from adamnb.optim.rules import VECTOR_RULES
 from adamnb.optimize import _compiled
 
 QUADRATIC = get("quadratic", n=10)
@@ -39,7 +40,7 @@ def run(method, x0, fast, **options):
 
 
 #: Muon updates matrix groups, which run in the host loop only (no compiled loop, no fast mode).
-COMPILED_METHODS = [name for name, rule in adamnb.optim.RULES.items() if rule.element is not None]
+COMPILED_METHODS = list(VECTOR_RULES)
 
 
 @pytest.mark.parametrize("method", COMPILED_METHODS)

@@ -9,11 +9,12 @@ from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning, rosen, rosen
 
 import adamnb
 from adamnb.optim.optimizers import OPTIMIZERS
+from adamnb.optim.rules import VECTOR_RULES
 from adamnb.problems.functions import rosenbrock_value_and_grad
 
 ROSEN_START = np.array([-1.2, 1.0])
 #: The methods that update the whole vector; Muon updates matrices (tests/test_groups.py).
-VECTOR_METHODS = [name for name, rule in adamnb.optim.RULES.items() if rule.element is not None]
+VECTOR_METHODS = list(VECTOR_RULES)
 
 
 def quadratic(x, a=1.0):

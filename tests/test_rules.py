@@ -192,11 +192,20 @@ def compiled_bodies(ir):
                      if not f.split("@", 1)[1].startswith(("_ZN7cpython", "cpython.", "cfunc.")))
 
 
+#: The parallel kernels whose structure differs: one element rule (the prange loop around an
+#: element is the same for every rule, whose element code the serial kernels' check covers) and
+#: every rule with reductions inside its step (a prange reduction of their own).
+PARALLEL_STRUCTURES = ["adam"] + [name for name, rule in rules.VECTOR_RULES.items()
+                                  if rule.reductions]
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 def test_float32_kernels_do_no_float64_arithmetic(parallel):
-    """Every float32 kernel's LLVM IR is free of double-precision arithmetic and conversions."""
-    for rule in {(rule.element, rule.reduce): rule for rule in rules.RULES.values()
-                 if rule.element is not None}.values():
+    """Every float32 kernel's LLVM IR is free of double-precision arithmetic and conversions:
+    every rule's serial kernel, and each distinct parallel kernel (:data:`PARALLEL_STRUCTURES`)."""
+    chosen = [rules.VECTOR_RULES[name] for name in PARALLEL_STRUCTURES] if parallel \
+        else rules.VECTOR_RULES.values()
+    for rule in {(rule.element, rule.reduce): rule for rule in chosen}.values():
         options = rule.validate({})
         x = np.ones(4, np.float32)
         state = np.zeros((len(rule.slots), 4), np.float32)

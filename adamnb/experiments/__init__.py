@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numba
@@ -43,7 +44,7 @@ from adamnb.cli import ArgumentParser
 
 __all__ = ["machine", "write_text", "write_json", "progress", "json_ready", "experiment_parser",
            "parse_arguments", "default_out", "run_cells", "quick_note",
-           "STORE", "finish", "positive_int"]
+           "STORE", "conclude", "finish", "positive_int"]
 
 #: The folder, inside an experiment's output folder, that keeps finished runs until the outputs
 #: are written (what a resumed run reads back).
@@ -219,6 +220,17 @@ def run_cells(fn, cells, *, out, desc, workers=None, scheduler=None, store=True)
                           store=folder if store else None, desc=desc)
     result.check(f"; the finished runs are kept in {folder} for the next run" if store else "")
     return result.records
+
+
+def conclude(out, summary, started):
+    """The end of every experiment's run: the run's seconds (since ``started``, a
+    ``time.perf_counter()`` value) into ``summary``, ``summary.json`` written (last, so its
+    presence says the run finished), the finished runs' store removed (:func:`finish`).
+    Returns ``summary``."""
+    summary["time_s"] = time.perf_counter() - started
+    write_json(Path(out) / "summary.json", summary)
+    finish(out)
+    return summary
 
 
 def finish(out):

@@ -152,8 +152,7 @@ def plot_curves(curves, path, title, ylabel="training cost", field="train_loss",
     0.999 equally spaced); ``marker`` (a matplotlib marker) marks each epoch's point, for runs of
     few epochs; ``legend_outside`` puts the legend right of the axes, for curves that leave no
     corner free."""
-    figure = Figure(figsize=(8.0 if legend_outside else 6.4, 4.4), layout="constrained")
-    ax = figure.subplots()
+    figure, ax = new_axes(legend_outside)
     for label, history in curves.items():
         values = [v if v is not None and math.isfinite(v) else np.nan for v in history[field]]
         (line,) = ax.plot(history["epoch"], values, label=label, linewidth=1.6, marker=marker)
@@ -181,10 +180,22 @@ def plot_curves(curves, path, title, ylabel="training cost", field="train_loss",
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iterations over the entire dataset (epochs)")
     ax.set_ylabel(ylabel)
+    save_axes(figure, ax, path, title + quick_note(quick), legend_outside)
+
+
+def new_axes(legend_outside=False):
+    """(figure, axes) of the experiments' line plots; wider with the legend outside."""
+    figure = Figure(figsize=(8.0 if legend_outside else 6.4, 4.4), layout="constrained")
+    return figure, figure.subplots()
+
+
+def save_axes(figure, ax, path, title, legend_outside=False):
+    """Title, grid and legend (right of the axes with ``legend_outside``, for curves that leave
+    no corner free), then the figure saved to ``path``."""
     if legend_outside:  # a figure title: the axes' title would run under the legend
-        figure.suptitle(title + quick_note(quick), fontsize="medium")
+        figure.suptitle(title, fontsize="medium")
     else:
-        ax.set_title(title + quick_note(quick), fontsize="medium")
+        ax.set_title(title, fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     if legend_outside:
         figure.legend(loc="outside right center")

@@ -47,8 +47,8 @@ import numpy as np
 import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments,
-                                quick_note, run_cells, write_json)
+from adamnb.experiments import (conclude, default_out, experiment_parser, parse_arguments,
+                                quick_note, run_cells)
 from adamnb.problems.functions import get
 
 NAME = "bias-correction"
@@ -183,10 +183,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     }
     if plots:
         save_plot(traces, out / "bias_correction.png", quick)
-    summary["time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    finish(out)
-    return summary
+    return conclude(out, summary, started)
 
 
 def save_plot(traces, path, quick=False):

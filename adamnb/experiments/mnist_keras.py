@@ -52,8 +52,8 @@ import time
 from pathlib import Path
 
 import adamnb
-from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
-                                quick_note, run_cells, write_json, write_text)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
+                                quick_note, run_cells, write_text)
 from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
                                        plot_curves, run_and_report)
 from adamnb.nn import MLP, keras_mnist_cnn
@@ -182,10 +182,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
     write_text(out / "table.md", table(summary))
     if plots:
         write_plots(summary, out)
-    summary["time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    finish(out)
-    return summary
+    return conclude(out, summary, started)
 
 
 def write_plots(summary, out):

@@ -27,8 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
-                                quick_note, run_cells, write_json, write_text)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
+                                quick_note, run_cells, write_text)
 from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
                                        plot_curves, run_and_report)
 from adamnb.nn import SoftmaxRegression
@@ -106,10 +106,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
                     quick=quick)
         plot_curves(everything, out / "grid.png", title=title + ": every grid value", log=True,
                     quick=quick)
-    summary["time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    finish(out)
-    return summary
+    return conclude(out, summary, started)
 
 
 def _finite(value):

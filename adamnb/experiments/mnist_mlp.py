@@ -46,15 +46,12 @@ import sys
 import time
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
 import adamnb
-from adamnb import plot
-from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
-                                positive_int, quick_note, run_cells, write_json, write_text)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
+                                positive_int, quick_note, run_cells, write_text)
 from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
-                                       check_device, history_summary, load, plot_curves,
-                                       run_and_report, train_mlp)
+                                       check_device, history_summary, load, new_axes,
+                                       plot_curves, run_and_report, save_axes, train_mlp)
 from adamnb.nn import MLP
 
 NAME = "mnist-mlp"
@@ -211,10 +208,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
     write_text(out / "table.md", table(summary))
     if plots:
         write_plots(summary, out)
-    summary["time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    finish(out)
-    return summary
+    return conclude(out, summary, started)
 
 
 def write_plots(summary, out):
@@ -247,8 +241,7 @@ def protocol_text(select_epochs, epochs):
 
 def plot_grid(summary, path):
     """Selection cost against step size, one line per method, the selected value marked."""
-    figure = Figure(figsize=(8.0, 4.4), layout="constrained")
-    ax = figure.subplots()
+    figure, ax = new_axes(legend_outside=True)  # the U-shaped curves fill every corner
     for label, g in summary["grid"].items():
         points = [(float(lr), c) for lr, c in g["selection_cost"].items() if c is not None]
         lrs, costs = zip(*sorted(points))
@@ -260,12 +253,8 @@ def plot_grid(summary, path):
     ax.set_xlabel("step size (lr)")
     ax.set_ylabel(f"training cost after {summary['select_epochs']} epoch"
                   f"{'s' if summary['select_epochs'] > 1 else ''}")
-    figure.suptitle("Step-size search (star: selected; diverged runs left out)"
-                    + quick_note(summary["quick"]), fontsize="medium")
-    ax.grid(True, which="both", alpha=0.3)
-    # right of the axes: the U-shaped curves fill every corner
-    figure.legend(loc="outside right center")
-    plot.save_figure(figure, path, palette=True)
+    save_axes(figure, ax, path, "Step-size search (star: selected; diverged runs left out)"
+              + quick_note(summary["quick"]), legend_outside=True)
 
 
 def table(summary):

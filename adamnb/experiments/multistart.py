@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
-                                positive_int, quick_note, run_cells, write_json)
+from adamnb.experiments import (conclude, default_out, experiment_parser, finish, machine,
+                                parse_arguments, positive_int, quick_note, run_cells)
 from adamnb.problems.functions import get
 
 NAME = "multistart"
@@ -127,10 +127,7 @@ def run(out=None, quick=False, plots=True, starts=None, dim=DIM, workers=None, s
     }
     if plots:
         save_plot(gaps, away, summary, out / "multistart.png")
-    summary["time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    finish(out)
-    return summary
+    return conclude(out, summary, started)
 
 
 def save_plot(gaps, away, summary, path):

@@ -36,8 +36,8 @@ import time
 from pathlib import Path
 
 import adamnb
-from adamnb.experiments import (default_out, experiment_parser, finish, machine, parse_arguments,
-                                quick_note, run_cells, write_json, write_text)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
+                                quick_note, run_cells, write_text)
 from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
                                        check_device, cost_or_inf, history_summary, load,
                                        plot_curves, run_and_report, train_mlp)
@@ -126,10 +126,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
                     quick=quick, marker="o")
         plot_curves(curves, out / "accuracy.png", title=title + ": test accuracy",
                     ylabel="test accuracy", field="test_accuracy", quick=quick, marker="o")
-    summary["time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    finish(out)
-    return summary
+    return conclude(out, summary, started)
 
 
 def table(summary):

@@ -37,8 +37,8 @@ from matplotlib.figure import Figure
 
 import adamnb
 from adamnb import plot
-from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments, progress,
-                                quick_note, run_cells, write_json)
+from adamnb.experiments import (conclude, default_out, experiment_parser, parse_arguments,
+                                progress, quick_note, run_cells)
 from adamnb.optim.schedules import InverseSqrt
 
 NAME = "reddi"
@@ -132,10 +132,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     }
     if plots:
         save_plot(traces, out / "reddi.png", quick)
-    summary["time_s"] = time.perf_counter() - started
-    write_json(out / "summary.json", summary)
-    finish(out)
-    return summary
+    return conclude(out, summary, started)
 
 
 def save_plot(traces, path, quick=False):

@@ -52,7 +52,7 @@ from adamnb import sweep as sweeps
 from adamnb._io import atomic_write
 from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments,
                                 quick_note, run_cells, write_json, write_text)
-from adamnb.optim.rules import get_rule
+from adamnb.optim.rules import VECTOR_RULES
 from adamnb.problems.functions import FUNCTIONS
 
 NAME = "test-functions"
@@ -71,7 +71,7 @@ TARGET_GAP = 1e-6
 
 #: The methods compared: every rule that updates a flat vector (Muon orthogonalises matrices and
 #: needs groups with a 2-D shape, which a point in the plane does not have).
-METHODS = tuple(method for method in adamnb.METHODS if get_rule(method).element is not None)
+METHODS = tuple(method for method in adamnb.METHODS if method in VECTOR_RULES)
 
 #: Learning-rate grids: seven rates half a decade apart, spanning a factor 1000. Plain SGD's and
 #: ASGD's useful rates are smaller (their step is the raw gradient, in the hundreds on

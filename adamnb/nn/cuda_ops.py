@@ -33,10 +33,15 @@ import numpy as np
 from adamnb.backends import cuda as cuda_backend
 from adamnb.nn.elements import resolve
 
-__all__ = ["CudaOps", "TILE", "element_signatures"]
+__all__ = ["CudaOps", "TILE", "SIMULATOR_TILE", "element_signatures"]
 
 #: Side of the square tiles of the matrix products (TILE x TILE threads per block); tests patch it.
 TILE = 16
+
+#: The largest default tile in numba's CUDA simulator, which starts a Python thread per GPU thread
+#: of every launch: 4 x 4 threads keep it quick. The tile never changes a product's value (each
+#: element sums over k in order, whatever the tiling).
+SIMULATOR_TILE = 4
 
 
 class CudaOps:
@@ -46,7 +51,7 @@ class CudaOps:
     ----------
     tile : int, optional
         Tile side of the matrix products (``tile * tile`` threads per block, at most 1024);
-        default :data:`TILE`.
+        default :data:`TILE` (in numba's simulator at most :data:`SIMULATOR_TILE`).
     threads_per_block : int, optional
         Of the element kernels and reductions (a power of two); default
         :data:`adamnb.backends.cuda.DEFAULT_THREADS_PER_BLOCK`.
@@ -67,7 +72,8 @@ class CudaOps:
     name = "cuda"
 
     def __init__(self, tile=None, threads_per_block=None):
-        tile = TILE if tile is None else tile
+        if tile is None:
+            tile = min(TILE, SIMULATOR_TILE) if cuda_backend.simulator_enabled() else TILE
         if isinstance(tile, bool) or not (isinstance(tile, (int, np.integer)) and 1 <= tile
                                           and tile * tile <= 1024):
             raise ValueError(f"Invalid tile: {tile!r}; expected a positive integer with "

@@ -17,7 +17,7 @@ import pkgutil
 
 from adamnb.optim._rule import UpdateRule
 
-__all__ = ["RULES", "get_rule"]
+__all__ = ["RULES", "VECTOR_RULES", "get_rule"]
 
 
 def _discover():
@@ -35,6 +35,11 @@ def _discover():
 
 #: Every rule by method name, in alphabetical order (the order shown to users).
 RULES = _discover()
+
+#: The rules that update a plain vector, element by element (all but the matrix-only rules,
+#: Muon): the ones every kernel, the compiled loops, ``minimize_batch`` and a run without
+#: parameter groups take, in :data:`RULES`' order.
+VECTOR_RULES = {name: rule for name, rule in RULES.items() if rule.element is not None}
 
 
 def get_rule(name):
