@@ -34,9 +34,9 @@ def _thread_safe_simulator_shared_arrays():
         return
     lock = threading.Lock()
 
-    def array(self, shape, dtype):
-        if shape == 0:  # dynamic shared memory: one buffer per block, no lookup
-            return original(self, shape, dtype)
+    def array(self, shape, dtype, *args, **kwargs):
+        if shape == 0 or args or kwargs:  # dynamic shared memory, alignment: not looked up here
+            return original(self, shape, dtype, *args, **kwargs)
         if isinstance(dtype, types.Type):
             dtype = numpy_support.as_dtype(dtype)
         caller = traceback.extract_stack(sys._getframe())[-2][0:2]  # the simulator's key

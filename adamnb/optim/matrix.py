@@ -7,7 +7,8 @@ passes are written against their ops objects: matrix products, loops of the per-
 functions below, and sums. Two ops objects run it:
 
 * on the host, :class:`adamnb.nn.layers.CpuOps`: NumPy's BLAS for the products, the elements in
-  numba's serial CPU loops, sums accumulated in float64 in index order;
+  numba's serial CPU loops, sums in index order (of squares in float64, others in the array's
+  dtype);
 * on the GPU, :class:`adamnb.nn.cuda_ops.CudaOps`: the tiled product
   :func:`adamnb.backends.cuda.gemm`, the elements compiled as CUDA device functions in
   grid-stride kernels, sums as tree reductions on the device (in the array's dtype); only the
@@ -174,11 +175,10 @@ class MatrixOps:
 
     @staticmethod
     def _flat(a):
-        # a matrix view of a contiguous piece of the vector is C- or F-contiguous; its elements
-        # in memory order (the sums' order does not depend on which)
-        if len(a.shape) == 2 and not _c_contiguous(a):
-            a = a.T
-        return a.reshape(a.size)
+        # a matrix view of a contiguous piece of the vector is C- or F-contiguous: its elements
+        # in memory order, a view either way (a device array's .T would copy through a kernel
+        # compiled at every call)
+        return a.reshape(a.size, order="A")
 
     def sum_of_squares(self, a):
         """:math:`\\sum a_{ij}^2` of a contiguous (C or F) array, as a Python float."""
@@ -187,12 +187,6 @@ class MatrixOps:
     def total(self, a):
         """:math:`\\sum a_i` of a contiguous vector, as a Python float."""
         return float(self.ops.total(a, self._reduction(a.dtype)))
-
-
-def _c_contiguous(a):
-    if isinstance(a, np.ndarray):
-        return bool(a.flags.c_contiguous)
-    return bool(a.is_c_contiguous())
 
 
 def element_signatures(dtype):
