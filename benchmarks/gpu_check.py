@@ -293,12 +293,24 @@ def mnist_epoch(tiny):
             "device_time_vs_cpu": device_seconds / cpu_seconds}
 
 
+def _positive(text):
+    """argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gpu_check.json", help="the JSON report")
-    parser.add_argument("--size", type=int, default=10**8, help="parameters of the update step")
-    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (median)")
-    parser.add_argument("--side", type=int, default=1024, help="side of Muon's matrix")
+    parser.add_argument("--size", type=_positive, default=10**8,
+                        help="parameters of the update step")
+    parser.add_argument("--repeats", type=_positive, default=20, help="timed rounds (median)")
+    parser.add_argument("--side", type=_positive, default=1024, help="side of Muon's matrix")
     parser.add_argument("--tests", default="", metavar="EXPR",
                         help="pytest -k expression selecting the CUDA tests (default: all); "
                              "'none' skips them")
@@ -309,6 +321,9 @@ def main(argv=None):
                         help="toy sizes, for numba's CUDA simulator (timings meaningless)")
     args = parser.parse_args(argv)
     if not args.tiny:
+        if _simulator():
+            parser.error("NUMBA_ENABLE_CUDASIM=1 runs every GPU thread as a Python thread: the "
+                         "full sizes would take hours; add --tiny (or unset the variable on a GPU)")
         return check(args, argv)
     args.size, args.repeats, args.side = min(args.size, 256), min(args.repeats, 1), \
         min(args.side, 6)

@@ -59,3 +59,23 @@ def test_without_cuda_the_report_says_how_to_get_it(tmp_path, monkeypatch):
     out = tmp_path / "report.json"
     assert gpu_check.main(["--out", str(out)]) == 1
     assert "numba-cuda" in json.loads(out.read_text())["error"]
+
+
+@pytest.mark.parametrize("option", ["--repeats", "--size", "--side"])
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_sizes_and_repeats_must_be_positive_integers(option, value, capsys):
+    gpu_check = load_script()
+    with pytest.raises(SystemExit) as stop:
+        gpu_check.main([option, value])
+    assert stop.value.code == 2
+    assert f"argument {option}: expected a positive integer, got '{value}'" in \
+        capsys.readouterr().err
+
+
+@needs_cuda
+def test_the_full_sizes_are_refused_in_the_simulator(capsys):
+    if not cuda_backend.simulator_enabled():
+        pytest.skip("a real GPU runs the full sizes")
+    with pytest.raises(SystemExit):
+        load_script().main(["--parts", "muon", "--tests", "none"])
+    assert "add --tiny" in capsys.readouterr().err

@@ -320,6 +320,14 @@ def test_a_checkpoint_resumes_with_the_same_bits(method, options, grouped, tmp_p
     adamnb.optim.save_state_dict(first.state_dict(), tmp_path / "state.npz")
     resumed = cls(groups=groups)
     resumed.load_state_dict(adamnb.optim.load_state_dict(tmp_path / "state.npz"))
+    # saved again before any step: the same snapshot (state, scalars, groups)
+    again, saved = resumed.state_dict(), first.state_dict()
+    assert again.keys() == saved.keys() and again.get("groups") == saved.get("groups") \
+        and again["step"] == saved["step"] and again["scalars"] == saved["scalars"]
+    pieces = (again["state"], saved["state"]) if grouped else ([again["state"]], [saved["state"]])
+    for mine, theirs in zip(*pieces):
+        assert mine.keys() == theirs.keys()
+        assert all(mine[k].tobytes() == theirs[k].tobytes() for k in mine)
     for t in range(21, STEPS + 1):
         resumed.step(x, grad(x, t))
     assert x.tobytes() == whole.tobytes()

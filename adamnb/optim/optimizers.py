@@ -42,8 +42,9 @@ def check_vector(x, name="x", writeable=False):
     """Raise TypeError/ValueError unless ``x`` is a contiguous 1-D float32/float64 array."""
     if not isinstance(x, np.ndarray):
         if cuda_backend.is_device_array(x):
-            raise TypeError(f"{name} is a CUDA device array; this optimizer runs on the CPU "
-                            "(backend='cpu' or 'parallel'); use backend='cuda' or None")
+            raise TypeError(f"{name} is a CUDA device array but this step runs on the CPU (a "
+                            "NumPy x, or backend='cpu' or 'parallel'): x and g must both be "
+                            "NumPy arrays or both device arrays (backend='cuda' or None)")
         raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
     if x.dtype.type not in _FLOAT_TYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
@@ -331,8 +332,9 @@ class Optimizer:
                     "state": state, "scalars": self.scalars}
         pieces = []
         if states is not None:
+            layout = self._layout_for(self._states_size)  # none yet right after a load
             for index, (state, carry) in enumerate(states):
-                slots = self._layout.slots(index)
+                slots = layout.slots(index)
                 arrays = state if isinstance(state, tuple) else list(state)
                 entry = {slot: np.array(array, copy=True) for slot, array in zip(slots, arrays)}
                 if carry.size:
