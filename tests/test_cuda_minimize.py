@@ -252,8 +252,9 @@ def test_inputs_and_options_are_checked():
         minimize_on_device("adam", HostGradient(), _x0(np.float64), jac=True)
     with pytest.raises(TypeError, match="float32 or float64"):
         minimize_on_device("adam", HostGradient(), cuda.to_device(np.arange(4)), jac=True)
-    with pytest.raises(ValueError, match="1-D"):
+    with pytest.raises(ValueError, match="1-D") as error:
         minimize_on_device("adam", HostGradient(), cuda.to_device(np.ones((2, 2))), jac=True)
+    assert "in place" not in str(error.value)  # minimize never changes x0
     with pytest.raises(ValueError, match="empty"):
         minimize_on_device("adam", HostGradient(), cuda.device_array(0), jac=True)
     bad = _x0(np.float64)

@@ -374,6 +374,12 @@ def test_bad_groups_are_refused_with_the_problem_named(groups, error, message):
 def test_rules_that_need_or_refuse_groups_say_so():
     with pytest.raises(ValueError, match="give groups whose views have a 2-D shape"):
         adamnb.Muon()
+    # groups without a single matrix: nothing would use Muon (torch's Muon refuses them too)
+    with pytest.raises(ValueError, match="no group has a view with a 2-D shape"):
+        adamnb.Muon([{"params": (0, 8)}])
+    with pytest.raises(ValueError, match="no group has a view with a 2-D shape"):
+        adamnb.minimize(lambda x: (0.0, x.copy()), np.zeros(8), method="muon", jac=True,
+                        options={"groups": [{"params": (0, 8)}], "maxiter": 1})
     with pytest.raises(ValueError, match="runs without groups"):
         adamnb.Prodigy([{"params": (0, 10)}])
     with pytest.raises(ValueError, match="minimize_batch runs without groups"):

@@ -180,8 +180,9 @@ def check_device_vector(x, name="x"):
     if np.dtype(x.dtype).type not in _FLOAT_TYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
     if len(x.shape) != 1:
+        hint = "" if name == "x0" else " (a view such as x.reshape(-1) is updated in place)"
         raise ValueError(f"{name} must be a flat 1-D array, got shape {tuple(x.shape)}; flatten "
-                         "it (a view such as x.reshape(-1) is updated in place)")
+                         f"it{hint}")
     if not x.is_c_contiguous():
         raise ValueError(f"{name} must be contiguous")
     return x

@@ -178,6 +178,11 @@ def check_specs(rule, options, specs):
     if rule.whole_vector:
         raise ValueError(f"method {rule.name!r} sums over every parameter at once "
                          f"({rule.library}): it runs without groups")
+    if rule.element is None and not any(view.shape for spec in specs for view in spec.views):
+        # as torch's Muon refuses parameters that are not matrices: nothing would use the rule
+        raise ValueError(f"method {rule.name!r} updates matrices, and no group has a view with a "
+                         "2-D shape: give the matrices their shapes (e.g. "
+                         "adamnb.nn.MLP.param_groups()), or use another method")
     for number, spec in enumerate(specs):
         _resolve(rule, options, spec, number)
 
