@@ -321,7 +321,8 @@ def main(argv=None):
                         help="toy sizes, for numba's CUDA simulator (timings meaningless)")
     args = parser.parse_args(argv)
     if not args.tiny:
-        if _simulator():
+        from adamnb.backends import cuda as cuda_backend
+        if _simulator() and cuda_backend.is_available():
             parser.error("NUMBA_ENABLE_CUDASIM=1 runs every GPU thread as a Python thread: the "
                          "full sizes would take hours; add --tiny (or unset the variable on a GPU)")
         return check(args, argv)
