@@ -16,6 +16,9 @@ CPU loops; :mod:`adamnb.backends.cuda` compiles the same source as CUDA device f
   by LLVM, which made those serial kernels 3 to 8 times slower than a streaming kernel moving
   the same bytes (``benchmarks/bench_update.py``); the select form is, and it compiles on every
   target (numba 0.68's built-in CUDA target cannot compile the two-argument builtins).
+* :func:`lerp` -- torch's ``lerp``: ``start + w (end - start)`` when ``|w| < 0.5``, else
+  ``end - (end - start)(1 - w)`` (each form exact at its end), as Adafactor's second moments and
+  Muon's momentum use it.
 * :func:`stationarity` -- one element's contribution to the convergence measure: ``|g_i|``
   without bounds, ``|P(x_i - g_i) - x_i|`` with bounds (the projected gradient of L-BFGS-B's
   ``pgtol`` test, zero at a bound the gradient pushes against), and NaN when ``g_i`` is NaN or
@@ -25,7 +28,7 @@ CPU loops; :mod:`adamnb.backends.cuda` compiles the same source as CUDA device f
 
 from adamnb.backends.jit import elementwise
 
-__all__ = ["project", "maximum", "minimum", "fused_update", "stationarity", "fold_max"]
+__all__ = ["project", "maximum", "minimum", "lerp", "fused_update", "stationarity", "fold_max"]
 
 
 @elementwise
@@ -52,6 +55,14 @@ def minimum(a, b):
     if b < a:
         return b
     return a
+
+
+@elementwise
+def lerp(start, end, weight, one_minus_weight, weight_small):
+    # torch's two forms, chosen by the weight (weight_small: |weight| < 0.5), each exact at its end
+    if weight_small != 0:
+        return start + weight * (end - start)
+    return end - (end - start) * one_minus_weight
 
 
 def fused_update(element, project_element):

@@ -32,7 +32,8 @@ from adamnb.experiments import positive_int, quick_note
 from adamnb.nn.datasets import load_mnist
 from adamnb.nn.training import train
 
-__all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "run_and_report", "load", "plot_curves",
+__all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "add_device_option", "check_device",
+           "train_mlp", "run_and_report", "load", "plot_curves", "new_axes", "save_axes",
            "history_summary", "bar", "blas_threads", "BLAS_THREADS", "cost_or_inf"]
 
 QUICK_TRAIN, QUICK_TEST = 6000, 2000

@@ -44,6 +44,7 @@ import math
 
 import numpy as np
 
+from adamnb.backends.cpu import element_stamp
 from adamnb.backends.jit import elementwise, jit
 from adamnb.backends.random import uniform_at
 
@@ -171,11 +172,16 @@ ELEMENTS = {
 
 # --- the CPU loops ------------------------------------------------------------------------------------
 # One serial loop per (dimensions, arity). Serial: the BLAS threads own the cores (see
-# adamnb.nn.training). Closures over the element, cached on disk like adamnb.backends.cpu's.
+# adamnb.nn.training). Closures over the element, cached on disk like adamnb.backends.cpu's, and
+# like those capturing the source stamp of the element's module and of the shared per-element
+# code (adamnb.backends.cpu.element_stamp): an edit of either compiles the loop afresh.
 
 def _rows_cols_2(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(rows, cols, a0, a1):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for r in range(rows):
             for j in range(cols):
                 element(r, j, a0, a1)
@@ -183,8 +189,11 @@ def _rows_cols_2(element):
 
 
 def _rows_cols_3(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(rows, cols, a0, a1, a2):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for r in range(rows):
             for j in range(cols):
                 element(r, j, a0, a1, a2)
@@ -192,8 +201,11 @@ def _rows_cols_3(element):
 
 
 def _rows_cols_5(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(rows, cols, a0, a1, a2, a3, a4):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for r in range(rows):
             for j in range(cols):
                 element(r, j, a0, a1, a2, a3, a4)
@@ -201,8 +213,11 @@ def _rows_cols_5(element):
 
 
 def _rows_cols_6(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(rows, cols, a0, a1, a2, a3, a4, a5):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for r in range(rows):
             for j in range(cols):
                 element(r, j, a0, a1, a2, a3, a4, a5)
@@ -210,8 +225,11 @@ def _rows_cols_6(element):
 
 
 def _rows_cols_8(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(rows, cols, a0, a1, a2, a3, a4, a5, a6, a7):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for r in range(rows):
             for j in range(cols):
                 element(r, j, a0, a1, a2, a3, a4, a5, a6, a7)
@@ -219,8 +237,11 @@ def _rows_cols_8(element):
 
 
 def _rows_cols_9(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(rows, cols, a0, a1, a2, a3, a4, a5, a6, a7, a8):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for r in range(rows):
             for j in range(cols):
                 element(r, j, a0, a1, a2, a3, a4, a5, a6, a7, a8)
@@ -228,24 +249,33 @@ def _rows_cols_9(element):
 
 
 def _items_2(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(n, a0, a1):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for i in range(n):
             element(i, a0, a1)
     return loop
 
 
 def _items_3(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(n, a0, a1, a2):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for i in range(n):
             element(i, a0, a1, a2)
     return loop
 
 
 def _items_7(element):
+    stamp = element_stamp(element)
+
     @jit
     def loop(n, a0, a1, a2, a3, a4, a5, a6):
+        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
         for i in range(n):
             element(i, a0, a1, a2, a3, a4, a5, a6)
     return loop

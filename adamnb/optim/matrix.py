@@ -34,18 +34,11 @@ import math
 
 import numpy as np
 
+from adamnb.backends.elements import lerp
 from adamnb.backends.jit import elementwise
 
 __all__ = ["MatrixOps", "ELEMENTS", "element_signatures", "momentum_lerp", "divide", "axpby",
            "decay_add", "factored_second_moment", "factored_update"]
-
-
-@elementwise
-def _lerp(start, end, weight, one_minus_weight, weight_small):
-    # torch's lerp: start + w (end - start) for |w| < 0.5, else end - (end - start)(1 - w)
-    if weight_small:
-        return start + weight * (end - start)
-    return end - (end - start) * one_minus_weight
 
 
 @elementwise
@@ -55,9 +48,9 @@ def momentum_lerp(r, j, buffer, G, Y, weight, momentum, weight_small, nesterov, 
     ``Y[j, r]``, ``transposed``) = ``lerp(G, buffer, momentum)`` with ``nesterov``, else the
     buffer."""
     g = G[r, j]
-    b = _lerp(buffer[r, j], g, weight, momentum, weight_small)
+    b = lerp(buffer[r, j], g, weight, momentum, weight_small)
     buffer[r, j] = b
-    u = _lerp(g, b, momentum, weight, momentum_small) if nesterov else b
+    u = lerp(g, b, momentum, weight, momentum_small) if nesterov else b
     if transposed:
         Y[j, r] = u
     else:
@@ -96,7 +89,7 @@ def factored_second_moment(i, var, G, along_rows, count, weight, one_minus_weigh
         for k in range(G.shape[0]):
             total += G[k, i] * G[k, i]
     root = math.sqrt(total)
-    var[i] = _lerp(var[i], root * root / count, weight, one_minus_weight, weight_small)
+    var[i] = lerp(var[i], root * root / count, weight, one_minus_weight, weight_small)
 
 
 @elementwise

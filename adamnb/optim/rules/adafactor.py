@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from adamnb.backends.elements import lerp
 from adamnb.backends.jit import elementwise
 from adamnb.optim import matrix
 from adamnb.optim._rule import MAXIMIZE, Hyperparameter, MatrixStep, UpdateRule, lr_option
@@ -16,20 +17,12 @@ _SCALARS = ("maximize", "weight", "one_minus_weight", "weight_small", "eps1", "e
 
 
 @elementwise
-def _lerp(start, end, weight, one_minus_weight, weight_small):
-    # torch's lerp: two forms, chosen by the weight, each exact at its end
-    if weight_small != 0:
-        return start + weight * (end - start)
-    return end - (end - start) * one_minus_weight
-
-
-@elementwise
 def adafactor_reduce(x, g, state, i, carry, c):
     (maximize, weight, one_minus_weight, weight_small, eps1, eps1_square, eps2, rho, clip,
      decay_factor, one) = c
     if maximize != 0:
         g = -g
-    variance = _lerp(state[0, i], g * g, weight, one_minus_weight, weight_small)
+    variance = lerp(state[0, i], g * g, weight, one_minus_weight, weight_small)
     state[0, i] = variance
     u = (one / math.sqrt(max(variance, eps1_square))) * g
     return (x * x, u * u, one)
@@ -64,9 +57,9 @@ def factored_step(X, G, state, v, options, ops):
     rows, cols = X.shape
     root_size = math.sqrt(rows * cols)
     alpha = max(float(v["eps2"]), math.sqrt(ops.sum_of_squares(X)) / root_size) * float(v["rho"])
-    lerp = (dtype(v["weight"]), dtype(v["one_minus_weight"]), bool(v["weight_small"]))
-    ops.loop(matrix.factored_second_moment, (rows,), row_var, G, True, dtype(cols), *lerp)
-    ops.loop(matrix.factored_second_moment, (cols,), col_var, G, False, dtype(rows), *lerp)
+    weights = (dtype(v["weight"]), dtype(v["one_minus_weight"]), bool(v["weight_small"]))
+    ops.loop(matrix.factored_second_moment, (rows,), row_var, G, True, dtype(cols), *weights)
+    ops.loop(matrix.factored_second_moment, (cols,), col_var, G, False, dtype(rows), *weights)
     mean = dtype(ops.total(row_var)) / dtype(rows)
     update = ops.scratch("update", (rows, cols), X.dtype)
     ops.loop(matrix.factored_update, (rows, cols), update, G, row_var, col_var,
