@@ -338,3 +338,42 @@ def test_the_scalars_are_read_by_name_and_their_layout_is_checked():
     broken = dataclasses.replace(adam, coefficients=misnamed)
     with pytest.raises(ValueError, match="coefficients gave"):
         broken.stream(adam.validate({}), schedules.as_schedule(1e-3), np.float64).step(1)
+
+
+def test_the_scalars_come_from_the_element_and_the_standard_ones_are_the_formulas():
+    """A rule's scalars are the names its element unpacks, in that order; a scalar the rule's
+    coefficients do not give is computed from the standard vocabulary, each against its formula
+    written here (Kingma & Ba's bias correction 1 - beta^t, 1 - beta, the option, the rate)."""
+    import dataclasses
+
+    from adamnb.optim._rule import _unpacked_names
+
+    for rule in rules.VECTOR_RULES.values():
+        declared = _unpacked_names(rule.reduce or rule.element)
+        if rule.reduce is None:
+            declared = declared[:len(declared) - len(rule.finished)]
+        assert rule.scalars == declared, rule.name
+
+    yogi = rules.RULES["yogi"]
+    options = yogi.validate({"beta1": 0.8, "beta2": 0.99, "eps": 1e-3})
+    t = np.arange(1, 8)
+    lr = np.linspace(0.1, 0.2, t.size)
+    columns, _ = yogi.coefficient_columns(options, t, lr, {})
+    row = dict(zip(yogi.scalars, columns))
+    np.testing.assert_array_equal(row["bias_correction1"], 1.0 - 0.8 ** t)
+    np.testing.assert_array_equal(row["bias_correction2"], 1.0 - 0.99 ** t)
+    np.testing.assert_array_equal(row["one_minus_beta1"], np.full(t.size, 1.0 - 0.8))
+    np.testing.assert_array_equal(row["beta1"], np.full(t.size, 0.8))
+    np.testing.assert_array_equal(row["lr"], lr)
+    np.testing.assert_array_equal(row["eps"], np.full(t.size, 1e-3))
+
+    # A scalar neither standard nor given is named in the error, at the first step.
+    adagrad = rules.RULES["adagrad"]
+    silent = dataclasses.replace(adagrad, coefficients=None)
+    with pytest.raises(ValueError, match="'clr', which is not a standard one"):
+        silent.stream(adagrad.validate({}), schedules.as_schedule(1e-2), np.float64).step(1)
+    # A given scalar the element does not read is refused too (a typo never goes unseen).
+    extra = dataclasses.replace(
+        adagrad, coefficients=lambda o, t, lr: {**adagrad.coefficients(o, t, lr), "clrr": lr})
+    with pytest.raises(ValueError, match="does not read"):
+        extra.stream(adagrad.validate({}), schedules.as_schedule(1e-2), np.float64).step(1)

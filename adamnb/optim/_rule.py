@@ -9,13 +9,18 @@ A rule is written once, in one module of :mod:`adamnb.optim.rules`, as:
   gradient ``g``, reads and writes the rule's state vectors ``state[k, i]`` and returns the new
   ``x``. It uses no literal constants, only its arguments, so float32 work stays float32 (a
   float64 literal would promote it).
-* ``scalars``: the names of the per-step scalars ``c``, in order. The element's first statement
-  unpacks ``c`` into exactly these names (``a, b, ... = c``), and ``coefficients`` returns a
-  mapping with exactly these keys; both are checked when the rule is built, so reordering or
-  renaming one side without the other is an error, never a silent swap of two numbers.
+* the per-step scalars ``c``: the element's first statement unpacks them by name
+  (``a, b, ... = c``), which declares them and their order (``scalars``, taken from that
+  statement; a rule with reductions declares them in its first pass, ``reduce``, and the
+  element unpacks them followed by ``finished``).
 * ``coefficients(options, t, lr, **series)``: the per-step scalars by name, in float64 on the
   host (as torch.optim computes its scalars in Python floats), vectorised over an array of step
-  numbers ``t`` (1-based) and their learning rates ``lr``.
+  numbers ``t`` (1-based) and their learning rates ``lr``. A scalar of the standard vocabulary
+  (:func:`standard_scalar`: an option by its name, ``one_minus_<option>``,
+  ``bias_correction<k>`` = 1 - beta_k^t, ``lr``, ``one``) needs no entry; ``coefficients``
+  gives the others (and may override a standard one). A name neither given nor standard, or a
+  given name the element does not read, is an error, so a renaming or reordering on one side
+  only is never a silent swap of two numbers.
 * ``slots``: the state vectors, in row order, with torch's state names; ``rows(options)`` says how
   many a configuration uses (only the last optional slot in use adds a row).
 * the options (:class:`Hyperparameter`: name, default, range) with the defining library's keyword
@@ -56,7 +61,9 @@ import numpy as np
 
 from adamnb.optim.schedules import Schedule, checked_rate
 
-__all__ = ["Hyperparameter", "UpdateRule", "MatrixStep", "CoefficientStream", "power", "lr_option",
+__all__ = ["Hyperparameter", "UpdateRule", "MatrixStep", "CoefficientStream", "power",
+           "standard_scalar", "moment_options", "weight_decay_scalars",
+           "lr_option",
            "beta_option", "eps_option", "WEIGHT_DECAY", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY",
            "RESERVED_OPTION_NAMES"]
 
@@ -173,6 +180,52 @@ def power(base, t):
     return base ** np.asarray(t, dtype=np.float64)
 
 
+def standard_scalar(name, options, t, lr, rule="?"):
+    """The value of a per-step scalar of the standard vocabulary, which no rule writes itself.
+
+    * ``lr``: the step's learning rate; ``one``: 1 (a constant of x's dtype for the element,
+      which may hold no literal);
+    * an option's name: its value (True/False as 1/0);
+    * ``one_minus_<option>``: 1 - the option (``one_minus_beta1`` = 1 - beta1);
+    * ``bias_correction<k>``: Adam's bias correction 1 - beta_k^t of option ``beta<k>``
+      (Kingma & Ba, 2014, Algorithm 1), with :func:`power`.
+
+    ``t`` and ``lr`` are arrays of step numbers and rates (the result broadcasts over them).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not in the vocabulary, so the rule's ``coefficients`` must give it.
+    """
+    if name == "lr":
+        return lr
+    if name == "one":
+        return 1.0
+    if name in options and options[name] is not None:
+        return float(options[name])
+    if name.startswith("one_minus_") and options.get(name[10:]) is not None:
+        return 1.0 - options[name[10:]]
+    if name.startswith("bias_correction") and options.get("beta" + name[15:]) is not None:
+        return 1.0 - power(options["beta" + name[15:]], t)
+    raise ValueError(f"rule {rule!r}: its element reads the scalar {name!r}, which is not a "
+                     "standard one (an option, one_minus_<option>, bias_correction<k>, lr, one) "
+                     "and which its coefficients do not give")
+
+
+def weight_decay_scalars(options, lr, decoupled):
+    """The scalars ``weight_decay`` and ``decay_factor`` of torch's two kinds of weight decay.
+
+    L2 (torch's Adam, NAdam, RAdam): ``g += weight_decay * x``, ``decay_factor`` 1. Decoupled
+    (AdamW; NAdam and RAdam with ``decoupled_weight_decay=True``, Loshchilov & Hutter, 2019):
+    ``x *= 1 - lr * weight_decay`` before the step, the gradient's term 0. An element applies
+    both (``x = x * decay_factor``, then ``g = g + weight_decay * x``), each exact when unused.
+    """
+    decay = options["weight_decay"]
+    if decoupled:
+        return {"weight_decay": 0.0, "decay_factor": 1.0 - lr * decay}
+    return {"weight_decay": decay, "decay_factor": 1.0}
+
+
 def lr_option(default):
     """The learning rate: a float or a schedule ``lr(t)``."""
     return Hyperparameter("lr", default, "learning rate: a float or a schedule lr(t), t = 1, 2, ...",
@@ -182,6 +235,25 @@ def lr_option(default):
 def beta_option(name, default, doc):
     """A decay rate in [0, 1)."""
     return Hyperparameter(name, default, doc, high=1.0, high_open=True)
+
+
+def moment_options(lr, betas, eps=None, *, of=("the first-moment estimate",
+                                              "the second-moment estimate"),
+                   library=None, eps_doc=None):
+    """The options an Adam relative begins with: ``lr``, ``beta1``, ``beta2`` [, ``beta3``]
+    and ``eps``.
+
+    ``betas`` are the decay rates' defaults, ``of`` says what each one averages ("decay rate of
+    <of[k]>"), ``library`` ("optax") adds the defining library's name of each (optax's ``b1``,
+    ``b2``, ``b3``); ``eps`` None leaves ``eps`` out, ``eps_doc`` replaces its description.
+    """
+    options = [lr_option(lr)]
+    for k, (default, what) in enumerate(zip(betas, of, strict=True), start=1):
+        note = f" ({library}'s b{k})" if library else ""
+        options.append(beta_option(f"beta{k}", default, f"decay rate of {what}{note}"))
+    if eps is not None:
+        options.append(eps_option(eps) if eps_doc is None else eps_option(eps, eps_doc))
+    return tuple(options)
 
 
 def eps_option(default, doc="term added to the denominator for numerical stability"):
@@ -291,11 +363,11 @@ class UpdateRule:
     hyperparameters: tuple
     slots: tuple
     rows: Callable
-    scalars: tuple
-    coefficients: Callable
     element: Callable
     summary: str
     source: str
+    coefficients: Callable = None
+    scalars: tuple = ()
     doc: str = ""
     class_name: str = None
     check: Callable = None
@@ -318,6 +390,16 @@ class UpdateRule:
     whole_vector: bool = False
 
     def __post_init__(self):
+        if not self.scalars:
+            declaring = self.reduce or self.element
+            names = None if declaring is None else _unpacked_names(declaring)
+            if names is None:
+                raise ValueError(f"rule {self.name!r}: declare the per-step scalars by unpacking "
+                                 "them in the element's first statement (`a, b, ... = c`), or "
+                                 "pass scalars= for a rule without an element")
+            if self.reduce is None and self.finished:
+                names = names[:len(names) - len(self.finished)]
+            object.__setattr__(self, "scalars", tuple(names))
         if self.element is None:
             if self.matrix is None or self.vector_fallback is None:
                 raise ValueError(f"rule {self.name!r}: a rule without an element needs a matrix "
@@ -430,13 +512,15 @@ class UpdateRule:
         series = {}
         if self.scalar_series is not None:
             series, scalars = self.scalar_series(options, t, lr, scalars)
-        values = self.coefficients(options, t, lr, **series)
-        if set(values) != set(self.scalars):
-            raise ValueError(f"rule {self.name!r}: coefficients gave {sorted(values)}, the "
-                             f"element reads {list(self.scalars)}")
+        given = {} if self.coefficients is None else self.coefficients(options, t, lr, **series)
+        unread = sorted(set(given) - set(self.scalars))
+        if unread:
+            raise ValueError(f"rule {self.name!r}: coefficients gave {unread}, which the element "
+                             f"does not read (it reads {list(self.scalars)})")
         columns = np.empty((len(self.scalars), t.size), dtype=dtype)
         for row, name in enumerate(self.scalars):
-            columns[row] = values[name]
+            columns[row] = given[name] if name in given else standard_scalar(
+                name, options, t, lr, self.name)
         return columns, scalars
 
     def state_vectors(self, options, size, dtype, starts=None):

@@ -3,7 +3,7 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option, power
+from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options, power
 
 
 @elementwise
@@ -28,27 +28,15 @@ ADABELIEF = UpdateRule(
     class_name="AdaBelief",
     defined_by="optax.adabelief",
     hyperparameters=(
-        lr_option(1e-3),
-        beta_option("beta1", 0.9, "decay rate of the first-moment estimate (optax's b1)"),
-        beta_option("beta2", 0.999, "decay rate of the estimate of the squared prediction "
-                    "error (optax's b2)"),
-        eps_option(1e-16),
+        *moment_options(1e-3, (0.9, 0.999), 1e-16, library="optax", of=(
+            "the first-moment estimate", "the estimate of the squared prediction error")),
         Hyperparameter("eps_root", 1e-16, "term added to the second moment of the prediction "
                        "error"),
         Hyperparameter("nesterov", False, "use Nesterov momentum", kind="bool"),
     ),
     slots=("mu", "nu"),
     rows=lambda o: 2,
-    scalars=("one_minus_beta1", "beta1", "one_minus_beta2", "beta2", "eps_root",
-             "bias_correction1", "next_bias_correction1", "bias_correction2", "eps", "lr",
-             "nesterov"),
-    coefficients=lambda o, t, lr: {
-        "one_minus_beta1": 1.0 - o["beta1"], "beta1": o["beta1"],
-        "one_minus_beta2": 1.0 - o["beta2"], "beta2": o["beta2"], "eps_root": o["eps_root"],
-        "bias_correction1": 1.0 - power(o["beta1"], t),
-        "next_bias_correction1": 1.0 - power(o["beta1"], t + 1),
-        "bias_correction2": 1.0 - power(o["beta2"], t), "eps": o["eps"], "lr": lr,
-        "nesterov": float(o["nesterov"])},
+    coefficients=lambda o, t, lr: {"next_bias_correction1": 1.0 - power(o["beta1"], t + 1)},
     element=adabelief_element,
     summary="Adam with the second moment of the gradient's deviation from its average "
             "(Zhuang et al., 2020)",

@@ -32,10 +32,6 @@ ADADELTA = UpdateRule(
     ),
     slots=("square_avg", "acc_delta"),
     rows=lambda o: 2,
-    scalars=("maximize", "weight_decay", "rho", "one_minus_rho", "eps", "lr"),
-    coefficients=lambda o, t, lr: {"maximize": float(o["maximize"]),
-                                   "weight_decay": o["weight_decay"], "rho": o["rho"],
-                                   "one_minus_rho": 1.0 - o["rho"], "eps": o["eps"], "lr": lr},
     element=adadelta_element,
     summary="unit-corrected steps from running averages of squared gradients and updates "
             "(Zeiler, 2012)",

@@ -12,10 +12,6 @@ from adamnb.backends.jit import elementwise
 from adamnb.optim import matrix
 from adamnb.optim._rule import MAXIMIZE, Hyperparameter, MatrixStep, UpdateRule, lr_option
 
-_SCALARS = ("maximize", "weight", "one_minus_weight", "weight_small", "eps1", "eps1_square",
-            "eps2", "rho", "clip", "decay_factor", "one")
-
-
 @elementwise
 def adafactor_reduce(x, g, state, i, carry, c):
     (maximize, weight, one_minus_weight, weight_small, eps1, eps1_square, eps2, rho, clip,
@@ -73,11 +69,10 @@ def factored_step(X, G, state, v, options, ops):
 def _coefficients(o, t, lr):
     weight = np.asarray(t, dtype=float) ** o["beta2_decay"]
     eps1 = o["eps1"]
-    return {"maximize": float(o["maximize"]), "weight": weight, "one_minus_weight": 1.0 - weight,
-            "weight_small": (np.abs(weight) < 0.5).astype(float), "eps1": eps1,
-            "eps1_square": eps1 * eps1, "eps2": o["eps2"],
+    return {"weight": weight, "one_minus_weight": 1.0 - weight,
+            "weight_small": (np.abs(weight) < 0.5).astype(float), "eps1_square": eps1 * eps1,
             "rho": np.minimum(lr, 1.0 / np.asarray(t, dtype=float) ** 0.5), "clip": o["d"],
-            "decay_factor": 1.0 - lr * o["weight_decay"], "one": 1.0}
+            "decay_factor": 1.0 - lr * o["weight_decay"]}
 
 
 def _dtype_options(o, dtype):
@@ -105,7 +100,6 @@ ADAFACTOR = UpdateRule(
     ),
     slots=("variance",),
     rows=lambda o: 1,
-    scalars=_SCALARS,
     coefficients=_coefficients,
     dtype_options=_dtype_options,
     reductions=("parameter_square", "update_square", "size"),

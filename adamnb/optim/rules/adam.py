@@ -8,8 +8,8 @@ import numpy as np
 
 from adamnb.backends.elements import maximum
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import (MAXIMIZE, Hyperparameter, UpdateRule, beta_option, eps_option,
-                                lr_option, power)
+from adamnb.optim._rule import (MAXIMIZE, Hyperparameter, UpdateRule, moment_options, power,
+                                weight_decay_scalars)
 
 
 @elementwise
@@ -30,32 +30,21 @@ def adam_element(x, g, state, i, c):
     return x - step_size * (m / (math.sqrt(v) / bias_correction2_sqrt + eps))
 
 
-_SCALARS = ("maximize", "weight_decay", "decay_factor", "one_minus_beta1", "beta2",
-            "one_minus_beta2", "step_size", "bias_correction2_sqrt", "eps", "amsgrad")
-
-
 def _coefficients(decoupled):
     def coefficients(o, t, lr):
-        beta1, beta2, decay = o["beta1"], o["beta2"], o["weight_decay"]
-        correction2 = np.sqrt(1.0 - power(beta2, t))
-        return {"maximize": float(o["maximize"]), "weight_decay": 0.0 if decoupled else decay,
-                "decay_factor": 1.0 - lr * decay if decoupled else 1.0,
-                "one_minus_beta1": 1.0 - beta1, "beta2": beta2, "one_minus_beta2": 1.0 - beta2,
-                "step_size": lr / (1.0 - power(beta1, t)),
+        correction2 = np.sqrt(1.0 - power(o["beta2"], t))
+        return {**weight_decay_scalars(o, lr, decoupled),
+                "step_size": lr / (1.0 - power(o["beta1"], t)),
                 "bias_correction2_sqrt": correction2,
                 # Keras's epsilon hat joins sqrt(v) before the correction: the same denominator
                 # as torch's with eps / sqrt(1 - beta2^t) (module notes)
-                "eps": o["eps"] / correction2 if o["eps_hat"] else o["eps"],
-                "amsgrad": float(o["amsgrad"])}
+                "eps": o["eps"] / correction2 if o["eps_hat"] else o["eps"]}
     return coefficients
 
 
 def _hyperparameters(weight_decay_default, weight_decay_doc):
     return (
-        lr_option(1e-3),
-        beta_option("beta1", 0.9, "decay rate of the first-moment estimate"),
-        beta_option("beta2", 0.999, "decay rate of the second-moment estimate"),
-        eps_option(1e-8),
+        *moment_options(1e-3, (0.9, 0.999), 1e-8),
         Hyperparameter("weight_decay", weight_decay_default, weight_decay_doc),
         Hyperparameter("amsgrad", False, "use the running maximum of the second moment "
                        "(Reddi et al., 2018)", kind="bool"),
@@ -106,7 +95,6 @@ ADAM = UpdateRule(
     hyperparameters=_hyperparameters(0.0, "L2 penalty coefficient (added to the gradient)"),
     slots=_SLOTS,
     rows=_ROWS,
-    scalars=_SCALARS,
     coefficients=_coefficients(decoupled=False),
     element=adam_element,
     summary="adaptive moment estimation (Kingma & Ba, 2014)",
@@ -133,7 +121,6 @@ ADAMW = UpdateRule(
                                      "1 - lr weight_decay before each step"),
     slots=_SLOTS,
     rows=_ROWS,
-    scalars=_SCALARS,
     coefficients=_coefficients(decoupled=True),
     element=adam_element,
     summary="Adam with decoupled weight decay (Loshchilov & Hutter, 2019)",

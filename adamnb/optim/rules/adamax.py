@@ -2,8 +2,7 @@
 
 from adamnb.backends.elements import maximum
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, UpdateRule, beta_option, eps_option,
-                                lr_option, power)
+from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, UpdateRule, moment_options, power
 
 
 @elementwise
@@ -23,20 +22,14 @@ ADAMAX = UpdateRule(
     name="adamax",
     class_name="Adamax",
     hyperparameters=(
-        lr_option(2e-3),
-        beta_option("beta1", 0.9, "decay rate of the first-moment estimate"),
-        beta_option("beta2", 0.999, "decay rate of the exponentially weighted infinity norm"),
-        eps_option(1e-8),
+        *moment_options(2e-3, (0.9, 0.999), 1e-8, of=(
+            "the first-moment estimate", "the exponentially weighted infinity norm")),
         WEIGHT_DECAY,
         MAXIMIZE,
     ),
     slots=("exp_avg", "exp_inf"),
     rows=lambda o: 2,
-    scalars=("maximize", "weight_decay", "one_minus_beta1", "beta2", "eps", "clr"),
-    coefficients=lambda o, t, lr: {"maximize": float(o["maximize"]),
-                                   "weight_decay": o["weight_decay"],
-                                   "one_minus_beta1": 1.0 - o["beta1"], "beta2": o["beta2"],
-                                   "eps": o["eps"], "clr": lr / (1.0 - power(o["beta1"], t))},
+    coefficients=lambda o, t, lr: {"clr": lr / (1.0 - power(o["beta1"], t))},
     element=adamax_element,
     summary="Adam with the infinity norm (Kingma & Ba, 2014, Algorithm 2)",
     source="Kingma & Ba (2014), arXiv:1412.6980, Algorithm 2; torch.optim.Adamax",

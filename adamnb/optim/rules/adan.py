@@ -3,8 +3,7 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import (Hyperparameter, UpdateRule, beta_option, eps_option, lr_option,
-                                power)
+from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options
 
 
 @elementwise
@@ -30,30 +29,16 @@ ADAN = UpdateRule(
     class_name="Adan",
     defined_by="optax.adan",
     hyperparameters=(
-        lr_option(1e-3),
-        beta_option("beta1", 0.98, "decay rate of the gradients' average (optax's b1)"),
-        beta_option("beta2", 0.92, "decay rate of the average of the gradients' differences "
-                    "(optax's b2)"),
-        beta_option("beta3", 0.99, "decay rate of the squared term's average (optax's b3)"),
-        eps_option(1e-8),
+        *moment_options(1e-3, (0.98, 0.92, 0.99), 1e-8, library="optax", of=(
+            "the gradients' average", "the average of the gradients' differences",
+            "the squared term's average")),
         Hyperparameter("eps_root", 1e-8, "term added inside the square root"),
         Hyperparameter("weight_decay", 0.0, "decoupled weight decay, multiplied by the learning "
                        "rate (optax's weight_decay)"),
     ),
     slots=("m", "v", "n", "g"),
     rows=lambda o: 4,
-    scalars=("not_first", "one_minus_beta1", "beta1", "one_minus_beta2", "beta2",
-             "one_minus_beta3", "beta3", "bias_correction1", "bias_correction2",
-             "bias_correction3", "eps_root", "eps", "weight_decay", "lr"),
-    coefficients=lambda o, t, lr: {
-        "not_first": (t > 1).astype(float),
-        "one_minus_beta1": 1.0 - o["beta1"], "beta1": o["beta1"],
-        "one_minus_beta2": 1.0 - o["beta2"], "beta2": o["beta2"],
-        "one_minus_beta3": 1.0 - o["beta3"], "beta3": o["beta3"],
-        "bias_correction1": 1.0 - power(o["beta1"], t),
-        "bias_correction2": 1.0 - power(o["beta2"], t),
-        "bias_correction3": 1.0 - power(o["beta3"], t),
-        "eps_root": o["eps_root"], "eps": o["eps"], "weight_decay": o["weight_decay"], "lr": lr},
+    coefficients=lambda o, t, lr: {"not_first": (t > 1).astype(float)},
     element=adan_element,
     summary="adaptive Nesterov momentum estimated from gradient differences (Xie et al., 2022)",
     source="Xie, Zhou, Li, Lin & Yan (2022), 'Adan: Adaptive Nesterov Momentum Algorithm for "

@@ -6,8 +6,7 @@ import math
 import numpy as np
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import (Hyperparameter, UpdateRule, beta_option, eps_option, lr_option,
-                                power)
+from adamnb.optim._rule import Hyperparameter, UpdateRule, eps_option, moment_options
 
 
 @elementwise
@@ -51,12 +50,8 @@ def beta3_schedule(o, t):
 
 def _coefficients(o, t, lr):
     beta3 = beta3_schedule(o, t)
-    return {"one_minus_beta1": 1.0 - o["beta1"], "beta1": o["beta1"],
-            "one_minus_beta2": 1.0 - o["beta2"], "beta2": o["beta2"],
-            "one_minus_beta3": 1.0 - beta3, "beta3": beta3, "alpha": alpha_schedule(o, t),
-            "bias_correction1": 1.0 - power(o["beta1"], t),
-            "bias_correction2": 1.0 - power(o["beta2"], t), "eps_root": o["eps_root"],
-            "eps": o["eps"], "weight_decay": o["weight_decay"], "lr": lr}
+    # beta3 and alpha follow their warm-ups (the standard scalars would be their final values)
+    return {"one_minus_beta3": 1.0 - beta3, "beta3": beta3, "alpha": alpha_schedule(o, t)}
 
 
 ADEMAMIX = UpdateRule(
@@ -64,10 +59,8 @@ ADEMAMIX = UpdateRule(
     class_name="AdEMAMix",
     defined_by="optax.contrib.ademamix",
     hyperparameters=(
-        lr_option(1e-3),
-        beta_option("beta1", 0.9, "decay rate of the fast momentum (optax's b1)"),
-        beta_option("beta2", 0.999, "decay rate of the second-moment estimate (optax's b2)"),
-        beta_option("beta3", 0.9999, "decay rate of the slow momentum (optax's b3)"),
+        *moment_options(1e-3, (0.9, 0.999, 0.9999), library="optax", of=(
+            "the fast momentum", "the second-moment estimate", "the slow momentum")),
         Hyperparameter("alpha", 5.0, "weight of the slow momentum in the mixture"),
         eps_option(1e-8),
         Hyperparameter("eps_root", 0.0, "term added inside the square root"),
@@ -80,9 +73,6 @@ ADEMAMIX = UpdateRule(
     ),
     slots=("m1", "m2", "nu"),
     rows=lambda o: 3,
-    scalars=("one_minus_beta1", "beta1", "one_minus_beta2", "beta2", "one_minus_beta3", "beta3",
-             "alpha", "bias_correction1", "bias_correction2", "eps_root", "eps", "weight_decay",
-             "lr"),
     coefficients=_coefficients,
     element=ademamix_element,
     summary="Adam with a mixture of a fast and a slow momentum (Pagliardini et al., 2024)",

@@ -6,7 +6,7 @@ import numpy as np
 
 from adamnb.backends.elements import maximum, minimum
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option
+from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options
 
 
 @elementwise
@@ -32,8 +32,7 @@ def _coefficients(o, t, lr):
     return {"one_minus_beta1": np.where(first, 0.0, 1.0 - o["beta1"]),
             "beta1": np.where(first, 1.0, o["beta1"]),
             "one_minus_beta2": np.where(first, 1.0, 1.0 - o["beta2"]),
-            "beta2": np.where(first, 0.0, o["beta2"]), "eps": o["eps"], "clip": clip,
-            "nesterov": float(o["nesterov"]), "lr": lr}
+            "beta2": np.where(first, 0.0, o["beta2"]), "clip": clip}
 
 
 ADOPT = UpdateRule(
@@ -41,10 +40,8 @@ ADOPT = UpdateRule(
     class_name="ADOPT",
     defined_by="optax.contrib.adopt",
     hyperparameters=(
-        lr_option(1e-3),
-        beta_option("beta1", 0.9, "decay rate of the first-moment estimate (optax's b1)"),
-        beta_option("beta2", 0.9999, "decay rate of the second-moment estimate (optax's b2)"),
-        eps_option(1e-6, "lower bound of the square root of the second moment"),
+        *moment_options(1e-3, (0.9, 0.9999), 1e-6, library="optax",
+                        eps_doc="lower bound of the square root of the second moment"),
         Hyperparameter("nesterov", False, "use Nesterov momentum", kind="bool"),
         Hyperparameter("use_clipping", True, "clip the normalised gradient to "
                        "[-(t-1)^(1/4), (t-1)^(1/4)] (optax's default clip_value_fn)",
@@ -52,8 +49,6 @@ ADOPT = UpdateRule(
     ),
     slots=("mu", "nu"),
     rows=lambda o: 2,
-    scalars=("one_minus_beta1", "beta1", "one_minus_beta2", "beta2", "eps", "clip", "nesterov",
-             "lr"),
     coefficients=_coefficients,
     element=adopt_element,
     summary="Adam with the step normalised by the previous second moment, convergent for any "

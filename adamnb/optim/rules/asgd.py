@@ -31,8 +31,7 @@ def _coefficients(o, t, lr, previous_lr):
     lambd, done = o["lambd"], (t - 1).astype(float)
     eta = np.where(t == 1, lr, previous_lr / (1.0 + lambd * previous_lr * done) ** o["alpha"])
     mu = np.where(t == 1, 1.0, 1.0 / np.maximum(1.0, done - o["t0"]))
-    return {"maximize": float(o["maximize"]), "weight_decay": o["weight_decay"],
-            "decay": 1.0 - lambd * eta, "eta": eta, "mu": mu, "average": (mu != 1.0).astype(float)}
+    return {"decay": 1.0 - lambd * eta, "eta": eta, "mu": mu, "average": (mu != 1.0).astype(float)}
 
 
 def _outputs(o, x, state):
@@ -53,7 +52,6 @@ ASGD = UpdateRule(
     ),
     slots=("ax",),
     rows=lambda o: 1,
-    scalars=("maximize", "weight_decay", "decay", "eta", "mu", "average"),
     coefficients=_coefficients,
     element=asgd_element,
     scalar_state={"last_lr": 0.0},

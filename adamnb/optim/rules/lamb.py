@@ -5,11 +5,7 @@ or over each group view, inside the step)."""
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option, power
-
-_SCALARS = ("one_minus_beta1", "beta1", "one_minus_beta2", "beta2", "bias_correction1",
-            "bias_correction2", "eps_root", "eps", "weight_decay", "lr", "one")
-
+from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options
 
 @elementwise
 def _direction(x, m, v, bias_correction1, bias_correction2, eps_root, eps, weight_decay):
@@ -50,23 +46,14 @@ def lamb_element(x, g, state, i, c):
     return x - lr * (u * trust_ratio)
 
 
-def _coefficients(o, t, lr):
-    beta1, beta2 = o["beta1"], o["beta2"]
-    return {"one_minus_beta1": 1.0 - beta1, "beta1": beta1, "one_minus_beta2": 1.0 - beta2,
-            "beta2": beta2, "bias_correction1": 1.0 - power(beta1, t),
-            "bias_correction2": 1.0 - power(beta2, t), "eps_root": o["eps_root"],
-            "eps": o["eps"], "weight_decay": o["weight_decay"], "lr": lr, "one": 1.0}
-
-
 LAMB = UpdateRule(
     name="lamb",
     class_name="LAMB",
     defined_by="optax.lamb",
     hyperparameters=(
-        lr_option(1e-3),
-        beta_option("beta1", 0.9, "decay rate of the first moment (optax's b1)"),
-        beta_option("beta2", 0.999, "decay rate of the second moment (optax's b2)"),
-        eps_option(1e-6, "term added to the denominator (outside the square root)"),
+        *moment_options(1e-3, (0.9, 0.999), 1e-6, library="optax",
+                        of=("the first moment", "the second moment"),
+                        eps_doc="term added to the denominator (outside the square root)"),
         Hyperparameter("eps_root", 0.0, "term added to the second moment inside the square "
                        "root"),
         Hyperparameter("weight_decay", 0.0, "weight decay added to the direction before the "
@@ -74,8 +61,6 @@ LAMB = UpdateRule(
     ),
     slots=("mu", "nu"),
     rows=lambda o: 2,
-    scalars=_SCALARS,
-    coefficients=_coefficients,
     reductions=("parameter_square", "update_square"),
     reduce=lamb_reduce,
     finish=lamb_finish,

@@ -33,11 +33,6 @@ LION = UpdateRule(
     ),
     slots=("mu",),
     rows=lambda o: 1,
-    scalars=("one_minus_beta1", "beta1", "one_minus_beta2", "beta2", "weight_decay", "lr", "one"),
-    coefficients=lambda o, t, lr: {
-        "one_minus_beta1": 1.0 - o["beta1"], "beta1": o["beta1"],
-        "one_minus_beta2": 1.0 - o["beta2"], "beta2": o["beta2"],
-        "weight_decay": o["weight_decay"], "lr": lr, "one": 1.0},
     element=lion_element,
     summary="sign of an interpolated momentum, found by program search (Chen et al., 2023)",
     source="Chen et al. (2023), 'Symbolic Discovery of Optimization Algorithms', "

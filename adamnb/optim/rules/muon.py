@@ -84,7 +84,7 @@ MUON = UpdateRule(
     slots=(),
     rows=lambda o: 0,
     scalars=("lr", "decay_factor"),
-    coefficients=lambda o, t, lr: {"lr": lr, "decay_factor": 1.0 - lr * o["weight_decay"]},
+    coefficients=lambda o, t, lr: {"decay_factor": 1.0 - lr * o["weight_decay"]},
     element=None,
     matrix=MatrixStep(slots=("momentum_buffer",), shapes=lambda o, shape: (tuple(shape),),
                       step=muon_step),

@@ -6,7 +6,7 @@ import numpy as np
 
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (DECOUPLED_WEIGHT_DECAY, MAXIMIZE, WEIGHT_DECAY, Hyperparameter,
-                                UpdateRule, beta_option, eps_option, lr_option, power)
+                                UpdateRule, moment_options, weight_decay_scalars)
 
 
 @elementwise
@@ -39,13 +39,8 @@ def _mu_products(o, t, lr, scalars):
 
 def _coefficients(o, t, lr, mu_product):
     mu, mu_next = nadam_momentum(o, t), nadam_momentum(o, t + 1)
-    beta2 = o["beta2"]
-    decoupled, decay = o["decoupled_weight_decay"], o["weight_decay"]
-    return {"maximize": float(o["maximize"]), "weight_decay": 0.0 if decoupled else decay,
-            "decay_factor": 1.0 - lr * decay if decoupled else 1.0,
-            "one_minus_beta1": 1.0 - o["beta1"], "beta2": beta2,
-            "one_minus_beta2": 1.0 - beta2, "bias_correction2": 1.0 - power(beta2, t),
-            "eps": o["eps"], "gradient_step": lr * (1.0 - mu) / (1.0 - mu_product),
+    return {**weight_decay_scalars(o, lr, o["decoupled_weight_decay"]),
+            "gradient_step": lr * (1.0 - mu) / (1.0 - mu_product),
             "momentum_step": lr * mu_next / (1.0 - mu_product * mu_next)}
 
 
@@ -53,10 +48,7 @@ NADAM = UpdateRule(
     name="nadam",
     class_name="NAdam",
     hyperparameters=(
-        lr_option(2e-3),
-        beta_option("beta1", 0.9, "decay rate of the first-moment estimate"),
-        beta_option("beta2", 0.999, "decay rate of the second-moment estimate"),
-        eps_option(1e-8),
+        *moment_options(2e-3, (0.9, 0.999), 1e-8),
         WEIGHT_DECAY,
         Hyperparameter("momentum_decay", 4e-3, "psi in Dozat's momentum schedule"),
         DECOUPLED_WEIGHT_DECAY,
@@ -64,8 +56,6 @@ NADAM = UpdateRule(
     ),
     slots=("exp_avg", "exp_avg_sq"),
     rows=lambda o: 2,
-    scalars=("maximize", "weight_decay", "decay_factor", "one_minus_beta1", "beta2",
-             "one_minus_beta2", "bias_correction2", "eps", "gradient_step", "momentum_step"),
     coefficients=_coefficients,
     element=nadam_element,
     # The product mu_1 ... mu_t, a float64 host scalar saved with the state. torch keeps it in a

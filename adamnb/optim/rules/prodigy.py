@@ -3,15 +3,9 @@ scaled by an estimate of the distance to the solution, from sums over all the pa
 
 import math
 
-import numpy as np
 
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option, power
-
-_SCALARS = ("first", "one_minus_beta1", "beta1", "one_minus_beta2", "beta2", "beta3", "lr",
-            "bias_correction", "estim_lr0", "estim_lr_coef", "eps", "minus_weight_decay",
-            "safeguard_warmup")
-
 
 @elementwise
 def prodigy_reduce(x, g, state, i, carry, c):
@@ -73,13 +67,10 @@ def prodigy_element(x, g, state, i, c):
 
 def _coefficients(o, t, lr):
     beta1, beta2 = o["beta1"], o["beta2"]
-    beta3 = beta2 ** 0.5 if o["beta3"] is None else o["beta3"]
-    return {"first": (t == 1).astype(float), "one_minus_beta1": 1.0 - beta1, "beta1": beta1,
-            "one_minus_beta2": 1.0 - beta2, "beta2": beta2, "beta3": beta3, "lr": lr,
+    return {"first": (t == 1).astype(float),
+            "beta3": beta2 ** 0.5 if o["beta3"] is None else o["beta3"],
             "bias_correction": (1.0 - power(beta2, t)) ** 0.5 / (1.0 - power(beta1, t)),
-            "estim_lr0": o["estim_lr0"], "estim_lr_coef": o["estim_lr_coef"], "eps": o["eps"],
-            "minus_weight_decay": -o["weight_decay"],
-            "safeguard_warmup": float(o["safeguard_warmup"])}
+            "minus_weight_decay": -o["weight_decay"]}
 
 
 PRODIGY = UpdateRule(
@@ -102,7 +93,6 @@ PRODIGY = UpdateRule(
     ),
     slots=("exp_avg", "exp_avg_sq", "grad_sum", "params0"),
     rows=lambda o: 4,
-    scalars=_SCALARS,
     coefficients=_coefficients,
     reductions=("numerator", "denominator"),
     reduce=prodigy_reduce,

@@ -6,7 +6,7 @@ import numpy as np
 
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (DECOUPLED_WEIGHT_DECAY, MAXIMIZE, WEIGHT_DECAY, UpdateRule,
-                                beta_option, eps_option, lr_option, power)
+                                moment_options, power, weight_decay_scalars)
 
 
 @elementwise
@@ -37,39 +37,28 @@ def radam_rho(o, t):
 
 
 def _coefficients(o, t, lr):
-    beta1, beta2 = o["beta1"], o["beta2"]
     rho_inf, rho_t = radam_rho(o, t)
     rectified = rho_t > 5.0
     # Only the rectified steps use r_t; elsewhere its radicand may be negative, so it is masked.
     radicand = np.where(rectified, (rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                         / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t), 0.0)
-    decoupled, decay = o["decoupled_weight_decay"], o["weight_decay"]
-    return {"maximize": float(o["maximize"]), "weight_decay": 0.0 if decoupled else decay,
-            "decay_factor": 1.0 - lr * decay if decoupled else 1.0,
-            "one_minus_beta1": 1.0 - beta1, "beta2": beta2,
-            "one_minus_beta2": 1.0 - beta2, "bias_correction1": 1.0 - power(beta1, t), "lr": lr,
+    return {**weight_decay_scalars(o, lr, o["decoupled_weight_decay"]),
             "rectified": rectified.astype(float),
             "rectification": np.sqrt(np.maximum(radicand, 0.0)),
-            "bias_correction2_sqrt": np.sqrt(1.0 - power(beta2, t)), "eps": o["eps"]}
+            "bias_correction2_sqrt": np.sqrt(1.0 - power(o["beta2"], t))}
 
 
 RADAM = UpdateRule(
     name="radam",
     class_name="RAdam",
     hyperparameters=(
-        lr_option(1e-3),
-        beta_option("beta1", 0.9, "decay rate of the first-moment estimate"),
-        beta_option("beta2", 0.999, "decay rate of the second-moment estimate"),
-        eps_option(1e-8),
+        *moment_options(1e-3, (0.9, 0.999), 1e-8),
         WEIGHT_DECAY,
         DECOUPLED_WEIGHT_DECAY,
         MAXIMIZE,
     ),
     slots=("exp_avg", "exp_avg_sq"),
     rows=lambda o: 2,
-    scalars=("maximize", "weight_decay", "decay_factor", "one_minus_beta1", "beta2",
-             "one_minus_beta2", "bias_correction1", "lr", "rectified", "rectification",
-             "bias_correction2_sqrt", "eps"),
     coefficients=_coefficients,
     element=radam_element,
     summary="Adam with the variance of the adaptive step rectified (Liu et al., 2020)",

@@ -47,14 +47,10 @@ RMSPROP = UpdateRule(
     ),
     slots=("square_avg", "momentum_buffer", "grad_avg"),
     rows=lambda o: 3 if o["centered"] else (2 if o["momentum"] > 0 else 1),
-    scalars=("maximize", "weight_decay", "alpha", "one_minus_alpha", "eps_inside", "eps", "lr",
-             "momentum", "centered"),
     coefficients=lambda o, t, lr: {
-        "maximize": float(o["maximize"]), "weight_decay": o["weight_decay"], "alpha": o["alpha"],
-        "one_minus_alpha": 1.0 - o["alpha"],
         # one of the two is 0: sqrt(v + 0) is sqrt(v) exactly, so torch's bits are kept
         "eps_inside": o["eps"] if o["eps_in_sqrt"] else 0.0,
-        "eps": 0.0 if o["eps_in_sqrt"] else o["eps"], "lr": lr, "momentum": o["momentum"], "centered": float(o["centered"])},
+        "eps": 0.0 if o["eps_in_sqrt"] else o["eps"]},
     element=rmsprop_element,
     summary="steps scaled by a running root-mean-square of the gradient (Hinton, 2012)",
     source="Hinton, Srivastava & Swersky, Coursera lecture 6e (2012); centered form: Graves "

@@ -30,12 +30,6 @@ def rprop_element(x, g, state, i, c):
     return x - g * step_size  # g is 0 (no move) or NaN (NaN, as torch's sign(NaN) gives)
 
 
-def _coefficients(o, t, lr):
-    return {"maximize": float(o["maximize"]), "first": (t == 1).astype(float), "lr": lr,
-            "eta_minus": o["eta_minus"], "eta_plus": o["eta_plus"],
-            "step_size_min": o["step_size_min"], "step_size_max": o["step_size_max"]}
-
-
 def _check(o):
     if not o["step_size_min"] <= o["step_size_max"]:
         raise ValueError(f"Invalid step sizes: step_size_min={o['step_size_min']!r} must not "
@@ -58,9 +52,7 @@ RPROP = UpdateRule(
     ),
     slots=("prev", "step_size"),
     rows=lambda o: 2,
-    scalars=("maximize", "first", "lr", "eta_minus", "eta_plus", "step_size_min",
-             "step_size_max"),
-    coefficients=_coefficients,
+    coefficients=lambda o, t, lr: {"first": (t == 1).astype(float)},
     element=rprop_element,
     check=_check,
     summary="resilient backpropagation: per-element step sizes adapted to the gradient's sign "

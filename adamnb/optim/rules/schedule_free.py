@@ -5,8 +5,7 @@ import math
 import numpy as np
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import (Hyperparameter, UpdateRule, beta_option, eps_option, lr_option,
-                                power)
+from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option
 
 
 @elementwise
@@ -50,11 +49,8 @@ def _averaging_weights(o, t, lr, scalars):
 
 
 def _coefficients(o, t, lr, step_lr, ck):
-    beta1, beta2 = o["beta1"], o["beta2"]
-    return {"first": (t == 1).astype(float), "one_minus_beta2": 1.0 - beta2, "beta2": beta2,
-            "bias_correction2": 1.0 - power(beta2, t), "eps": o["eps"], "one": 1.0,
-            "weight_decay": o["weight_decay"], "lr": step_lr, "ck": ck, "one_minus_ck": 1.0 - ck,
-            "beta1": beta1, "one_minus_beta1": 1.0 - beta1}
+    # lr: the warmed-up rate of this step (scalar_series), not the schedule's
+    return {"first": (t == 1).astype(float), "lr": step_lr, "ck": ck, "one_minus_ck": 1.0 - ck}
 
 
 def evaluation_point(o, y, z):
@@ -87,8 +83,6 @@ SCHEDULE_FREE_ADAMW = UpdateRule(
     ),
     slots=("z", "nu"),
     rows=lambda o: 2,
-    scalars=("first", "one_minus_beta2", "beta2", "bias_correction2", "eps", "one",
-             "weight_decay", "lr", "ck", "one_minus_ck", "beta1", "one_minus_beta1"),
     coefficients=_coefficients,
     element=schedule_free_adamw_element,
     scalar_state={"max_lr": 0.0, "weight_sum": 0.0},

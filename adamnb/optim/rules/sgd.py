@@ -26,11 +26,9 @@ def sgd_element(x, g, state, i, c):
 
 def _coefficients(o, t, lr):
     first = t == 1
-    return {"maximize": float(o["maximize"]), "weight_decay": o["weight_decay"],
-            "momentum_now": np.where(first, 0.0, o["momentum"]),
-            "one_minus_dampening_now": np.where(first, 1.0, 1.0 - o["dampening"]), "lr": lr,
-            "use_momentum": float(o["momentum"] != 0), "nesterov": float(o["nesterov"]),
-            "momentum": o["momentum"]}
+    return {"momentum_now": np.where(first, 0.0, o["momentum"]),
+            "one_minus_dampening_now": np.where(first, 1.0, 1.0 - o["dampening"]),
+            "use_momentum": float(o["momentum"] != 0)}
 
 
 def _check(o):
@@ -53,8 +51,6 @@ SGD = UpdateRule(
     ),
     slots=("momentum_buffer",),
     rows=lambda o: 1 if o["momentum"] != 0 else 0,
-    scalars=("maximize", "weight_decay", "momentum_now", "one_minus_dampening_now", "lr",
-             "use_momentum", "nesterov", "momentum"),
     coefficients=_coefficients,
     element=sgd_element,
     check=_check,

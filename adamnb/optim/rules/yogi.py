@@ -3,7 +3,7 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, beta_option, eps_option, lr_option, power
+from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options
 
 
 @elementwise
@@ -27,21 +27,13 @@ YOGI = UpdateRule(
     class_name="Yogi",
     defined_by="optax.yogi",
     hyperparameters=(
-        lr_option(1e-2),
-        beta_option("beta1", 0.9, "decay rate of the first-moment estimate (optax's b1)"),
-        beta_option("beta2", 0.999, "rate of the additive second-moment update (optax's b2)"),
-        eps_option(1e-3),
+        *moment_options(1e-2, (0.9, 0.999), 1e-3, library="optax", of=(
+            "the first-moment estimate", "the additive second-moment update")),
         Hyperparameter("initial_accumulator_value", 1e-6, "initial value of both moments "
                        "(optax's scale_by_yogi)"),
     ),
     slots=("mu", "nu"),
     rows=lambda o: 2,
-    scalars=("one_minus_beta1", "beta1", "one_minus_beta2", "bias_correction1",
-             "bias_correction2", "eps", "lr"),
-    coefficients=lambda o, t, lr: {
-        "one_minus_beta1": 1.0 - o["beta1"], "beta1": o["beta1"],
-        "one_minus_beta2": 1.0 - o["beta2"], "bias_correction1": 1.0 - power(o["beta1"], t),
-        "bias_correction2": 1.0 - power(o["beta2"], t), "eps": o["eps"], "lr": lr},
     element=yogi_element,
     initial_state=lambda o, slot: o["initial_accumulator_value"],
     summary="Adam whose second moment moves additively, by at most (1-beta2) g^2 a step "
