@@ -19,6 +19,11 @@ CPU loops; :mod:`adamnb.backends.cuda` compiles the same source as CUDA device f
 * :func:`lerp` -- torch's ``lerp``: ``start + w (end - start)`` when ``|w| < 0.5``, else
   ``end - (end - start)(1 - w)`` (each form exact at its end), as Adafactor's second moments and
   Muon's momentum use it.
+* :func:`torch_gradient` -- torch.optim's first two steps of most of its rules: ``maximize``
+  negates the gradient, then the L2 penalty ``weight_decay * x`` joins it.
+* :func:`adam_moments` -- Adam's two moments as torch updates them (``exp_avg`` by ``lerp``,
+  ``exp_avg_sq`` by ``mul_(beta2).addcmul_(g, g, 1 - beta2)``), shared by Adam, AdamW, NAdam and
+  RAdam.
 * :func:`stationarity` -- one element's contribution to the convergence measure: ``|g_i|``
   without bounds, ``|P(x_i - g_i) - x_i|`` with bounds (the projected gradient of L-BFGS-B's
   ``pgtol`` test, zero at a bound the gradient pushes against), and NaN when ``g_i`` is NaN or
@@ -28,7 +33,8 @@ CPU loops; :mod:`adamnb.backends.cuda` compiles the same source as CUDA device f
 
 from adamnb.backends.jit import elementwise
 
-__all__ = ["project", "maximum", "minimum", "lerp", "fused_update", "stationarity", "fold_max"]
+__all__ = ["project", "maximum", "minimum", "lerp", "torch_gradient", "adam_moments",
+           "fused_update", "stationarity", "fold_max"]
 
 
 @elementwise
@@ -63,6 +69,25 @@ def lerp(start, end, weight, one_minus_weight, weight_small):
     if weight_small != 0:
         return start + weight * (end - start)
     return end - (end - start) * one_minus_weight
+
+
+@elementwise
+def torch_gradient(x, g, maximize, weight_decay):
+    # maximize is 0 or 1 and weight_decay 0 where unused: the result is then g's bits
+    if maximize != 0:
+        g = -g
+    return g + weight_decay * x
+
+
+@elementwise
+def adam_moments(g, state, i, one_minus_beta1, beta2, one_minus_beta2):
+    # rows 0 and 1 of the state: torch's exp_avg.lerp_(g, 1 - beta1) (|w| < 0.5: start + w (end -
+    # start)) and exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2), in its order
+    m = state[0, i] + one_minus_beta1 * (g - state[0, i])
+    v = beta2 * state[1, i] + one_minus_beta2 * g * g
+    state[0, i] = m
+    state[1, i] = v
+    return m, v
 
 
 def fused_update(element, project_element):

@@ -44,15 +44,15 @@ from adamnb.cli import ArgumentParser
 
 __all__ = ["machine", "write_text", "write_json", "progress", "json_ready", "experiment_parser",
            "parse_arguments", "default_out", "run_cells", "quick_note",
-           "STORE", "conclude", "finish", "positive_int"]
+           "STORE", "conclude", "report_run", "finish", "positive_int"]
 
 #: The folder, inside an experiment's output folder, that keeps finished runs until the outputs
 #: are written (what a resumed run reads back).
 STORE = ".sweep"
 
 
-def default_out(folder, quick=False):
-    """Where an experiment writes by default.
+def default_out(folder, quick=False, out=None):
+    """Where an experiment writes: ``out`` when given, else its default folder.
 
     Parameters
     ----------
@@ -61,12 +61,17 @@ def default_out(folder, quick=False):
     quick : bool
         A quick run goes to a ``quick`` folder inside when ``results/<folder>`` holds a full
         run's ``summary.json``, so that it never writes over it.
+    out : str or Path, optional
+        The folder the caller chose (returned as a Path).
 
     Returns
     -------
     Path
-        ``results/<folder>`` (or ``results/<folder>/quick``), relative to the current directory.
+        ``out``, or ``results/<folder>`` (or ``results/<folder>/quick``), relative to the current
+        directory.
     """
+    if out is not None:
+        return Path(out)
     out = Path("results") / folder
     return out / "quick" if quick and _holds_full_run(out) else out
 
@@ -222,15 +227,31 @@ def run_cells(fn, cells, *, out, desc, workers=None, scheduler=None, store=True)
     return result.records
 
 
-def conclude(out, summary, started):
-    """The end of every experiment's run: the run's seconds (since ``started``, a
-    ``time.perf_counter()`` value) into ``summary``, ``summary.json`` written (last, so its
-    presence says the run finished), the finished runs' store removed (:func:`finish`).
-    Returns ``summary``."""
+def conclude(out, summary, started, table=None, plots=None):
+    """The end of every experiment's run: ``table.md`` written from ``table(summary)`` and the
+    figures drawn by ``plots(summary, out)`` (each where given), the run's seconds (since
+    ``started``, a ``time.perf_counter()`` value) into ``summary``, ``summary.json`` written
+    (last, so its presence says the run finished), the finished runs' store removed
+    (:func:`finish`). Returns ``summary``."""
+    if table is not None:
+        write_text(Path(out) / "table.md", table(summary))
+    if plots is not None:
+        plots(summary, out)
     summary["time_s"] = time.perf_counter() - started
     write_json(Path(out) / "summary.json", summary)
     finish(out)
     return summary
+
+
+def report_run(args, run, report, **options):
+    """An experiment's command, after :func:`parse_arguments`: ``run`` with the parsed command
+    line (and ``options``), then ``report(summary)`` (its results in words) and where they were
+    written; returns the exit status 0."""
+    summary = run(args.out, quick=args.quick, plots=args.plots, workers=args.workers,
+                  scheduler=args.scheduler, **options)
+    print(report(summary))
+    print(f"Wrote {args.out} in {summary['time_s']:.1f} s")
+    return 0
 
 
 def finish(out):

@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import positive_int, quick_note
+from adamnb.experiments import positive_int, quick_note, report_run
 from adamnb.nn.datasets import load_mnist
 from adamnb.nn.training import train
 
@@ -92,11 +92,7 @@ def train_mlp(model, params, optimizer, data, epochs, batch_size, device, seed,
 
 def run_and_report(args, run, table, **options):
     """Run the experiment with the parsed command line, print its table; exit status 0."""
-    summary = run(args.out, quick=args.quick, plots=args.plots, epochs=args.epochs,
-                  data_dir=args.data, workers=args.workers, scheduler=args.scheduler, **options)
-    print(table(summary))
-    print(f"Wrote {args.out} in {summary['time_s']:.0f} s")
-    return 0
+    return report_run(args, run, table, epochs=args.epochs, data_dir=args.data, **options)
 
 
 @functools.lru_cache(maxsize=2)

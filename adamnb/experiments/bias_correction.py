@@ -40,7 +40,6 @@ uniformity and computes the same, but writes to ``./results/bias_correction/quic
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -48,7 +47,7 @@ import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
 from adamnb.experiments import (conclude, default_out, experiment_parser, parse_arguments,
-                                quick_note, run_cells)
+                                quick_note, report_run, run_cells)
 from adamnb.problems.functions import get
 
 NAME = "bias-correction"
@@ -162,7 +161,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
     """
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    out = default_out(FOLDER, quick, out)
     cells = sweeps.grid(problem=PROBLEMS, beta2=BETA2S)
     records = run_cells(compare_cell, cells, out=out, workers=workers, scheduler=scheduler,
                         desc=NAME)
@@ -254,20 +253,22 @@ def main(argv=None):
               "bias correction takes huge early steps and stalls; with it, it does not. Writes "
               "bias_correction.png and summary.json.",
         "accepted for uniformity; this experiment is always quick", FOLDER)
-    args = parse_arguments(parser, argv)
-    summary = run(args.out, quick=args.quick, plots=args.plots, workers=args.workers,
-                  scheduler=args.scheduler)
-    print(f"Adam with and without bias correction, lr = {LR}, beta1 = {BETA1}, "
-          f"{STEPS} steps from the standard start:")
-    print(f"{'problem':11s} {'beta2':>8s} | {'largest step':>12s} {'final f - f*':>12s} (with) | "
-          f"{'largest step':>12s} {'final f - f*':>12s} (without)")
+    return report_run(parse_arguments(parser, argv), run, report)
+
+
+def report(summary):
+    """The results in words (what the command prints)."""
+    lines = [f"Adam with and without bias correction, lr = {LR}, beta1 = {BETA1}, "
+             f"{STEPS} steps from the standard start:",
+             f"{'problem':11s} {'beta2':>8s} | {'largest step':>12s} {'final f - f*':>12s} "
+             f"(with) | {'largest step':>12s} {'final f - f*':>12s} (without)"]
     for name, by_beta2 in summary["results"].items():
         for beta2, variants in by_beta2.items():
             w, wo = variants["with"], variants["without"]
-            print(f"{name:11s} {beta2:>8s} | {w['largest_step']:12.3g} {w['final_gap']:12.2e}"
-                  f"        | {wo['largest_step']:12.3g} {wo['final_gap']:12.2e}")
-    print(f"Wrote {args.out} in {summary['time_s']:.1f} s")
-    return 0
+            lines.append(f"{name:11s} {beta2:>8s} | {w['largest_step']:12.3g} "
+                         f"{w['final_gap']:12.2e}        | {wo['largest_step']:12.3g} "
+                         f"{wo['final_gap']:12.2e}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import adamnb
 from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                quick_note, run_cells, write_text)
+                                quick_note, run_cells)
 from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
                                        plot_curves, run_and_report)
 from adamnb.nn import MLP, keras_mnist_cnn
@@ -147,7 +147,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
     if model not in FOLDERS:
         raise ValueError(f"Unknown model: {model!r}; expected one of {sorted(FOLDERS)}")
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDERS[model], quick)
+    out = default_out(FOLDERS[model], quick, out)
     epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
     seeds = tuple(seeds) if seeds is not None else (SEEDS[:1] if quick else SEEDS)
     data = None if data_dir is None else str(data_dir)
@@ -179,10 +179,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
                     for k, v in ARTICLE.items()},
         "results": results,
     }
-    write_text(out / "table.md", table(summary))
-    if plots:
-        write_plots(summary, out)
-    return conclude(out, summary, started)
+    return conclude(out, summary, started, table, write_plots if plots else None)
 
 
 def write_plots(summary, out):

@@ -25,10 +25,9 @@ Run: ``adamnb experiment mnist-logistic [--quick] [--epochs N] [--data DIR] [--o
 
 import sys
 import time
-from pathlib import Path
 
 from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                quick_note, run_cells, write_text)
+                                quick_note, run_cells)
 from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
                                        plot_curves, run_and_report)
 from adamnb.nn import SoftmaxRegression
@@ -69,7 +68,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
     ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
     """
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    out = default_out(FOLDER, quick, out)
     epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
     data = None if data_dir is None else str(data_dir)
     _, y, _, y_test = load(data, quick)  # here first: a data problem shows before any run
@@ -99,14 +98,13 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
         "runs": {label: {f"{a:g}": r for a, r in by_alpha.items()}
                  for label, by_alpha in runs.items()},
     }
-    write_text(out / "table.md", table(summary))
     if plots:
         title = (f"Logistic regression on MNIST (L2 {L2:g}, batch {BATCH}, step alpha/sqrt(t))")
         plot_curves(curves, out / "figure1.png", title=title, ylim=(0.2, 0.7),  # the paper's axis
                     quick=quick)
         plot_curves(everything, out / "grid.png", title=title + ": every grid value", log=True,
                     quick=quick)
-    return conclude(out, summary, started)
+    return conclude(out, summary, started, table)
 
 
 def _finite(value):

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import adamnb
 from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                positive_int, quick_note, run_cells, write_text)
+                                positive_int, quick_note, run_cells)
 from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
                                        check_device, history_summary, load, new_axes,
                                        plot_curves, run_and_report, save_axes, train_mlp)
@@ -165,7 +165,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
     default is this process.
     """
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    out = default_out(FOLDER, quick, out)
     epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
     select_epochs = select_epochs or (QUICK_SELECT_EPOCHS if quick else SELECT_EPOCHS)
     if device == "cuda" and workers is None and scheduler is None:
@@ -205,10 +205,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
                       for label, g in grid.items()},
         "results": results,
     }
-    write_text(out / "table.md", table(summary))
-    if plots:
-        write_plots(summary, out)
-    return conclude(out, summary, started)
+    return conclude(out, summary, started, table, write_plots if plots else None)
 
 
 def write_plots(summary, out):

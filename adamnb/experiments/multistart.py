@@ -23,7 +23,6 @@ Run: ``adamnb experiment multistart [--starts N] [--dim N] [--quick] [--out DIR]
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -31,8 +30,9 @@ from matplotlib.figure import Figure
 import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import (conclude, default_out, experiment_parser, finish, machine,
-                                parse_arguments, positive_int, quick_note, run_cells)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine,
+                                parse_arguments, positive_int, quick_note, report_run,
+                                run_cells)
 from adamnb.problems.functions import get
 
 NAME = "multistart"
@@ -93,7 +93,7 @@ def run(out=None, quick=False, plots=True, starts=None, dim=DIM, workers=None, s
         The contents of ``summary.json``.
     """
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    out = default_out(FOLDER, quick, out)
     total = starts if starts is not None else (QUICK_STARTS if quick else STARTS)
     options = QUICK_OPTIONS if quick else OPTIONS
     tf = get(FUNCTION, n=dim)
@@ -172,20 +172,22 @@ def main(argv=None):
                              "--quick)")
     parser.add_argument("--dim", type=positive_int, default=DIM, help=f"dimension (default {DIM})")
     args = parse_arguments(parser, argv)
-    summary = run(args.out, quick=args.quick, plots=args.plots, starts=args.starts, dim=args.dim,
-                  workers=args.workers, scheduler=args.scheduler)
+    return report_run(args, run, report, starts=args.starts, dim=args.dim)
+
+
+def report(summary):
+    """The results in words (what the command prints)."""
     best = summary["best"]
-    print(f"{summary['starts']:,} starts of {summary['method']} on {summary['dim']}-D "
-          f"{summary['function']} ({summary['executor']}, {summary['cells']} chunks):")
-    print(f"  best f - f* = {best['gap']:.6g} at distance {best['distance_to_global']:.3g} from "
-          f"the global minimum (start {best['start_index']}); {summary['found_global']} starts "
-          f"reached f - f* < {summary['target_gap']:g}")
-    print("  final f - f* quantiles: " + ", ".join(
-        f"{q}: {v:.3g}" for q, v in summary["final_gap_quantiles"].items()))
-    print("  coordinates away from 0 at the end (0..n): "
-          + " ".join(map(str, summary["coordinates_away_from_0"])))
-    print(f"Wrote {args.out} in {summary['time_s']:.1f} s")
-    return 0
+    return "\n".join((
+        f"{summary['starts']:,} starts of {summary['method']} on {summary['dim']}-D "
+        f"{summary['function']} ({summary['executor']}, {summary['cells']} chunks):",
+        f"  best f - f* = {best['gap']:.6g} at distance {best['distance_to_global']:.3g} from "
+        f"the global minimum (start {best['start_index']}); {summary['found_global']} starts "
+        f"reached f - f* < {summary['target_gap']:g}",
+        "  final f - f* quantiles: " + ", ".join(
+            f"{q}: {v:.3g}" for q, v in summary["final_gap_quantiles"].items()),
+        "  coordinates away from 0 at the end (0..n): "
+        + " ".join(map(str, summary["coordinates_away_from_0"]))))
 
 
 if __name__ == "__main__":

@@ -33,11 +33,10 @@ Run: ``adamnb experiment muon [--quick] [--epochs N] [--data DIR] [--out DIR] [-
 import math
 import sys
 import time
-from pathlib import Path
 
 import adamnb
 from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                quick_note, run_cells, write_text)
+                                quick_note, run_cells)
 from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
                                        check_device, cost_or_inf, history_summary, load,
                                        plot_curves, run_and_report, train_mlp)
@@ -85,7 +84,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
     default is this process.
     """
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    out = default_out(FOLDER, quick, out)
     epochs = epochs if epochs is not None else (QUICK_EPOCHS if quick else EPOCHS)
     if device == "cuda" and workers is None and scheduler is None:
         workers = 1
@@ -119,14 +118,13 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
         "runs": {label: {f"{a:g}": r for a, r in by_alpha.items()}
                  for label, by_alpha in runs.items()},
     }
-    write_text(out / "table.md", table(summary))
     if plots:
         title = f"MLP {'-'.join(map(str, SIZES))} on MNIST, batch {BATCH}"
         plot_curves(curves, out / "loss.png", title=title + ": training cost", log=True,
                     quick=quick, marker="o")
         plot_curves(curves, out / "accuracy.png", title=title + ": test accuracy",
                     ylabel="test accuracy", field="test_accuracy", quick=quick, marker="o")
-    return conclude(out, summary, started)
+    return conclude(out, summary, started, table)
 
 
 def table(summary):

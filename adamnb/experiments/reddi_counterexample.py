@@ -30,7 +30,6 @@ with ``--quick``.
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -38,7 +37,7 @@ from matplotlib.figure import Figure
 import adamnb
 from adamnb import plot
 from adamnb.experiments import (conclude, default_out, experiment_parser, parse_arguments,
-                                progress, quick_note, run_cells)
+                                progress, quick_note, report_run, run_cells)
 from adamnb.optim.schedules import InverseSqrt
 
 NAME = "reddi"
@@ -107,7 +106,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     final average regret R_T / T. ``workers`` and ``scheduler`` as in :func:`adamnb.sweep.sweep`.
     """
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    out = default_out(FOLDER, quick, out)
     steps = QUICK_STEPS if quick else STEPS
     cells = [{"variant": label, "amsgrad": amsgrad, "steps": steps}
              for label, amsgrad in VARIANTS.items()]
@@ -181,16 +180,17 @@ def main(argv=None):
               "[-1, 1], Adam drifts to x = +1, the worst point; AMSGrad goes to -1. Writes "
               "reddi.png and summary.json.",
         f"{QUICK_STEPS} steps instead of {STEPS}", FOLDER)
-    args = parse_arguments(parser, argv)
-    summary = run(args.out, quick=args.quick, plots=args.plots, workers=args.workers,
-                  scheduler=args.scheduler)
-    print(f"Reddi et al. (2018), {summary['steps']} steps, best point x = -1:")
+    return report_run(parse_arguments(parser, argv), run, report)
+
+
+def report(summary):
+    """The results in words (what the command prints)."""
+    lines = [f"Reddi et al. (2018), {summary['steps']} steps, best point x = -1:"]
     for label, numbers in summary["results"].items():
-        print(f"  {label:8s} final x = {numbers['final_x']:+.4f}   mean x over the last tenth = "
-              f"{numbers['mean_x_last_tenth']:+.4f}   average regret R_T/T = "
-              f"{numbers['average_regret']:.4f}")
-    print(f"Wrote {args.out} in {summary['time_s']:.1f} s")
-    return 0
+        lines.append(f"  {label:8s} final x = {numbers['final_x']:+.4f}   mean x over the last "
+                     f"tenth = {numbers['mean_x_last_tenth']:+.4f}   average regret R_T/T = "
+                     f"{numbers['average_regret']:.4f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -254,7 +254,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
         The contents of ``summary.json``.
     """
     started = time.perf_counter()
-    out = Path(out) if out is not None else default_out(FOLDER, quick)
+    out = default_out(FOLDER, quick, out)
     budget = QUICK_BUDGET if quick else BUDGET
     functions = QUICK_FUNCTIONS if quick else tuple(FUNCTIONS)
     grids = {method: grid[::3] if quick else grid for method, grid in LR_GRIDS.items()}

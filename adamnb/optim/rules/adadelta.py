@@ -2,6 +2,7 @@
 
 import math
 
+from adamnb.backends.elements import torch_gradient
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option,
                                 lr_option)
@@ -10,9 +11,7 @@ from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRu
 @elementwise
 def adadelta_element(x, g, state, i, c):
     maximize, weight_decay, rho, one_minus_rho, eps, lr = c
-    if maximize != 0:
-        g = -g
-    g = g + weight_decay * x
+    g = torch_gradient(x, g, maximize, weight_decay)
     square_avg = rho * state[0, i] + one_minus_rho * g * g
     state[0, i] = square_avg
     delta = math.sqrt(state[1, i] + eps) / math.sqrt(square_avg + eps) * g

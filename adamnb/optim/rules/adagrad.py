@@ -2,6 +2,7 @@
 
 import math
 
+from adamnb.backends.elements import torch_gradient
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, eps_option,
                                 lr_option)
@@ -10,9 +11,7 @@ from adamnb.optim._rule import (MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRu
 @elementwise
 def adagrad_element(x, g, state, i, c):
     maximize, weight_decay, clr, eps = c
-    if maximize != 0:
-        g = -g
-    g = g + weight_decay * x
+    g = torch_gradient(x, g, maximize, weight_decay)
     total = state[0, i] + g * g
     state[0, i] = total
     return x - clr * (g / (math.sqrt(total) + eps))

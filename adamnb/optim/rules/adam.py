@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from adamnb.backends.elements import maximum
+from adamnb.backends.elements import adam_moments, maximum, torch_gradient
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (MAXIMIZE, Hyperparameter, UpdateRule, moment_options, power,
                                 weight_decay_scalars)
@@ -16,14 +16,9 @@ from adamnb.optim._rule import (MAXIMIZE, Hyperparameter, UpdateRule, moment_opt
 def adam_element(x, g, state, i, c):
     (maximize, weight_decay, decay_factor, one_minus_beta1, beta2, one_minus_beta2, step_size,
      bias_correction2_sqrt, eps, amsgrad) = c
-    if maximize != 0:
-        g = -g
     x = x * decay_factor  # AdamW's decoupled decay; exactly x for Adam (factor 1)
-    g = g + weight_decay * x  # Adam's L2 penalty; exactly g for AdamW (weight_decay 0 here)
-    m = state[0, i] + one_minus_beta1 * (g - state[0, i])
-    v = beta2 * state[1, i] + one_minus_beta2 * g * g
-    state[0, i] = m
-    state[1, i] = v
+    g = torch_gradient(x, g, maximize, weight_decay)  # L2; exactly g for AdamW (weight_decay 0)
+    m, v = adam_moments(g, state, i, one_minus_beta1, beta2, one_minus_beta2)
     if amsgrad != 0:
         v = maximum(state[2, i], v)
         state[2, i] = v
@@ -86,8 +81,8 @@ _PAPER = r"""
     (``tf.keras.optimizers.Adam``: "This epsilon is 'epsilon hat' in the Kingma and Ba paper";
     ``tf.raw_ops.ApplyAdam``); it is computed as the first with
     :math:`\epsilon / \sqrt{1-\beta_2^t}` in place of :math:`\epsilon`, the same denominator up
-    to rounding. AMSGrad (Reddi, Kale & Kumar, 2018) keeps the maximum of the raw :math:`v_t`, as torch
-    does."""
+    to rounding. AMSGrad (Reddi, Kale & Kumar, 2018) keeps the maximum of the raw :math:`v_t`,
+    as torch does."""
 
 ADAM = UpdateRule(
     name="adam",

@@ -1,6 +1,6 @@
 """AdaMax, Adam with the infinity norm (Kingma & Ba, 2014, Algorithm 2), as torch.optim.Adamax."""
 
-from adamnb.backends.elements import maximum
+from adamnb.backends.elements import maximum, torch_gradient
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, UpdateRule, moment_options, power
 
@@ -8,9 +8,7 @@ from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, UpdateRule, moment_option
 @elementwise
 def adamax_element(x, g, state, i, c):
     maximize, weight_decay, one_minus_beta1, beta2, eps, clr = c
-    if maximize != 0:
-        g = -g
-    g = g + weight_decay * x
+    g = torch_gradient(x, g, maximize, weight_decay)
     m = state[0, i] + one_minus_beta1 * (g - state[0, i])
     u = maximum(beta2 * state[1, i], abs(g) + eps)
     state[0, i] = m

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from adamnb.backends.elements import torch_gradient
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, lr_option
 
@@ -9,9 +10,7 @@ from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRul
 @elementwise
 def asgd_element(x, g, state, i, c):
     maximize, weight_decay, decay, eta, mu, average = c
-    if maximize != 0:
-        g = -g
-    g = g + weight_decay * x
+    g = torch_gradient(x, g, maximize, weight_decay)
     x = x * decay
     x = x - eta * g
     if average != 0:

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from adamnb.backends.elements import adam_moments, torch_gradient
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import (DECOUPLED_WEIGHT_DECAY, MAXIMIZE, WEIGHT_DECAY, Hyperparameter,
                                 UpdateRule, moment_options, weight_decay_scalars)
@@ -13,14 +14,9 @@ from adamnb.optim._rule import (DECOUPLED_WEIGHT_DECAY, MAXIMIZE, WEIGHT_DECAY, 
 def nadam_element(x, g, state, i, c):
     (maximize, weight_decay, decay_factor, one_minus_beta1, beta2, one_minus_beta2,
      bias_correction2, eps, gradient_step, momentum_step) = c
-    if maximize != 0:
-        g = -g
     x = x * decay_factor  # decoupled decay; exactly x (factor 1) otherwise
-    g = g + weight_decay * x  # L2 penalty; exactly g (weight_decay 0 here) when decoupled
-    m = state[0, i] + one_minus_beta1 * (g - state[0, i])
-    v = beta2 * state[1, i] + one_minus_beta2 * g * g
-    state[0, i] = m
-    state[1, i] = v
+    g = torch_gradient(x, g, maximize, weight_decay)  # L2; exactly g (weight_decay 0) if decoupled
+    m, v = adam_moments(g, state, i, one_minus_beta1, beta2, one_minus_beta2)
     denominator = math.sqrt(v / bias_correction2) + eps
     x = x - gradient_step * (g / denominator)
     return x - momentum_step * (m / denominator)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from adamnb.backends.elements import torch_gradient
 from adamnb.backends.jit import elementwise
 from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRule, lr_option
 
@@ -10,9 +11,7 @@ from adamnb.optim._rule import MAXIMIZE, WEIGHT_DECAY, Hyperparameter, UpdateRul
 def sgd_element(x, g, state, i, c):
     (maximize, weight_decay, momentum_now, one_minus_dampening_now, lr, use_momentum, nesterov,
      momentum) = c
-    if maximize != 0:
-        g = -g
-    g = g + weight_decay * x
+    g = torch_gradient(x, g, maximize, weight_decay)
     if use_momentum != 0:
         # On step 1 the coefficients are (0, 1): the buffer becomes exactly g, as torch clones it.
         buffer = momentum_now * state[0, i] + one_minus_dampening_now * g
