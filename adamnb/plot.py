@@ -514,30 +514,26 @@ def _exits(points, xlim, ylim, y_scale=1.0):
     the length on screen of one unit of y over one unit of x, 1 for equal aspect). A segment
     that only passes through the window counts too.
     """
-    limits = np.array([xlim, ylim], dtype=float)
-    exits = []
-    for start, end in zip(points[:-1], points[1:]):
-        if not (np.isfinite(start).all() and np.isfinite(end).all()):
-            continue
-        delta = end - start
-        enter, leave = 0.0, 1.0
-        for axis in (0, 1):
-            low, high = limits[axis]
-            if delta[axis] == 0:
-                if not low <= start[axis] <= high:
-                    enter, leave = 1.0, 0.0
-                continue
-            # Python floats: a tiny step far outside the window overflows to inf, which the
-            # clipping handles (the segment misses the window), without NumPy's warning
-            t_low = (float(low) - float(start[axis])) / float(delta[axis])
-            t_high = (float(high) - float(start[axis])) / float(delta[axis])
-            enter = max(enter, min(t_low, t_high))
-            leave = min(leave, max(t_low, t_high))
-        if enter <= leave < 1.0:
-            angle = math.degrees(math.atan2(delta[1] * y_scale, delta[0]))
-            exit_point = start + leave * delta
-            exits.append((exit_point[0], exit_point[1], angle))
-    return exits
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    start, delta = points[:-1], np.diff(points, axis=0)
+    finite = np.isfinite(points[:-1]).all(axis=1) & np.isfinite(points[1:]).all(axis=1)
+    # every segment at once (a path has thousands): the clipping parameters, per axis in turn
+    enter, leave = np.zeros(len(start)), np.ones(len(start))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for axis, (low, high) in enumerate((xlim, ylim)):
+            low, high = float(low), float(high)
+            s, d = start[:, axis], delta[:, axis]
+            still = d == 0
+            # a tiny step far outside the window overflows to inf: the segment misses it
+            t_low, t_high = (low - s) / d, (high - s) / d
+            enter = np.where(still, enter, np.maximum(enter, np.minimum(t_low, t_high)))
+            leave = np.where(still, leave, np.minimum(leave, np.maximum(t_low, t_high)))
+            outside = still & ~((low <= s) & (s <= high))
+            enter, leave = np.where(outside, 1.0, enter), np.where(outside, 0.0, leave)
+        leaving = np.flatnonzero(finite & (enter <= leave) & (leave < 1.0))
+        where = start[leaving] + leave[leaving, None] * delta[leaving]
+        angles = np.degrees(np.arctan2(delta[leaving, 1] * y_scale, delta[leaving, 0]))
+    return [(float(x), float(y), float(angle)) for (x, y), angle in zip(where, angles)]
 
 
 def plot_trajectory(run, ax, *, label=None, color="tab:red", minimizers=None, linewidth=1.0,
@@ -761,9 +757,11 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
                         frame=(xlim, ylim))
         any_exit = any_exit or bool(_exits(path, xlim, ylim))
         ax.set_title(titles.get(label, "" if label is None else str(label)), fontsize="medium")
-        ax.tick_params(labelsize="small")
         row_start = index % ncols == 0
         last_row = index + ncols >= len(paths)
+        # one window for every panel: its numbers on the outer panels only (fewer texts to lay
+        # out, which is most of the time a figure of many panels takes to save)
+        ax.tick_params(labelsize="small", labelbottom=last_row, labelleft=row_start)
         ax.set_xlabel("x1" if last_row else "")
         ax.set_ylabel("x2" if row_start else "")
     if colorbar:
