@@ -14,7 +14,6 @@ and of the process's CPU time per step. Run from the repository root:
 import argparse
 import importlib
 import io
-import json
 import os
 import re
 import statistics
@@ -28,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import adamnb
-from adamnb._io import atomic_write
-from adamnb.experiments import machine
+from adamnb.experiments import machine, write_json
 from adamnb.problems.functions import get
 
 
@@ -104,10 +102,9 @@ def main(argv=None):
             if args.before else []
         print(f"| {name} | " + " | ".join(cells + ratio) + " |")
     if args.json:
-        with atomic_write(args.json) as out:
-            json.dump({"machine": machine(), "before": args.before, "steps": args.steps,
-                       "per_step_us": {f"{v}: {n}": value for (v, n), value in per_step.items()}},
-                      out, indent=2)
+        write_json(args.json, {"machine": machine(), "before": args.before, "steps": args.steps,
+                               "per_step_us": {f"{v}: {n}": value
+                                               for (v, n), value in per_step.items()}})
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ parts, and the batches. Run:
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -43,14 +42,13 @@ import numpy as np
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 import adamnb
-from adamnb._io import atomic_write
 from adamnb.optim import rules
 from adamnb.problems.functions import get, rosenbrock_value_and_grad_into
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_update import time_rounds  # noqa: E402
 
-from adamnb.experiments import machine  # noqa: E402
+from adamnb.experiments import machine, write_json  # noqa: E402
 
 START = np.array([-1.5, 2.0])
 LR = 0.01
@@ -335,8 +333,7 @@ def main(argv=None):
     if args.only != "single":
         batched_starts(args, report)
     if args.json:
-        with atomic_write(args.json) as out:
-            json.dump(report, out, indent=2)
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,13 @@ The acceptance asks for the command-line example within 0.5 s of the import. Run
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
 
-from adamnb._io import atomic_write
-from adamnb.experiments import machine
+from adamnb.experiments import machine, write_json
 
 CLI = ["-m", "adamnb", "minimize", "rosenbrock", "--method", "adam", "--lr", "0.01",
        "--maxiter", "5000"]
@@ -75,9 +73,8 @@ def main(argv=None):
     extra = medians["adamnb minimize rosenbrock ... --maxiter 5000"] - medians["import adamnb"]
     print(f"# the command-line example adds {extra:.3f} s to the import (acceptance: at most 0.5)")
     if args.json:
-        with atomic_write(args.json) as out:
-            json.dump({"machine": machine(), "samples": samples, "medians": medians,
-                       "cli_minus_import": extra}, out, indent=2)
+        write_json(args.json, {"machine": machine(), "samples": samples, "medians": medians,
+                               "cli_minus_import": extra})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Run: ``python benchmarks/bench_threads.py [--steps 20] [--repeats 15] [--json ou
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,8 +29,7 @@ import numba
 import numpy as np
 
 import adamnb
-from adamnb._io import atomic_write
-from adamnb.experiments import machine
+from adamnb.experiments import machine, write_json
 
 SIZES = (784, 1200, 10)
 
@@ -131,9 +129,8 @@ def main(argv=None):
     for name, seconds in medians.items():
         print(f"| {name} | {seconds * 1e3:.2f} | {seconds / floor:.2f}x |")
     if args.json:
-        with atomic_write(args.json) as f:
-            json.dump({"machine": machine(), "threading_layer": layer, "n_params": n_params,
-                       "seconds_per_step": medians}, f, indent=2)
+        write_json(args.json, {"machine": machine(), "threading_layer": layer,
+                               "n_params": n_params, "seconds_per_step": medians})
 
 
 if __name__ == "__main__":

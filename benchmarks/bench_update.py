@@ -13,7 +13,6 @@ Run: ``python benchmarks/bench_update.py [--n 10000000] [--repeats 15] [--json o
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -23,8 +22,7 @@ import numba
 import numpy as np
 
 import adamnb
-from adamnb._io import atomic_write
-from adamnb.experiments import machine
+from adamnb.experiments import machine, write_json
 from adamnb.optim import rules
 from adamnb.optim.optimizers import OPTIMIZERS
 
@@ -186,9 +184,8 @@ def main(argv=None):
                f"{ours / torch_ns:.2f}x its time" if torch_ns else "-"]
         print("| " + " | ".join(row) + " |")
     if args.json:
-        with atomic_write(args.json) as f:
-            json.dump({"n": args.n, "repeats": args.repeats, "machine": machine(),
-                       "results": results}, f, indent=2)
+        write_json(args.json, {"n": args.n, "repeats": args.repeats, "machine": machine(),
+                               "results": results})
 
 
 if __name__ == "__main__":

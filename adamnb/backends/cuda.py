@@ -78,7 +78,8 @@ from adamnb.backends import cpu as kernels
 from adamnb.backends.elements import (fold_max, fused_update, maximum, minimum, project,
                                       stationarity)
 
-__all__ = ["numba_cuda", "device_function", "project_vector", "is_available", "require_available", "simulator_enabled", "is_device_array",
+__all__ = ["numba_cuda", "kernel_types", "device_function", "project_vector", "is_available",
+           "require_available", "simulator_enabled", "is_device_array",
            "as_device_array", "check_device_vector", "to_device", "device_empty", "synchronize",
            "cuda_kernel", "cuda_fused_step", "fused_step", "launch_blocks", "step", "Reduction",
            "block_tree", "StepScratch",
@@ -111,6 +112,16 @@ def numba_cuda():
     """The ``numba.cuda`` module, imported on first use (the one accessor every CUDA module uses:
     the simulator swaps the module, so kernels must reach it at run time, not import time)."""
     return _cuda()
+
+
+def kernel_types(dtype):
+    """What a kernel source built for ``dtype`` closes over: ``(dtype, scalar, zero)``, the NumPy
+    dtype, numba's scalar type of it (for ``cuda.shared.array``) and a zero of the dtype (an
+    accumulator's start that keeps float32 work in float32). Loads ``numba.cuda``."""
+    from numba import from_dtype
+    _cuda()
+    dtype = np.dtype(dtype)
+    return dtype, from_dtype(dtype), dtype.type(0)
 
 
 def simulator_enabled():
@@ -613,11 +624,7 @@ def _reduction_function(kind, threads_per_block, dtype):
     ``max_abs`` is NaN-propagating (:func:`adamnb.backends.elements.fold_max`): a NaN anywhere
     makes the result NaN, so one test ``isfinite(norm)`` catches every non-finite entry.
     """
-    from numba import from_dtype
-    _cuda()
-    dtype = np.dtype(dtype)
-    scalar = from_dtype(dtype)
-    zero = dtype.type(0)
+    dtype, scalar, zero = kernel_types(dtype)
     maximum = kind == "max_abs"
     squares = kind == "sum_squares"
     width = int(threads_per_block)
@@ -647,11 +654,7 @@ def _reduction_function(kind, threads_per_block, dtype):
 def _stationarity_function(threads_per_block, dtype):
     """The Python source of the first pass of :meth:`Reduction.stationarity`: each thread copies
     its share of ``g`` into ``copy`` and folds :func:`adamnb.backends.elements.stationarity`."""
-    from numba import from_dtype
-    _cuda()
-    dtype = np.dtype(dtype)
-    scalar = from_dtype(dtype)
-    zero = dtype.type(0)
+    dtype, scalar, zero = kernel_types(dtype)
     width = int(threads_per_block)
     fold = device_function(fold_max)
     measure = device_function(stationarity, project=device_function(project))

@@ -18,7 +18,6 @@ has no difference to take: its derivative is reported as 0 (scipy removes such v
 reports NaN), and the projection keeps it fixed.
 """
 
-import math
 
 import numpy as np
 

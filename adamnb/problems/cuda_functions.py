@@ -108,11 +108,8 @@ def _device_element(name):
 
 def _value_and_grad_function(name, threads_per_block, dtype):
     """The Python source of the batched value-and-gradient kernel, not yet compiled."""
-    from numba import from_dtype
     _bind_cuda()
-    dtype = np.dtype(dtype)
-    scalar = from_dtype(dtype)
-    zero = dtype.type(0)
+    dtype, scalar, zero = cuda_backend.kernel_types(dtype)
     width = int(threads_per_block)
     element = _device_element(name)
     tree = cuda_backend.block_tree(width, False)
