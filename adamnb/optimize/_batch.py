@@ -97,14 +97,36 @@ def _tile_width(rows, itemsize):
     return width
 
 
+def _tested_names(function, flags_only=False):
+    """The names ``function`` tests in a branch, and those it passes to a per-element helper
+    that tests them as a flag (``torch_gradient(x, g, maximize, weight_decay)`` tests
+    ``maximize != 0``); with ``flags_only``, only names compared with 0."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    tests = [branch.test for branch in ast.walk(tree)
+             if isinstance(branch, (ast.If, ast.IfExp, ast.While))]
+    if flags_only:
+        tests = [test for test in tests if isinstance(test, ast.Compare)
+                 and any(isinstance(c, ast.Constant) and c.value == 0 for c in test.comparators)]
+    tested = {node.id for test in tests for node in ast.walk(test) if isinstance(node, ast.Name)}
+    for call in ast.walk(tree):
+        callee = (function.__globals__.get(call.func.id)
+                  if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) else None)
+        callee = getattr(callee, "py_func", callee)
+        if not inspect.isfunction(callee) or callee is function:
+            continue
+        inner = _tested_names(callee, flags_only=True)
+        tested.update(argument.id for parameter, argument
+                      in zip(inspect.signature(callee).parameters, call.args)
+                      if parameter in inner and isinstance(argument, ast.Name))
+    return tested
+
+
 def _branch_rows(rule):
     """The rows of ``rule``'s coefficient table that its element tests in a branch (``if
-    amsgrad != 0``, ``if momentum > 0``): the scalars worth compiling in as constants."""
+    amsgrad != 0``, ``if momentum > 0``, also inside a helper it calls): the scalars worth
+    compiling in as constants."""
     if rule.element not in _branches:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(rule.element)))
-        tested = {node.id for branch in ast.walk(tree)
-                  if isinstance(branch, (ast.If, ast.IfExp, ast.While))
-                  for node in ast.walk(branch.test) if isinstance(node, ast.Name)}
+        tested = _tested_names(rule.element)
         _branches[rule.element] = tuple(row for row, name in enumerate(rule.scalars)
                                         if name in tested)
     return _branches[rule.element]
