@@ -23,9 +23,10 @@ documented algorithms (Muon's momentum as its code computes it, see muon()).
 
 Conventions
 -----------
-* One plain function per rule, one loop iteration per optimizer step, no
-  in-place tricks.  Symbols follow the docs: ``g`` gradient, ``m`` first
-  moment, ``v`` second moment, ``t`` the 1-based step.
+* One plain generator per rule, one ``yield`` per optimizer step, no in-place
+  tricks; the loop around it (gradient, schedule, maximize, the recorded
+  iterates) is written once, in ``_stepped``.  Symbols follow the docs: ``g``
+  gradient, ``m`` first moment, ``v`` second moment, ``t`` the 1-based step.
 * Array arithmetic is done in the dtype of ``x0`` (float32 stays float32:
   with NumPy >= 2 a Python float times a float32 array is float32).  Every
   scalar (lr, betas, bias corrections, ...) is a Python float computed in
@@ -131,10 +132,50 @@ def _lr(lr, lr_schedule, t):
     return float(lr) if lr_schedule is None else float(lr_schedule(t))
 
 
-def _signed_grad(grads, x, t, maximize):
-    """torch's first line: ``grad = grad if not maximize else -grad``."""
-    g = _grad(grads, x, t)
-    return -g if maximize else g
+def _weight_decay(x, g, lr_t, weight_decay, decoupled=False):
+    """torch's weight decay, before the moments: L2 (``g <- g + lambda x``) or, decoupled
+    (AdamW, ``decoupled_weight_decay``), ``x <- x (1 - lr lambda)``."""
+    if weight_decay == 0:
+        return x, g
+    if decoupled:
+        return x * (1.0 - lr_t * weight_decay), g
+    return x, g + weight_decay * x
+
+
+def _adam_moments(m, v, g, beta1, beta2, t):
+    """torch's Adam moments (Adam, AdamW, NAdam, RAdam), ``m <- beta1 m + (1-beta1) g`` and
+    ``v <- beta2 v + (1-beta2) g^2``, and the bias corrections ``1 - beta1^t``, ``1 - beta2^t``."""
+    return (beta1 * m + (1.0 - beta1) * g, beta2 * v + (1.0 - beta2) * (g * g),
+            1.0 - beta1**t, 1.0 - beta2**t)
+
+
+def _stepped(rule):
+    """The loop every reference shares, around one rule's per-step math.
+
+    ``rule(x0, **options)`` is a generator over the steps: it yields the point where the next
+    gradient is taken (the iterate; schedule-free AdamW's y) and receives ``(t, lr_t, g)`` for
+    step ``t`` (lr_t: the schedule's value or lr; g: the gradient there, negated first when
+    torch's ``maximize`` is set, as torch does). It may yield ``(point, extras)`` to report
+    results beyond the iterate (ASGD's average). The wrapper takes
+    ``(x0, grads, steps, lr_schedule, lr, **options)`` and returns the points after each step,
+    and the last extras if the rule reports any.
+    """
+    def run(x0, grads, steps, lr_schedule, lr, maximize=False, **options):
+        body = rule(x0.copy(), **options)
+        point, extras = _unpack(next(body))
+        out = []
+        for t in range(1, steps + 1):
+            g = _grad(grads, point, t)
+            point, extras = _unpack(body.send((t, _lr(lr, lr_schedule, t), -g if maximize else g)))
+            out.append(point.copy())
+        return out if extras is None else (out, extras)
+    run.__name__ = rule.__name__
+    run.__doc__ = rule.__doc__
+    return run
+
+
+def _unpack(yielded):
+    return yielded if isinstance(yielded, tuple) else (yielded, None)
 
 
 # --------------------------------------------------------------------------
@@ -146,17 +187,14 @@ def _signed_grad(grads, x, t, maximize):
 #       g <- g + mu b_t  if nesterov  else  b_t
 #   x <- x - lr g
 # --------------------------------------------------------------------------
-def sgd(x0, grads, steps, lr_schedule, lr, momentum, dampening, weight_decay, nesterov, maximize):
+@_stepped
+def sgd(x, momentum, dampening, weight_decay, nesterov):
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")  # as torch
-    x = x0.copy()
     b = None
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            g = g + weight_decay * x
+    while True:
+        t, lr_t, g = yield x
+        x, g = _weight_decay(x, g, lr_t, weight_decay)
         if momentum != 0:
             if t == 1:
                 b = g.copy()
@@ -167,8 +205,6 @@ def sgd(x0, grads, steps, lr_schedule, lr, momentum, dampening, weight_decay, ne
             else:
                 g = b
         x = x - lr_t * g
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -179,21 +215,15 @@ def sgd(x0, grads, steps, lr_schedule, lr, momentum, dampening, weight_decay, ne
 #   state_sum <- state_sum + g^2
 #   x <- x - clr * g / (sqrt(state_sum) + eps)
 # --------------------------------------------------------------------------
-def adagrad(x0, grads, steps, lr_schedule, lr, lr_decay, weight_decay, initial_accumulator_value,
-            eps, maximize):
-    x = x0.copy()
+@_stepped
+def adagrad(x, lr_decay, weight_decay, initial_accumulator_value, eps):
     state_sum = np.full_like(x, initial_accumulator_value)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
+    while True:
+        t, lr_t, g = yield x
         clr = lr_t / (1.0 + (t - 1) * lr_decay)
-        if weight_decay != 0:
-            g = g + weight_decay * x
+        x, g = _weight_decay(x, g, lr_t, weight_decay)
         state_sum = state_sum + g * g
         x = x - clr * (g / (np.sqrt(state_sum) + eps))
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -206,18 +236,12 @@ def adagrad(x0, grads, steps, lr_schedule, lr, lr_decay, weight_decay, initial_a
 #   else:       x <- x - lr g / (sqrt(vt) + eps)
 #   eps_in_sqrt (optax, TensorFlow): sqrt(vt + eps) in place of sqrt(vt) + eps
 # --------------------------------------------------------------------------
-def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentum, centered,
-            maximize, eps_in_sqrt=False):
-    x = x0.copy()
-    v = np.zeros_like(x)
-    g_avg = np.zeros_like(x)
-    b = np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            g = g + weight_decay * x
+@_stepped
+def rmsprop(x, alpha, eps, weight_decay, momentum, centered, eps_in_sqrt=False):
+    v, g_avg, b = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    while True:
+        t, lr_t, g = yield x
+        x, g = _weight_decay(x, g, lr_t, weight_decay)
         v = alpha * v + (1.0 - alpha) * (g * g)
         v_tilde = v
         if centered:
@@ -230,8 +254,6 @@ def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentu
             x = x - lr_t * b
         else:
             x = x - lr_t * (g / denom)
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -242,22 +264,16 @@ def rmsprop(x0, grads, steps, lr_schedule, lr, alpha, eps, weight_decay, momentu
 #   u <- rho u + (1-rho) delta^2
 #   x <- x - lr delta
 # --------------------------------------------------------------------------
-def adadelta(x0, grads, steps, lr_schedule, lr, rho, eps, weight_decay, maximize):
-    x = x0.copy()
-    v = np.zeros_like(x)
-    u = np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            g = g + weight_decay * x
+@_stepped
+def adadelta(x, rho, eps, weight_decay):
+    v, u = np.zeros_like(x), np.zeros_like(x)
+    while True:
+        t, lr_t, g = yield x
+        x, g = _weight_decay(x, g, lr_t, weight_decay)
         v = rho * v + (1.0 - rho) * (g * g)
         delta = np.sqrt(u + eps) / np.sqrt(v + eps) * g
         u = rho * u + (1.0 - rho) * (delta * delta)
         x = x - lr_t * delta
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -271,25 +287,14 @@ def adadelta(x0, grads, steps, lr_schedule, lr, rho, eps, weight_decay, maximize
 # (docs write sqrt(v/(1-beta2^t)) + eps; torch's code divides sqrt(v) by
 #  sqrt(1-beta2^t) -- same math, we follow the code's rounding.)
 # --------------------------------------------------------------------------
-def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
-         eps_hat=False, decoupled=False):
-    x = x0.copy()
-    m = np.zeros_like(x)
-    v = np.zeros_like(x)
+@_stepped
+def adam(x, beta1, beta2, eps, weight_decay, amsgrad, eps_hat=False, decoupled=False):
+    m, v = np.zeros_like(x), np.zeros_like(x)
     v_max = np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            if decoupled:
-                x = x * (1.0 - lr_t * weight_decay)
-            else:
-                g = g + weight_decay * x
-        m = beta1 * m + (1.0 - beta1) * g
-        v = beta2 * v + (1.0 - beta2) * (g * g)
-        bias_correction1 = 1.0 - beta1**t
-        bias_correction2 = 1.0 - beta2**t
+    while True:
+        t, lr_t, g = yield x
+        x, g = _weight_decay(x, g, lr_t, weight_decay, decoupled)
+        m, v, bias_correction1, bias_correction2 = _adam_moments(m, v, g, beta1, beta2, t)
         step_size = lr_t / bias_correction1
         if amsgrad:
             v_max = np.maximum(v_max, v)
@@ -302,14 +307,13 @@ def adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, ams
         else:
             denom = np.sqrt(v_used) / math.sqrt(bias_correction2) + eps
             x = x - step_size * (m / denom)
-        out.append(x.copy())
-    return out
 
 
 def adamw(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
           eps_hat=False):
-    return adam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, amsgrad,
-                maximize, eps_hat=eps_hat, decoupled=True)
+    return adam(x0, grads, steps, lr_schedule, lr, maximize=maximize, beta1=beta1, beta2=beta2,
+                eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, eps_hat=eps_hat,
+                decoupled=True)
 
 
 # --------------------------------------------------------------------------
@@ -319,22 +323,16 @@ def adamw(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, am
 #   u <- max(beta2 u, |g| + eps)
 #   x <- x - lr/(1-beta1^t) * m / u
 # --------------------------------------------------------------------------
-def adamax(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, maximize):
-    x = x0.copy()
-    m = np.zeros_like(x)
-    u = np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            g = g + weight_decay * x
+@_stepped
+def adamax(x, beta1, beta2, eps, weight_decay):
+    m, u = np.zeros_like(x), np.zeros_like(x)
+    while True:
+        t, lr_t, g = yield x
+        x, g = _weight_decay(x, g, lr_t, weight_decay)
         m = beta1 * m + (1.0 - beta1) * g
         u = np.maximum(beta2 * u, np.abs(g) + eps)
         clr = lr_t / (1.0 - beta1**t)
         x = x - clr * (m / u)
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -351,35 +349,23 @@ def adamax(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, m
 # mu_product is a float64 Python scalar here (torch: 0-d tensor of the default
 # dtype, float32 unless torch's default dtype is float64; see module docstring).
 # --------------------------------------------------------------------------
-def nadam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay, momentum_decay,
-          decoupled_weight_decay, maximize):
-    x = x0.copy()
-    m = np.zeros_like(x)
-    v = np.zeros_like(x)
+@_stepped
+def nadam(x, beta1, beta2, eps, weight_decay, momentum_decay, decoupled_weight_decay):
+    m, v = np.zeros_like(x), np.zeros_like(x)
     mu_product = 1.0
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                x = x * (1.0 - lr_t * weight_decay)
-            else:
-                g = g + weight_decay * x
+    while True:
+        t, lr_t, g = yield x
+        x, g = _weight_decay(x, g, lr_t, weight_decay, decoupled_weight_decay)
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         mu_product = mu_product * mu
         mu_product_next = mu_product * mu_next
-        m = beta1 * m + (1.0 - beta1) * g
-        v = beta2 * v + (1.0 - beta2) * (g * g)
-        bias_correction2 = 1.0 - beta2**t
+        m, v, _, bias_correction2 = _adam_moments(m, v, g, beta1, beta2, t)
         denom = np.sqrt(v / bias_correction2) + eps
         coef_g = lr_t * (1.0 - mu) / (1.0 - mu_product)
         coef_m = lr_t * mu_next / (1.0 - mu_product_next)
         x = x - coef_g * (g / denom)
         x = x - coef_m * (m / denom)
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -403,25 +389,14 @@ def radam_rho_t(t, beta2):
     return rho_inf - 2.0 * t * beta2**t / (1.0 - beta2**t)
 
 
-def radam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay,
-          decoupled_weight_decay, maximize):
-    x = x0.copy()
-    m = np.zeros_like(x)
-    v = np.zeros_like(x)
+@_stepped
+def radam(x, beta1, beta2, eps, weight_decay, decoupled_weight_decay):
+    m, v = np.zeros_like(x), np.zeros_like(x)
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                x = x * (1.0 - lr_t * weight_decay)
-            else:
-                g = g + weight_decay * x
-        m = beta1 * m + (1.0 - beta1) * g
-        v = beta2 * v + (1.0 - beta2) * (g * g)
-        bias_correction1 = 1.0 - beta1**t
-        bias_correction2 = 1.0 - beta2**t
+    while True:
+        t, lr_t, g = yield x
+        x, g = _weight_decay(x, g, lr_t, weight_decay, decoupled_weight_decay)
+        m, v, bias_correction1, bias_correction2 = _adam_moments(m, v, g, beta1, beta2, t)
         m_hat = m / bias_correction1
         rho_t = radam_rho_t(t, beta2)
         if rho_t > 5.0:
@@ -430,8 +405,6 @@ def radam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay,
             x = x - m_hat * lr_t * l_t * r_t
         else:
             x = x - m_hat * lr_t
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -445,25 +418,20 @@ def radam(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, weight_decay,
 # (the docs clamp only the changed step sizes; torch's code clamps all, which
 #  differs only for an lr outside [step_size_min, step_size_max]: we follow the code)
 # --------------------------------------------------------------------------
-def rprop(x0, grads, steps, lr_schedule, lr, eta_minus, eta_plus, step_size_min, step_size_max,
-          maximize):
-    x = x0.copy()
+@_stepped
+def rprop(x, eta_minus, eta_plus, step_size_min, step_size_max):
     prev = np.zeros_like(x)
     step_size = None
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
+    while True:
+        t, lr_t, g = yield x
         if step_size is None:
             step_size = np.full_like(x, lr_t)
-        g = _signed_grad(grads, x, t, maximize)
         s = np.sign(g * prev)
         factor = np.where(s > 0, eta_plus, np.where(s < 0, eta_minus, 1.0)).astype(x.dtype)
         step_size = np.clip(step_size * factor, step_size_min, step_size_max).astype(x.dtype)
         g = np.where(s < 0, np.zeros_like(g), g)
         x = x - np.sign(g) * step_size
         prev = g
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -475,43 +443,34 @@ def rprop(x0, grads, steps, lr_schedule, lr, eta_minus, eta_plus, step_size_min,
 #   ax <- ax + mu (x - ax)  if mu != 1  else  x
 #   eta <- lr_t / (1 + lambd lr_t t)^alpha ;  mu <- 1 / max(1, t - t0)   (for step t + 1)
 # --------------------------------------------------------------------------
-def asgd(x0, grads, steps, lr_schedule, lr, lambd, alpha, t0, weight_decay, maximize):
-    x = x0.copy()
+@_stepped
+def asgd(x, lambd, alpha, t0, weight_decay):
     ax = np.zeros_like(x)
     eta, mu = None, 1.0
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
+    while True:
+        t, lr_t, g = yield x, {"ax": ax}
         if eta is None:
             eta = lr_t
-        g = _signed_grad(grads, x, t, maximize)
-        if weight_decay != 0:
-            g = g + weight_decay * x
+        x, g = _weight_decay(x, g, lr_t, weight_decay)
         x = x * (1.0 - lambd * eta)
         x = x - eta * g
         ax = ax + (x - ax) * mu if mu != 1 else x.copy()
         eta = lr_t / (1.0 + lambd * lr_t * t) ** alpha
         mu = 1.0 / max(1.0, t - t0)
-        out.append(x.copy())
-    return out, {"ax": ax}
 
 
 # --------------------------------------------------------------------------
 # Lion  (optax.lion docstring; Chen et al. 2023, Program 1)
 #   c = (1-b1) g + b1 m ;  x <- x - lr (sign(c) + lambda x) ;  m <- (1-b2) g + b2 m
 # --------------------------------------------------------------------------
-def lion(x0, grads, steps, lr_schedule, lr, beta1, beta2, weight_decay):
-    x = x0.copy()
+@_stepped
+def lion(x, beta1, beta2, weight_decay):
     m = np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+    while True:
+        t, lr_t, g = yield x
         c = (1.0 - beta1) * g + beta1 * m
         x = x - lr_t * (np.sign(c) + weight_decay * x)
         m = (1.0 - beta2) * g + beta2 * m
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -520,19 +479,14 @@ def lion(x0, grads, steps, lr_schedule, lr, beta1, beta2, weight_decay):
 #   m <- (1-b1) g + b1 m ;  v <- v - (1-b2) sign(v - g^2) g^2
 #   x <- x - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
 # --------------------------------------------------------------------------
-def yogi(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, initial_accumulator_value):
-    x = x0.copy()
-    m = np.full_like(x, initial_accumulator_value)
-    v = np.full_like(x, initial_accumulator_value)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+@_stepped
+def yogi(x, beta1, beta2, eps, initial_accumulator_value):
+    m, v = np.full_like(x, initial_accumulator_value), np.full_like(x, initial_accumulator_value)
+    while True:
+        t, lr_t, g = yield x
         m = (1.0 - beta1) * g + beta1 * m
         v = v - (1.0 - beta2) * np.sign(v - g * g) * (g * g)
         x = x - lr_t * ((m / (1.0 - beta1**t)) / (np.sqrt(v / (1.0 - beta2**t)) + eps))
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -541,14 +495,11 @@ def yogi(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, initial_accumulat
 #   m_hat = m/(1-b1^t), or with nesterov b1 m/(1-b1^(t+1)) + (1-b1) g/(1-b1^t)
 #   x <- x - lr m_hat / (sqrt(s/(1-b2^t)) + eps)
 # --------------------------------------------------------------------------
-def adabelief(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, nesterov):
-    x = x0.copy()
-    m = np.zeros_like(x)
-    s = np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+@_stepped
+def adabelief(x, beta1, beta2, eps, eps_root, nesterov):
+    m, s = np.zeros_like(x), np.zeros_like(x)
+    while True:
+        t, lr_t, g = yield x
         m = (1.0 - beta1) * g + beta1 * m
         s = (1.0 - beta2) * (g - m) ** 2 + beta2 * s + eps_root
         if nesterov:
@@ -556,8 +507,6 @@ def adabelief(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, ne
         else:
             m_hat = m / (1.0 - beta1**t)
         x = x - lr_t * (m_hat / (np.sqrt(s / (1.0 - beta2**t)) + eps))
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -568,14 +517,12 @@ def adabelief(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, ne
 #   u = (m/(1-b1^t) + (1-b2) v/(1-b2^t)) / (sqrt(n/(1-b3^t) + eps_root) + eps)
 #   x <- x - lr (u + lambda x)
 # --------------------------------------------------------------------------
-def adan(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, eps_root, weight_decay):
-    x = x0.copy()
+@_stepped
+def adan(x, beta1, beta2, beta3, eps, eps_root, weight_decay):
     m, v, n = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
     g_prev = None
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+    while True:
+        t, lr_t, g = yield x
         d = np.zeros_like(g) if g_prev is None else g - g_prev
         m = (1.0 - beta1) * g + beta1 * m
         v = (1.0 - beta2) * d + beta2 * v
@@ -584,8 +531,6 @@ def adan(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, eps_root, 
         u = u / (np.sqrt(n / (1.0 - beta3**t) + eps_root) + eps)
         x = x - lr_t * (u + weight_decay * x)
         g_prev = g
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -595,17 +540,13 @@ def adan(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, eps_root, 
 #           v <- (1-b2) g^2 + b2 v ;  m <- (1-b1) u + b1 m
 #           x <- x - lr m   (nesterov: x <- x - lr ((1-b1) u + b1 m))
 # --------------------------------------------------------------------------
-def adopt(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, nesterov, use_clipping):
-    x = x0.copy()
-    m = np.zeros_like(x)
-    v = np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+@_stepped
+def adopt(x, beta1, beta2, eps, nesterov, use_clipping):
+    m, v = np.zeros_like(x), np.zeros_like(x)
+    while True:
+        t, lr_t, g = yield x
         if t == 1:
             v = g * g
-            out.append(x.copy())
             continue
         u = g / np.maximum(np.sqrt(v), eps)
         if use_clipping:
@@ -615,8 +556,6 @@ def adopt(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, nesterov, use_cl
         m = (1.0 - beta1) * u + beta1 * m
         step = (1.0 - beta1) * u + beta1 * m if nesterov else m
         x = x - lr_t * step
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -627,13 +566,12 @@ def adopt(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, nesterov, use_cl
 #   m1 <- (1-b1) g + b1 m1 ;  m2 <- (1-beta3_t) g + beta3_t m2 ;  nu <- (1-b2) g^2 + b2 nu
 #   x <- x - lr ((m1/(1-b1^t) + alpha_t m2) / (sqrt(nu/(1-b2^t) + eps_root) + eps) + lambda x)
 # --------------------------------------------------------------------------
-def ademamix(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, alpha, eps, eps_root,
-             weight_decay, alpha_warmup, beta3_warmup):
-    x = x0.copy()
+@_stepped
+def ademamix(x, beta1, beta2, beta3, alpha, eps, eps_root, weight_decay, alpha_warmup,
+             beta3_warmup):
     m1, m2, nu = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
+    while True:
+        t, lr_t, g = yield x
         k = t - 1
         alpha_t = min(k * alpha / alpha_warmup, alpha) if alpha_warmup else alpha
         if beta3_warmup and k < beta3_warmup:
@@ -642,15 +580,12 @@ def ademamix(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, alpha, eps,
             beta3_t = min(math.exp(ln1 * ln3 / ((1.0 - a) * ln3 + a * ln1)), beta3)
         else:
             beta3_t = beta3
-        g = _grad(grads, x, t)
         m1 = (1.0 - beta1) * g + beta1 * m1
         m2 = (1.0 - beta3_t) * g + beta3_t * m2
         nu = (1.0 - beta2) * (g * g) + beta2 * nu
         u = (m1 / (1.0 - beta1**t) + alpha_t * m2) / (
             np.sqrt(nu / (1.0 - beta2**t) + eps_root) + eps)
         x = x - lr_t * (u + weight_decay * x)
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -664,18 +599,15 @@ def ademamix(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, alpha, eps,
 #   c_t = w_t / sum_{s<=t} w_s,  w_t = (max_{s<=t} gamma'_s)^p   (c = 0 while 0/0)
 #   x <- (1 - c_t) x + c_t z ;  y <- b1 x + (1-b1) z
 # --------------------------------------------------------------------------
-def schedule_free_adamw(x0, grads, steps, lr_schedule, lr, warmup_steps, beta1, beta2, eps,
-                        weight_decay, weight_lr_power):
-    y = x0.copy()
+@_stepped
+def schedule_free_adamw(y, warmup_steps, beta1, beta2, eps, weight_decay, weight_lr_power):
     z, average = y.copy(), y.copy()
     v = np.zeros_like(y)
     max_lr = weight_sum = 0.0
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
+    while True:
+        t, lr_t, g = yield y, {"x": average, "y": y, "z": z}
         step_lr = lr_t * min((t - 1) / warmup_steps, 1.0) if warmup_steps else lr_t
         weight_lr = lr_t * min(t / warmup_steps, 1.0) if warmup_steps else lr_t
-        g = _grad(grads, y, t)
         v = (1.0 - beta2) * (g * g) + beta2 * v
         z = z - step_lr * (g / (np.sqrt(v / (1.0 - beta2**t)) + eps) + weight_decay * y)
         max_lr = max(max_lr, weight_lr)
@@ -684,8 +616,6 @@ def schedule_free_adamw(x0, grads, steps, lr_schedule, lr, warmup_steps, beta1, 
         c = weight / weight_sum if weight_sum > 0 else 0.0
         average = (1.0 - c) * average + c * z
         y = beta1 * average + (1.0 - beta1) * z
-        out.append(y.copy())
-    return out, {"x": average, "y": y, "z": z}
 
 
 # --------------------------------------------------------------------------
@@ -696,13 +626,11 @@ def schedule_free_adamw(x0, grads, steps, lr_schedule, lr, warmup_steps, beta1, 
 #   r = ||x|| / ||u||   (1 if either norm is 0)
 #   x <- x - lr r u
 # --------------------------------------------------------------------------
-def lamb(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, weight_decay):
-    x = x0.copy()
+@_stepped
+def lamb(x, beta1, beta2, eps, eps_root, weight_decay):
     m, v = np.zeros_like(x), np.zeros_like(x)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+    while True:
+        t, lr_t, g = yield x
         m = (1.0 - beta1) * g + beta1 * m
         v = (1.0 - beta2) * g * g + beta2 * v
         u = (m / (1.0 - beta1**t)) / (np.sqrt(v / (1.0 - beta2**t) + eps_root) + eps)
@@ -710,8 +638,6 @@ def lamb(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, weight_
         x_norm, u_norm = np.linalg.norm(x), np.linalg.norm(u)
         ratio = 1.0 if x_norm == 0 or u_norm == 0 else x_norm / u_norm
         x = x - lr_t * ratio * u
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -724,16 +650,15 @@ def lamb(x0, grads, steps, lr_schedule, lr, beta1, beta2, eps, eps_root, weight_
 #   d <- max(d, coef r / ||s||_1)
 #   x <- x - lambda dlr x - dlr m / (sqrt(v) + d eps)       (the new d)
 # --------------------------------------------------------------------------
-def prodigy(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, estim_lr0,
-            estim_lr_coef, weight_decay, safeguard_warmup):
+@_stepped
+def prodigy(x, beta1, beta2, beta3, eps, estim_lr0, estim_lr_coef, weight_decay,
+            safeguard_warmup):
     beta3 = math.sqrt(beta2) if beta3 is None else float(beta3)
-    x = x0.copy()
+    x0 = x.copy()
     m, v, s = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
     d, r = estim_lr0, 0.0
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _grad(grads, x, t)
+    while True:
+        t, lr_t, g = yield x
         dlr = d * lr_t * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
         m = beta1 * m + (1.0 - beta1) * d * g
         v = beta2 * v + (1.0 - beta2) * d * d * g * g
@@ -741,8 +666,6 @@ def prodigy(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, estim_l
         r = beta3 * r + (d / estim_lr0) * dlr * float(np.dot(g, x0 - x))
         d = max(d, estim_lr_coef * r / float(np.sum(np.abs(s))))
         x = x - weight_decay * dlr * x - dlr * m / (np.sqrt(v) + d * eps)
-        out.append(x.copy())
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -755,18 +678,15 @@ def prodigy(x0, grads, steps, lr_schedule, lr, beta1, beta2, beta3, eps, estim_l
 #   U = G / sqrt(max(V, eps1^2)) ;  x <- x - alpha U / max(1, RMS(U)/d)
 #   eps1 None: the dtype's machine epsilon.  ``shape``/``order``: the vector as that matrix.
 # --------------------------------------------------------------------------
-def adafactor(x0, grads, steps, lr_schedule, lr, beta2_decay, eps1, eps2, d, weight_decay,
-              maximize, shape=None, order="C"):
-    eps1 = float(np.finfo(x0.dtype).eps) if eps1 is None else float(eps1)
-    x = x0.copy()
+@_stepped
+def adafactor(x, beta2_decay, eps1, eps2, d, weight_decay, shape=None, order="C"):
+    eps1 = float(np.finfo(x.dtype).eps) if eps1 is None else float(eps1)
     if shape is None:
         v = np.zeros_like(x)
     else:
         rows, cols = np.zeros(shape[0], x.dtype), np.zeros(shape[1], x.dtype)
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        g = _signed_grad(grads, x, t, maximize)
+    while True:
+        t, lr_t, g = yield x
         w, rho = float(t) ** beta2_decay, min(lr_t, 1.0 / math.sqrt(t))
         alpha = max(eps2, math.sqrt(float(np.mean(x * x)))) * rho
         x = x * (1.0 - lr_t * weight_decay)
@@ -780,10 +700,6 @@ def adafactor(x0, grads, steps, lr_schedule, lr, beta2_decay, eps1, eps2, d, wei
             V = np.outer(rows, cols) / max(float(np.mean(rows)), eps1)
             u = (G / np.sqrt(np.maximum(V, eps1 * eps1))).reshape(-1, order=order)
         x = x - alpha / max(1.0, math.sqrt(float(np.mean(u * u))) / d) * u
-        out.append(x.copy())
-    return out
-
-
 # --------------------------------------------------------------------------
 # Muon  (docs: torch.optim.Muon; Jordan et al. 2024), x the matrix of ``shape``:
 #   B <- mu B + (1-mu) G   (the code's lerp: the docs' B <- mu B + G scaled by 1-mu, which the
@@ -793,19 +709,18 @@ def adafactor(x0, grads, steps, lr_schedule, lr, beta2_decay, eps1, eps2, d, wei
 #   ns_steps times: M = Y Y^T ; Y <- a Y + (b M + c M M) Y
 #   x <- x (1 - lr lambda) - lr s Y,  s = sqrt(max(1, A/B)) or 0.2 sqrt(max(A, B))
 # --------------------------------------------------------------------------
-def muon(x0, grads, steps, lr_schedule, lr, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c,
-         eps, ns_steps, adjust_lr_fn, shape=None, order="C"):
+@_stepped
+def muon(x, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, adjust_lr_fn,
+         shape=None, order="C"):
     if shape is None:
         raise ValueError("muon updates a matrix: give its shape")
-    x = x0.copy()
     B = np.zeros(shape, dtype=x.dtype)
     rows, cols = shape
     scale = 0.2 * math.sqrt(max(rows, cols)) if adjust_lr_fn == "match_rms_adamw" \
         else math.sqrt(max(1.0, rows / cols))
-    out = []
-    for t in range(1, steps + 1):
-        lr_t = _lr(lr, lr_schedule, t)
-        G = _grad(grads, x, t).reshape(shape, order=order)
+    while True:
+        t, lr_t, g = yield x
+        G = g.reshape(shape, order=order)
         B = momentum * B + (1.0 - momentum) * G
         update = (1.0 - momentum) * G + momentum * B if nesterov else B
         tall = rows > cols
@@ -816,8 +731,7 @@ def muon(x0, grads, steps, lr_schedule, lr, weight_decay, momentum, nesterov, ns
             Y = ns_a * Y + (ns_b * M + ns_c * (M @ M)) @ Y
         Y = Y.T if tall else Y
         x = x * (1.0 - lr_t * weight_decay) - lr_t * scale * Y.reshape(-1, order=order)
-        out.append(x.copy())
-    return out
+
 
 
 _RULES = {

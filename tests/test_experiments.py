@@ -148,7 +148,7 @@ def test_adam_solves_the_four_classics_within_the_default_budget():
         assert best.steps_to_target is not None and best.steps_to_target <= test_functions.BUDGET
 
 
-def test_markdown_table_marks_unreached_targets_with_a_dash():
+def test_the_table_marks_unreached_targets_with_a_dash():
     summary = {
         "functions": ["booth"], "methods": ["adam", "BFGS"], "target_gap": 1e-6, "budget": 10,
         "gtol": 1e-5, "criterion": "c", "quick": True, "lr_grids": {"adam": [0.1]},
@@ -159,7 +159,7 @@ def test_markdown_table_marks_unreached_targets_with_a_dash():
             "BFGS": {"lr": None, "final_gap": 0.0, "distance": 0.0, "steps_to_target": 5,
                      "wall_time_ms": 1.0, "stopped": "gtol met"}}},
     }
-    table = test_functions.markdown_table(summary)
+    table = test_functions.table(summary)
     assert "| booth | adam | 0.1 | 2.00e+00 | 1.00e+00 | - | 0.50 | budget used |" in table
     assert "| booth | BFGS | - | 0.00e+00 | 0.00e+00 | 5 | 1.00 | gtol met |" in table
     assert "| adam | - |" in table and "| BFGS | 5 |" in table

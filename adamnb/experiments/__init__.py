@@ -42,8 +42,8 @@ from adamnb import sweep as sweeps
 from adamnb._io import OutputError, atomic_write, check_output_folder
 from adamnb.cli import ArgumentParser
 
-__all__ = ["machine", "write_text", "write_json", "progress", "json_ready", "experiment_parser",
-           "parse_arguments", "default_out", "run_cells", "quick_note",
+__all__ = ["machine", "markdown_table", "write_text", "write_json", "progress", "json_ready",
+           "experiment_parser", "parse_arguments", "default_out", "run_cells", "quick_note",
            "STORE", "conclude", "report_run", "finish", "positive_int"]
 
 #: The folder, inside an experiment's output folder, that keeps finished runs until the outputs
@@ -88,6 +88,30 @@ def _holds_full_run(folder):
 def quick_note(quick):
     """What titles and table headings append for a quick run: " (quick run)", else ""."""
     return " (quick run)" if quick else ""
+
+
+def markdown_table(header, rows, align=None):
+    """The lines of a Markdown (GitHub-flavoured) table.
+
+    Parameters
+    ----------
+    header : sequence of str
+        The column titles.
+    rows : iterable of sequences of str
+        The cells of each row, already formatted, one per column.
+    align : str, optional
+        One letter per column, ``"l"`` (the default for every column) or ``"r"`` (right-aligned,
+        for numbers).
+
+    Returns
+    -------
+    list of str
+        The header line, the alignment line and one line per row, without newlines.
+    """
+    align = align or "l" * len(header)
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "".join("---:|" if side == "r" else "---|" for side in align)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def write_text(path, text):

@@ -34,7 +34,8 @@ from adamnb.nn.training import train
 
 __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "add_device_option", "check_device",
            "train_mlp", "run_and_report", "load", "plot_curves", "new_axes", "save_axes",
-           "history_summary", "bar", "blas_threads", "BLAS_THREADS", "cost_or_inf"]
+           "history_summary", "bar", "blas_threads", "BLAS_THREADS", "cost_or_inf",
+           "lowest_cost_alpha", "alpha_rows"]
 
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
 #: Accuracies labelled on a logit axis.
@@ -121,6 +122,26 @@ def cost_or_inf(value):
     """A recorded cost for ranking runs: ``value``, or infinity where it is None or NaN (a run
     that diverged ranks last)."""
     return value if value is not None and value == value else math.inf
+
+
+def lowest_cost_alpha(by_alpha):
+    """Of ``{alpha: run record}``, the alpha whose run ends at the lowest training cost (a run
+    that diverged ranks last)."""
+    return min(by_alpha, key=lambda alpha: cost_or_inf(by_alpha[alpha]["final_train_loss"]))
+
+
+def alpha_rows(summary, columns):
+    """The rows of a table of a grid over alpha, one per (method, alpha) of ``summary["runs"]``:
+    the method, the alpha (bold: ``summary["best_alpha"]``'s), the final training cost
+    ("diverged" where there is none), then the cells ``columns(run)`` gives."""
+    rows = []
+    for label, by_alpha in summary["runs"].items():
+        for alpha, run in by_alpha.items():
+            bold = "**" if float(alpha) == summary["best_alpha"][label] else ""
+            cost = cost_or_inf(run["final_train_loss"])
+            rows.append([label, f"{bold}{alpha}{bold}",
+                         "diverged" if cost == math.inf else f"{cost:.4f}", *columns(run)])
+    return rows
 
 
 def history_summary(history):

@@ -52,8 +52,8 @@ import time
 from pathlib import Path
 
 import adamnb
-from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                quick_note, run_cells)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, markdown_table,
+                                parse_arguments, quick_note, run_cells)
 from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
                                        plot_curves, run_and_report)
 from adamnb.nn import MLP, keras_mnist_cnn
@@ -218,22 +218,23 @@ def table(summary):
              f"{summary['validation_rows']} validation images; seeds {seeds} (mean ± sample "
              f"standard deviation over them, then the range); machine: {summary['machine']}.",
              "Time is training only (evaluation excluded), the mean over the seeds of each run's "
-             "total; each run used one BLAS thread.", "",
-             "| optimizer | Keras defaults | val. accuracy | (min-max) | val. loss | (min-max) "
-             "| time (s) | median epoch (s) | article: val. accuracy | article: val. loss "
-             "| article: time (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "total; each run used one BLAS thread.", ""]
+    rows = []
     for label, result in summary["results"].items():
         options = ", ".join(f"{k}={v:g}" if not isinstance(v, bool) else f"{k}={v}"
                             for k, v in result["options"].items())
         article = summary["article"].get(label)
-        theirs = (f"{article['val_accuracy']:.4f} | {article['val_loss']:.4f} | "
-                  f"{article['seconds']}" if article else "- | - | -")
+        theirs = ([f"{article['val_accuracy']:.4f}", f"{article['val_loss']:.4f}",
+                   f"{article['seconds']}"] if article else ["-"] * 3)
         acc, loss = result["val_accuracy_summary"], result["val_loss_summary"]
-        lines.append(f"| {label} | {options} | {_mean_std(acc)} | {acc['min']:.4f}-"
-                     f"{acc['max']:.4f} | {_mean_std(loss)} | {loss['min']:.4f}-"
-                     f"{loss['max']:.4f} | {result['seconds_summary']['mean']:.1f} | "
-                     f"{result['median_epoch_seconds']:.2f} | {theirs} |")
+        rows.append([label, options, _mean_std(acc), f"{acc['min']:.4f}-{acc['max']:.4f}",
+                     _mean_std(loss), f"{loss['min']:.4f}-{loss['max']:.4f}",
+                     f"{result['seconds_summary']['mean']:.1f}",
+                     f"{result['median_epoch_seconds']:.2f}", *theirs])
+    lines += markdown_table(["optimizer", "Keras defaults", "val. accuracy", "(min-max)",
+                             "val. loss", "(min-max)", "time (s)", "median epoch (s)",
+                             "article: val. accuracy", "article: val. loss",
+                             "article: time (s)"], rows)
     return "\n".join(lines) + "\n"
 
 

@@ -26,10 +26,11 @@ Run: ``adamnb experiment mnist-logistic [--quick] [--epochs N] [--data DIR] [--o
 import sys
 import time
 
-from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                quick_note, run_cells)
-from adamnb.experiments._mnist import (add_options, bar, blas_threads, history_summary, load,
-                                       plot_curves, run_and_report)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, markdown_table,
+                                parse_arguments, quick_note, run_cells)
+from adamnb.experiments._mnist import (add_options, alpha_rows, bar, blas_threads,
+                                       history_summary, load, lowest_cost_alpha, plot_curves,
+                                       run_and_report)
 from adamnb.nn import SoftmaxRegression
 from adamnb.nn.training import train_minimize
 from adamnb.optim.schedules import InverseSqrt
@@ -85,7 +86,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
         print(f"  {label:13s} alpha {alpha:<6g} training cost {record['final_train_loss']:.4f}"
               f"  test accuracy {record['final_test_accuracy']:.4f}", flush=True)
     for label in METHODS:
-        alpha = min(runs[label], key=lambda a: _finite(runs[label][a]["final_train_loss"]))
+        alpha = lowest_cost_alpha(runs[label])
         best[label] = alpha
         curves[f"{label} (alpha {alpha:g}/sqrt(t))"] = everything[f"{label}, alpha {alpha:g}"]
     summary = {
@@ -107,27 +108,18 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
     return conclude(out, summary, started, table)
 
 
-def _finite(value):
-    return value if value is not None and value == value else float("inf")
-
-
 def table(summary):
     lines = [f"# Kingma & Ba (2014) Figure 1: logistic regression, {summary['epochs']} epochs"
              f"{quick_note(summary['quick'])}", "",
              f"{summary['train_rows']} training / {summary['test_rows']} test images, batch "
              f"{summary['batch_size']}, L2 {summary['l2']:g}, step size alpha/sqrt(t); "
              f"machine: {summary['machine']}. Bold: the alpha shown in figure1.png (lowest final "
-             "training cost).", "",
-             "| method | alpha | final training cost | test loss | test accuracy | time (s) |",
-             "|---|---|---|---|---|---|"]
-    for label, by_alpha in summary["runs"].items():
-        for alpha, r in by_alpha.items():
-            mark = "**" if float(alpha) == summary["best_alpha"][label] else ""
-            cost = r["final_train_loss"]
-            cost = "diverged" if cost is None or cost != cost else f"{cost:.4f}"
-            lines.append(f"| {label} | {mark}{alpha}{mark} | {cost} | "
-                         f"{r['final_test_loss']:.4f} | {r['final_test_accuracy']:.4f} | "
-                         f"{r['train_seconds']:.2f} |")
+             "training cost).", ""]
+    rows = alpha_rows(summary, lambda r: [f"{r['final_test_loss']:.4f}",
+                                          f"{r['final_test_accuracy']:.4f}",
+                                          f"{r['train_seconds']:.2f}"])
+    lines += markdown_table(["method", "alpha", "final training cost", "test loss",
+                             "test accuracy", "time (s)"], rows)
     return "\n".join(lines) + "\n"
 
 

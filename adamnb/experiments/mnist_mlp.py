@@ -47,8 +47,8 @@ import time
 from pathlib import Path
 
 import adamnb
-from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                positive_int, quick_note, run_cells)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, markdown_table,
+                                parse_arguments, positive_int, quick_note, run_cells)
 from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
                                        check_device, history_summary, load, new_axes,
                                        plot_curves, run_and_report, save_axes, train_mlp)
@@ -263,27 +263,27 @@ def table(summary):
              f"Protocol: {summary['protocol']}.", "",
              "## Step-size search", "",
              f"Training cost (minibatch mean, with dropout) after {summary['select_epochs']} "
-             "epoch(s); **bold**: selected; -: diverged.", "",
-             "| method | lr: cost | selected | inside the grid |",
-             "|---|---|---|---|"]
+             "epoch(s); **bold**: selected; -: diverged.", ""]
+    searched = []
     for label, g in summary["grid"].items():
         cells = []
         for lr, cost in g["selection_cost"].items():
             text = f"{lr}: {'-' if cost is None else f'{cost:.4f}'}"
             cells.append(f"**{text}**" if float(lr) == g["selected"] else text)
-        lines.append(f"| {label} | {'; '.join(cells)} | {g['selected']:g} | "
-                     f"{'yes' if g['selected_inside_grid'] else 'no'} |")
-    lines += ["", "## The selected settings", "",
-              "| method | options | final training cost (minibatch, dropout) | final training "
-              "cost (whole set, no dropout) | test accuracy (final) | best test accuracy "
-              "(epoch) | time (s) | median epoch (s) |", "|---|---|---|---|---|---|---|---|"]
-    for label, r in summary["results"].items():
-        options = ", ".join(f"{k}={v}" for k, v in r["options"].items())
-        lines.append(f"| {label} | {options} | {r['final_train_loss']:.4f} | "
-                     f"{r['history']['train_cost'][-1]:.4f} | "
-                     f"{r['final_test_accuracy']:.4f} | {r['best_test_accuracy']:.4f} "
-                     f"({r['best_test_accuracy_epoch']}) | {r['train_seconds']:.0f} | "
-                     f"{statistics.median(r['history']['seconds']):.2f} |")
+        searched.append([label, "; ".join(cells), f"{g['selected']:g}",
+                         "yes" if g["selected_inside_grid"] else "no"])
+    lines += markdown_table(["method", "lr: cost", "selected", "inside the grid"], searched)
+    lines += ["", "## The selected settings", ""]
+    lines += markdown_table(
+        ["method", "options", "final training cost (minibatch, dropout)",
+         "final training cost (whole set, no dropout)", "test accuracy (final)",
+         "best test accuracy (epoch)", "time (s)", "median epoch (s)"],
+        ([label, ", ".join(f"{k}={v}" for k, v in r["options"].items()),
+          f"{r['final_train_loss']:.4f}", f"{r['history']['train_cost'][-1]:.4f}",
+          f"{r['final_test_accuracy']:.4f}",
+          f"{r['best_test_accuracy']:.4f} ({r['best_test_accuracy_epoch']})",
+          f"{r['train_seconds']:.0f}", f"{statistics.median(r['history']['seconds']):.2f}"]
+         for label, r in summary["results"].items()))
     return "\n".join(lines) + "\n"
 
 

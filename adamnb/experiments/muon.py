@@ -30,16 +30,15 @@ Run: ``adamnb experiment muon [--quick] [--epochs N] [--data DIR] [--out DIR] [-
 [--workers N | --scheduler ADDRESS]``.
 """
 
-import math
 import sys
 import time
 
 import adamnb
-from adamnb.experiments import (conclude, default_out, experiment_parser, machine, parse_arguments,
-                                quick_note, run_cells)
-from adamnb.experiments._mnist import (add_device_option, add_options, blas_threads,
-                                       check_device, cost_or_inf, history_summary, load,
-                                       plot_curves, run_and_report, train_mlp)
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine, markdown_table,
+                                parse_arguments, quick_note, run_cells)
+from adamnb.experiments._mnist import (add_device_option, add_options, alpha_rows,
+                                       blas_threads, check_device, history_summary, load,
+                                       lowest_cost_alpha, plot_curves, run_and_report, train_mlp)
 from adamnb.nn import MLP
 
 NAME = "muon"
@@ -103,7 +102,7 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
               f"{record['final_train_loss']:.4f}  test accuracy "
               f"{record['final_test_accuracy']:.4f}", flush=True)
     for label, by_alpha in runs.items():
-        alpha = min(by_alpha, key=lambda a: cost_or_inf(by_alpha[a]["final_train_loss"]))
+        alpha = lowest_cost_alpha(by_alpha)
         best[label] = alpha
         curves[f"{label} (alpha {alpha:g})"] = by_alpha[alpha]["history"]
     summary = {
@@ -136,19 +135,13 @@ def table(summary):
              f"{summary['bias_group']['lr']:g}); machine: {summary['machine']}; device "
              f"{summary.get('device', 'cpu')}. Bold: the alpha "
              "plotted (lowest final training cost). Seconds per epoch: training only, one BLAS "
-             "thread per run, two runs side by side.", "",
-             "| method | alpha | training cost, last epoch | test accuracy | best test accuracy "
-             "(epoch) | seconds per epoch |", "|---|---|---|---|---|---|"]
-    for label, by_alpha in summary["runs"].items():
-        for alpha, run in by_alpha.items():
-            bold = "**" if float(alpha) == summary["best_alpha"][label] else ""
-            cost = cost_or_inf(run["final_train_loss"])
-            lines.append(
-                f"| {label} | {bold}{alpha}{bold} | "
-                f"{'diverged' if cost == math.inf else f'{cost:.4f}'} | "
-                f"{run['final_test_accuracy']:.4f} | {run['best_test_accuracy']:.4f} "
-                f"({run['best_test_accuracy_epoch']}) | "
-                f"{run['train_seconds'] / run['epochs']:.1f} |")
+             "thread per run, two runs side by side.", ""]
+    rows = alpha_rows(summary, lambda run: [
+        f"{run['final_test_accuracy']:.4f}",
+        f"{run['best_test_accuracy']:.4f} ({run['best_test_accuracy_epoch']})",
+        f"{run['train_seconds'] / run['epochs']:.1f}"])
+    lines += markdown_table(["method", "alpha", "training cost, last epoch", "test accuracy",
+                             "best test accuracy (epoch)", "seconds per epoch"], rows)
     return "\n".join(lines) + "\n"
 
 

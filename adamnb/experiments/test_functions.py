@@ -50,8 +50,8 @@ import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
 from adamnb._io import atomic_write
-from adamnb.experiments import (default_out, experiment_parser, finish, parse_arguments,
-                                quick_note, run_cells, write_json, write_text)
+from adamnb.experiments import (default_out, experiment_parser, finish, markdown_table,
+                                parse_arguments, quick_note, run_cells, write_json, write_text)
 from adamnb.optim.rules import VECTOR_RULES
 from adamnb.problems.functions import FUNCTIONS
 
@@ -293,7 +293,7 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
         }
         summary["runs_time_s"] = time.perf_counter() - started
         write_json(out / "summary.json", summary)
-        write_text(out / "table.md", markdown_table(summary))
+        write_text(out / "table.md", table(summary))
         if plots:
             figures = figure_cells(best, functions, methods, quick)
             pictures = run_cells(draw_figure, figures, out=out, workers=executor,
@@ -325,7 +325,7 @@ def format_ms(value):
     return f"{value:.2f}"
 
 
-def markdown_table(summary):
+def table(summary):
     """The Markdown of ``table.md``: the setting, an overview, then every number."""
     functions, methods = summary["functions"], summary["methods"]
     results = summary["results"]
@@ -367,27 +367,21 @@ def markdown_table(summary):
         "\"-\": not reached within the budget. A run may get there and leave again (see the "
         "final f - f* below).",
         "",
-        "| method | " + " | ".join(functions) + " |",
-        "|---|" + "---:|" * len(functions),
     ]
-    for method in methods:
-        cells = [format_steps(results[name][method]["steps_to_target"]) for name in functions]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## All results",
-        "",
-        f"| function | method | lr | final f - f* | distance to nearest minimum "
-        f"| first step with f - f* < {target} | wall time (ms) | stopped |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
-    ]
-    for name in functions:
-        for method in methods:
-            r = results[name][method]
-            lines.append(f"| {name} | {method} | {format_lr(r['lr'])} | "
-                         f"{format_gap(r['final_gap'])} | {format_gap(r['distance'])} | "
-                         f"{format_steps(r['steps_to_target'])} | {format_ms(r['wall_time_ms'])} "
-                         f"| {r['stopped']} |")
+    lines += markdown_table(
+        ["method", *functions],
+        ([method, *(format_steps(results[name][method]["steps_to_target"])
+                    for name in functions)] for method in methods),
+        align="l" + "r" * len(functions))
+    lines += ["", "## All results", ""]
+    lines += markdown_table(
+        ["function", "method", "lr", "final f - f*", "distance to nearest minimum",
+         f"first step with f - f* < {target}", "wall time (ms)", "stopped"],
+        ([name, method, format_lr(r["lr"]), format_gap(r["final_gap"]),
+          format_gap(r["distance"]), format_steps(r["steps_to_target"]),
+          format_ms(r["wall_time_ms"]), r["stopped"]]
+         for name in functions for method in methods for r in [results[name][method]]),
+        align="llrrrrrl")
     return "\n".join(lines) + "\n"
 
 
@@ -502,7 +496,7 @@ def main(argv=None):
     args = parse_arguments(parser, argv)
     summary = run(args.out, quick=args.quick, plots=args.plots, workers=args.workers,
                   scheduler=args.scheduler)
-    print(markdown_table(summary))
+    print(table(summary))
     print(f"Wrote {args.out} in {summary['total_time_s']:.1f} s")
     return 0
 

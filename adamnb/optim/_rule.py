@@ -22,7 +22,8 @@ A rule is written once, in one module of :mod:`adamnb.optim.rules`, as:
   given name the element does not read, is an error, so a renaming or reordering on one side
   only is never a silent swap of two numbers.
 * ``slots``: the state vectors, in row order, with torch's state names; ``rows(options)`` says how
-  many a configuration uses (only the last optional slot in use adds a row).
+  many a configuration uses (only the last optional slot in use adds a row); without it, every
+  slot is in use.
 * the options (:class:`Hyperparameter`: name, default, range) with the defining library's keyword
   names (torch's, ``betas`` split into ``beta1`` and ``beta2``; optax's ``b1``, ``b2``, ``b3``
   become ``beta1``, ``beta2``, ``beta3``), and ``doc``: the update in math with its sources, which
@@ -362,10 +363,10 @@ class UpdateRule:
     name: str
     hyperparameters: tuple
     slots: tuple
-    rows: Callable
     element: Callable
     summary: str
     source: str
+    rows: Callable = None
     coefficients: Callable = None
     scalars: tuple = ()
     doc: str = ""
@@ -390,6 +391,9 @@ class UpdateRule:
     whole_vector: bool = False
 
     def __post_init__(self):
+        if self.rows is None:
+            every_slot = len(self.slots)
+            object.__setattr__(self, "rows", lambda options: every_slot)
         if not self.scalars:
             declaring = self.reduce or self.element
             names = None if declaring is None else _unpacked_names(declaring)

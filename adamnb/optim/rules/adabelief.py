@@ -24,9 +24,7 @@ def adabelief_element(x, g, state, i, c):
 
 
 ADABELIEF = UpdateRule(
-    name="adabelief",
-    class_name="AdaBelief",
-    defined_by="optax.adabelief",
+    name="adabelief", class_name="AdaBelief", defined_by="optax.adabelief",
     hyperparameters=(
         *moment_options(1e-3, (0.9, 0.999), 1e-16, library="optax", of=(
             "the first-moment estimate", "the estimate of the squared prediction error")),
@@ -35,7 +33,6 @@ ADABELIEF = UpdateRule(
         Hyperparameter("nesterov", False, "use Nesterov momentum", kind="bool"),
     ),
     slots=("mu", "nu"),
-    rows=lambda o: 2,
     coefficients=lambda o, t, lr: {"next_bias_correction1": 1.0 - power(o["beta1"], t + 1)},
     element=adabelief_element,
     summary="Adam with the second moment of the gradient's deviation from its average "

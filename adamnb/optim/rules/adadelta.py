@@ -20,8 +20,7 @@ def adadelta_element(x, g, state, i, c):
 
 
 ADADELTA = UpdateRule(
-    name="adadelta",
-    class_name="Adadelta",
+    name="adadelta", class_name="Adadelta",
     hyperparameters=(
         lr_option(1.0),
         Hyperparameter("rho", 0.9, "decay of the running averages", high=1.0),
@@ -30,7 +29,6 @@ ADADELTA = UpdateRule(
         MAXIMIZE,
     ),
     slots=("square_avg", "acc_delta"),
-    rows=lambda o: 2,
     element=adadelta_element,
     summary="unit-corrected steps from running averages of squared gradients and updates "
             "(Zeiler, 2012)",

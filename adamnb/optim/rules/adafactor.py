@@ -82,8 +82,7 @@ def _dtype_options(o, dtype):
 
 
 ADAFACTOR = UpdateRule(
-    name="adafactor",
-    class_name="Adafactor",
+    name="adafactor", class_name="Adafactor",
     hyperparameters=(
         lr_option(1e-2),
         Hyperparameter("beta2_decay", -0.8, "the second moment's decay: its weight at step t is "
@@ -99,7 +98,6 @@ ADAFACTOR = UpdateRule(
         MAXIMIZE,
     ),
     slots=("variance",),
-    rows=lambda o: 1,
     coefficients=_coefficients,
     dtype_options=_dtype_options,
     reductions=("parameter_square", "update_square", "size"),

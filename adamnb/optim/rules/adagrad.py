@@ -18,8 +18,7 @@ def adagrad_element(x, g, state, i, c):
 
 
 ADAGRAD = UpdateRule(
-    name="adagrad",
-    class_name="Adagrad",
+    name="adagrad", class_name="Adagrad",
     hyperparameters=(
         lr_option(1e-2),
         Hyperparameter("lr_decay", 0.0, "learning-rate decay: lr_t = lr / (1 + (t-1) lr_decay)"),
@@ -29,7 +28,6 @@ ADAGRAD = UpdateRule(
         MAXIMIZE,
     ),
     slots=("sum",),
-    rows=lambda o: 1,
     coefficients=lambda o, t, lr: {"clr": lr / (1.0 + (t - 1) * o["lr_decay"])},
     element=adagrad_element,
     initial_state=lambda o, slot: o["initial_accumulator_value"],

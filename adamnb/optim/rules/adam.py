@@ -85,8 +85,7 @@ _PAPER = r"""
     as torch does."""
 
 ADAM = UpdateRule(
-    name="adam",
-    class_name="Adam",
+    name="adam", class_name="Adam",
     hyperparameters=_hyperparameters(0.0, "L2 penalty coefficient (added to the gradient)"),
     slots=_SLOTS,
     rows=_ROWS,
@@ -110,8 +109,7 @@ AMSGRAD = dataclasses.replace(
 )
 
 ADAMW = UpdateRule(
-    name="adamw",
-    class_name="AdamW",
+    name="adamw", class_name="AdamW",
     hyperparameters=_hyperparameters(1e-2, "decoupled weight decay: x is scaled by "
                                      "1 - lr weight_decay before each step"),
     slots=_SLOTS,

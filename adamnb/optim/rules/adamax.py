@@ -17,8 +17,7 @@ def adamax_element(x, g, state, i, c):
 
 
 ADAMAX = UpdateRule(
-    name="adamax",
-    class_name="Adamax",
+    name="adamax", class_name="Adamax",
     hyperparameters=(
         *moment_options(2e-3, (0.9, 0.999), 1e-8, of=(
             "the first-moment estimate", "the exponentially weighted infinity norm")),
@@ -26,7 +25,6 @@ ADAMAX = UpdateRule(
         MAXIMIZE,
     ),
     slots=("exp_avg", "exp_inf"),
-    rows=lambda o: 2,
     coefficients=lambda o, t, lr: {"clr": lr / (1.0 - power(o["beta1"], t))},
     element=adamax_element,
     summary="Adam with the infinity norm (Kingma & Ba, 2014, Algorithm 2)",

@@ -25,9 +25,7 @@ def adan_element(x, g, state, i, c):
 
 
 ADAN = UpdateRule(
-    name="adan",
-    class_name="Adan",
-    defined_by="optax.adan",
+    name="adan", class_name="Adan", defined_by="optax.adan",
     hyperparameters=(
         *moment_options(1e-3, (0.98, 0.92, 0.99), 1e-8, library="optax", of=(
             "the gradients' average", "the average of the gradients' differences",
@@ -37,7 +35,6 @@ ADAN = UpdateRule(
                        "rate (optax's weight_decay)"),
     ),
     slots=("m", "v", "n", "g"),
-    rows=lambda o: 4,
     coefficients=lambda o, t, lr: {"not_first": (t > 1).astype(float)},
     element=adan_element,
     summary="adaptive Nesterov momentum estimated from gradient differences (Xie et al., 2022)",

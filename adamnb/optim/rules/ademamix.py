@@ -55,9 +55,7 @@ def _coefficients(o, t, lr):
 
 
 ADEMAMIX = UpdateRule(
-    name="ademamix",
-    class_name="AdEMAMix",
-    defined_by="optax.contrib.ademamix",
+    name="ademamix", class_name="AdEMAMix", defined_by="optax.contrib.ademamix",
     hyperparameters=(
         *moment_options(1e-3, (0.9, 0.999, 0.9999), library="optax", of=(
             "the fast momentum", "the second-moment estimate", "the slow momentum")),
@@ -72,7 +70,6 @@ ADEMAMIX = UpdateRule(
                        "(T_beta3; 0: none)", kind="int"),
     ),
     slots=("m1", "m2", "nu"),
-    rows=lambda o: 3,
     coefficients=_coefficients,
     element=ademamix_element,
     summary="Adam with a mixture of a fast and a slow momentum (Pagliardini et al., 2024)",

@@ -36,9 +36,7 @@ def _coefficients(o, t, lr):
 
 
 ADOPT = UpdateRule(
-    name="adopt",
-    class_name="ADOPT",
-    defined_by="optax.contrib.adopt",
+    name="adopt", class_name="ADOPT", defined_by="optax.contrib.adopt",
     hyperparameters=(
         *moment_options(1e-3, (0.9, 0.9999), 1e-6, library="optax",
                         eps_doc="lower bound of the square root of the second moment"),
@@ -48,7 +46,6 @@ ADOPT = UpdateRule(
                        kind="bool"),
     ),
     slots=("mu", "nu"),
-    rows=lambda o: 2,
     coefficients=_coefficients,
     element=adopt_element,
     summary="Adam with the step normalised by the previous second moment, convergent for any "

@@ -38,8 +38,7 @@ def _outputs(o, x, state):
 
 
 ASGD = UpdateRule(
-    name="asgd",
-    class_name="ASGD",
+    name="asgd", class_name="ASGD",
     hyperparameters=(
         lr_option(1e-2),
         Hyperparameter("lambd", 1e-4, "decay term: x is scaled by 1 - lambd eta_t at each step, "
@@ -50,7 +49,6 @@ ASGD = UpdateRule(
         MAXIMIZE,
     ),
     slots=("ax",),
-    rows=lambda o: 1,
     coefficients=_coefficients,
     element=asgd_element,
     scalar_state={"last_lr": 0.0},

@@ -47,9 +47,7 @@ def lamb_element(x, g, state, i, c):
 
 
 LAMB = UpdateRule(
-    name="lamb",
-    class_name="LAMB",
-    defined_by="optax.lamb",
+    name="lamb", class_name="LAMB", defined_by="optax.lamb",
     hyperparameters=(
         *moment_options(1e-3, (0.9, 0.999), 1e-6, library="optax",
                         of=("the first moment", "the second moment"),
@@ -60,7 +58,6 @@ LAMB = UpdateRule(
                        "trust ratio (optax's add_decayed_weights)"),
     ),
     slots=("mu", "nu"),
-    rows=lambda o: 2,
     reductions=("parameter_square", "update_square"),
     reduce=lamb_reduce,
     finish=lamb_finish,

@@ -20,9 +20,7 @@ def lion_element(x, g, state, i, c):
 
 
 LION = UpdateRule(
-    name="lion",
-    class_name="Lion",
-    defined_by="optax.lion",
+    name="lion", class_name="Lion", defined_by="optax.lion",
     hyperparameters=(
         lr_option(1e-4),
         beta_option("beta1", 0.9, "rate combining the momentum and the current gradient "
@@ -32,7 +30,6 @@ LION = UpdateRule(
                        "learning rate (optax's weight_decay)"),
     ),
     slots=("mu",),
-    rows=lambda o: 1,
     element=lion_element,
     summary="sign of an interpolated momentum, found by program search (Chen et al., 2023)",
     source="Chen et al. (2023), 'Symbolic Discovery of Optimization Algorithms', "

@@ -59,8 +59,7 @@ def muon_step(X, G, state, v, options, ops):
 
 
 MUON = UpdateRule(
-    name="muon",
-    class_name="Muon",
+    name="muon", class_name="Muon",
     hyperparameters=(
         lr_option(1e-3),
         Hyperparameter("weight_decay", 0.1, "decoupled weight decay: x is scaled by "
@@ -82,7 +81,6 @@ MUON = UpdateRule(
                        kind="choice", choices=(None, "original", "match_rms_adamw")),
     ),
     slots=(),
-    rows=lambda o: 0,
     scalars=("lr", "decay_factor"),
     coefficients=lambda o, t, lr: {"decay_factor": 1.0 - lr * o["weight_decay"]},
     element=None,

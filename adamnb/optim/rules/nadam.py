@@ -41,8 +41,7 @@ def _coefficients(o, t, lr, mu_product):
 
 
 NADAM = UpdateRule(
-    name="nadam",
-    class_name="NAdam",
+    name="nadam", class_name="NAdam",
     hyperparameters=(
         *moment_options(2e-3, (0.9, 0.999), 1e-8),
         WEIGHT_DECAY,
@@ -51,7 +50,6 @@ NADAM = UpdateRule(
         MAXIMIZE,
     ),
     slots=("exp_avg", "exp_avg_sq"),
-    rows=lambda o: 2,
     coefficients=_coefficients,
     element=nadam_element,
     # The product mu_1 ... mu_t, a float64 host scalar saved with the state. torch keeps it in a

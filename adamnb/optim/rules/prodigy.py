@@ -74,9 +74,7 @@ def _coefficients(o, t, lr):
 
 
 PRODIGY = UpdateRule(
-    name="prodigy",
-    class_name="Prodigy",
-    defined_by="optax.contrib.prodigy",
+    name="prodigy", class_name="Prodigy", defined_by="optax.contrib.prodigy",
     hyperparameters=(
         lr_option(1.0),
         beta_option("beta1", 0.9, "decay rate of the first moment (optax's betas[0])"),
@@ -92,7 +90,6 @@ PRODIGY = UpdateRule(
                        "that estimate d (for warm-ups)", kind="bool"),
     ),
     slots=("exp_avg", "exp_avg_sq", "grad_sum", "params0"),
-    rows=lambda o: 4,
     coefficients=_coefficients,
     reductions=("numerator", "denominator"),
     reduce=prodigy_reduce,

@@ -45,8 +45,7 @@ def _coefficients(o, t, lr):
 
 
 RADAM = UpdateRule(
-    name="radam",
-    class_name="RAdam",
+    name="radam", class_name="RAdam",
     hyperparameters=(
         *moment_options(1e-3, (0.9, 0.999), 1e-8),
         WEIGHT_DECAY,
@@ -54,7 +53,6 @@ RADAM = UpdateRule(
         MAXIMIZE,
     ),
     slots=("exp_avg", "exp_avg_sq"),
-    rows=lambda o: 2,
     coefficients=_coefficients,
     element=radam_element,
     summary="Adam with the variance of the adaptive step rectified (Liu et al., 2020)",

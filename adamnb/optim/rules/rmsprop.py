@@ -28,8 +28,7 @@ def rmsprop_element(x, g, state, i, c):
 
 
 RMSPROP = UpdateRule(
-    name="rmsprop",
-    class_name="RMSprop",
+    name="rmsprop", class_name="RMSprop",
     hyperparameters=(
         lr_option(1e-2),
         Hyperparameter("alpha", 0.99, "smoothing constant of the squared-gradient average",

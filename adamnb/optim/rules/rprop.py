@@ -37,8 +37,7 @@ def _check(o):
 
 
 RPROP = UpdateRule(
-    name="rprop",
-    class_name="Rprop",
+    name="rprop", class_name="Rprop",
     hyperparameters=(
         lr_option(1e-2),
         Hyperparameter("eta_minus", 0.5, "multiplicative decrease of a step size where the "
@@ -51,7 +50,6 @@ RPROP = UpdateRule(
         MAXIMIZE,
     ),
     slots=("prev", "step_size"),
-    rows=lambda o: 2,
     coefficients=lambda o, t, lr: {"first": (t == 1).astype(float)},
     element=rprop_element,
     check=_check,

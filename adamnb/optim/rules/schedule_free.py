@@ -65,8 +65,7 @@ def _outputs(o, x, state):
 
 
 SCHEDULE_FREE_ADAMW = UpdateRule(
-    name="schedule_free_adamw",
-    class_name="ScheduleFreeAdamW",
+    name="schedule_free_adamw", class_name="ScheduleFreeAdamW",
     defined_by="optax.contrib.schedule_free_adamw",
     hyperparameters=(
         lr_option(0.0025),
@@ -82,7 +81,6 @@ SCHEDULE_FREE_ADAMW = UpdateRule(
                        "max_{s<=t} lr_s ** weight_lr_power"),
     ),
     slots=("z", "nu"),
-    rows=lambda o: 2,
     coefficients=_coefficients,
     element=schedule_free_adamw_element,
     scalar_state={"max_lr": 0.0, "weight_sum": 0.0},

@@ -38,8 +38,7 @@ def _check(o):
 
 
 SGD = UpdateRule(
-    name="sgd",
-    class_name="SGD",
+    name="sgd", class_name="SGD",
     hyperparameters=(
         lr_option(1e-3),
         Hyperparameter("momentum", 0.0, "momentum factor"),

@@ -23,9 +23,7 @@ def yogi_element(x, g, state, i, c):
 
 
 YOGI = UpdateRule(
-    name="yogi",
-    class_name="Yogi",
-    defined_by="optax.yogi",
+    name="yogi", class_name="Yogi", defined_by="optax.yogi",
     hyperparameters=(
         *moment_options(1e-2, (0.9, 0.999), 1e-3, library="optax", of=(
             "the first-moment estimate", "the additive second-moment update")),
@@ -33,7 +31,6 @@ YOGI = UpdateRule(
                        "(optax's scale_by_yogi)"),
     ),
     slots=("mu", "nu"),
-    rows=lambda o: 2,
     element=yogi_element,
     initial_state=lambda o, slot: o["initial_accumulator_value"],
     summary="Adam whose second moment moves additively, by at most (1-beta2) g^2 a step "
