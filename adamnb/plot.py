@@ -32,11 +32,12 @@ trajectory panel is marked with an arrowhead where it leaves. Contours are grey,
 bar of their levels, so that the coloured paths stand out.
 """
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib import rcParams
 from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -430,10 +431,13 @@ def _draw_contour(ax, grid, fmin, levels, cmap, filled):
     return contours
 
 
-def _colorbar(figure, contours, axes, label="f - f*"):
+def _colorbar(figure, contours, axes, label="f - f*", cax=None):
     """A colour bar of the contour levels, labelled at every power of ten in their range (at
-    least its two ends)."""
-    bar = figure.colorbar(contours, ax=axes, label=label, shrink=0.9, pad=0.02, aspect=30)
+    least its two ends); beside ``axes``, or in ``cax``."""
+    if cax is None:
+        bar = figure.colorbar(contours, ax=axes, label=label, shrink=0.9, pad=0.02, aspect=30)
+    else:
+        bar = figure.colorbar(contours, cax=cax, label=label)
     low, high = contours.levels[0], contours.levels[-1]
     ticks = 10.0 ** np.arange(math.ceil(math.log10(low)), math.floor(math.log10(high)) + 1)
     if ticks.size < 2:
@@ -649,7 +653,7 @@ def trajectory_window(paths, points=(), domain=None, margin=0.08, min_width=0.5,
     return (centre[0] - half[0], centre[0] + half[0]), (centre[1] - half[1], centre[1] + half[1])
 
 
-def panel_grid(count, ncols=4, panel_size=(3.4, 2.9), **subplot_kw):
+def panel_grid(count, ncols=4, panel_size=(3.4, 2.9), layout="constrained", **subplot_kw):
     """A Figure with ``count`` axes in rows of ``ncols``; unused cells are hidden.
 
     Parameters
@@ -660,6 +664,8 @@ def panel_grid(count, ncols=4, panel_size=(3.4, 2.9), **subplot_kw):
         Panels per row.
     panel_size : (float, float), default (3.4, 2.9)
         Size of one panel in inches.
+    layout : str or None, default "constrained"
+        The figure's layout engine (:class:`matplotlib.figure.Figure`'s ``layout``).
     **subplot_kw
         Passed to :meth:`matplotlib.figure.Figure.subplots`.
 
@@ -673,7 +679,7 @@ def panel_grid(count, ncols=4, panel_size=(3.4, 2.9), **subplot_kw):
     """
     ncols = max(1, min(ncols, count))
     nrows = -(-count // ncols)
-    figure = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    figure = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout=layout)
     axes = list(np.atleast_1d(figure.subplots(nrows, ncols, squeeze=False, **subplot_kw)).ravel())
     for spare in axes[count:]:
         spare.set_axis_off()
@@ -743,7 +749,8 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
                                            square=True)
         xlim, ylim = xlim or auto_x, ylim or auto_y
     grid = contour_grid(fun, xlim, ylim, resolution)
-    figure, axes = panel_grid(len(paths), ncols=ncols, panel_size=panel_size)
+    # Laid out by _fit_panels, not by constrained layout, which measures every panel's texts.
+    figure, axes = panel_grid(len(paths), ncols=ncols, panel_size=panel_size, layout=None)
     panels = axes[:len(paths)]
     titles, colors = titles or {}, colors or {}
     any_exit = False
@@ -764,8 +771,10 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
         ax.tick_params(labelsize="small", labelbottom=last_row, labelleft=row_start)
         ax.set_xlabel("x1" if last_row else "")
         ax.set_ylabel("x2" if row_start else "")
+    bar = None
     if colorbar:
-        _colorbar(figure, contours, panels, label="f - f* (contour levels)")
+        bar = _colorbar(figure, contours, panels, label="f - f* (contour levels)",
+                        cax=figure.add_axes((0.9, 0.1, 0.02, 0.8), label="<colorbar>"))
     handles = [Line2D([], [], **_START_STYLE, label="start"),
                Line2D([], [], **_END_STYLE, label="end"),
                Line2D([], [], color="0.3", marker=".", label="path (one dot per step)")]
@@ -775,11 +784,61 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
                               label="leaves the frame"))
     if minimizers is not None:
         handles.append(Line2D([], [], **_MINIMUM_STYLE, label="global minimum"))
-    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles),
-                  fontsize="medium", frameon=False)
-    if suptitle:
-        figure.suptitle(suptitle)
+    legend = figure.legend(handles=handles, loc="lower center", ncols=len(handles),
+                           fontsize="medium", frameon=False)
+    title = figure.suptitle(suptitle, va="top") if suptitle else None
+    _fit_panels(figure, panels, ncols, bar, legend, title)
     return figure
+
+
+#: Room, in inches, between the blocks of a figure of panels (and around it), and between two
+#: panels side by side (where an arrowhead on a frame's edge may stick out).
+_GAP, _PANEL_GAP = 0.08, 0.18
+
+
+def _fit_panels(figure, panels, ncols, bar=None, legend=None, title=None):
+    """Place ``panels`` (rows of ``ncols``, one shared window, the numbers and axis labels on
+    the left column and the bottom row only, as :func:`plot_trajectories` draws them), the
+    colour bar ``bar`` on the right, ``legend`` at the bottom and ``title`` at the top.
+
+    The room each text needs is measured on one panel of each kind, twice (tick labels follow
+    the panel's size): the layout constrained layout would find for such a grid, without
+    measuring every panel, which took most of the time of saving a figure of 24 panels.
+    """
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    width, height = figure.get_size_inches()
+    nrows = -(-len(panels) // ncols)
+    corner = panels[(nrows - 1) * ncols]  # left column and bottom row: both axes labelled
+
+    def size(artist):
+        box = None if artist is None else artist.get_tightbbox(renderer)
+        return (0.0, 0.0) if box is None else (box.width / figure.dpi, box.height / figure.dpi)
+
+    bar_width = 0.0
+    for _ in range(2):
+        title_height = max(size(ax.title)[1] for ax in panels) \
+            + rcParams["axes.titlepad"] / 72.0 + _GAP
+        top = height - _GAP - (size(title)[1] + _GAP if title is not None else 0.0) \
+            - title_height
+        bottom = _GAP + (size(legend)[1] + _GAP if legend is not None else 0.0) \
+            + size(corner.xaxis)[1] + _GAP
+        left = size(corner.yaxis)[0] + 2 * _GAP
+        right = width - _GAP - (size(bar.ax.yaxis)[0] + bar_width + _GAP if bar else 0.0)
+        cell_width = (right - left - (ncols - 1) * _PANEL_GAP) / ncols
+        cell_height = (top - bottom - (nrows - 1) * title_height) / nrows
+        figure.subplots_adjust(left=left / width, right=right / width, bottom=bottom / height,
+                               top=top / height, wspace=_PANEL_GAP / cell_width,
+                               hspace=title_height / cell_height)
+        if bar is not None:
+            # as figure.colorbar(shrink=0.9, aspect=30) would size it
+            span = 0.9 * (top - bottom)
+            bar_width = span / 30
+            bar.ax.set_position(((right + _GAP) / width, (bottom + (top - bottom - span) / 2)
+                                 / height, bar_width / width, span / height))
+    if legend is not None:
+        legend.set_bbox_to_anchor((0.5, _GAP / height), transform=figure.transFigure)
+    if title is not None:
+        title.set_y(1.0 - _GAP / height)
 
 
 def save_figure(figure, path, dpi=100, palette=False):
@@ -808,12 +867,23 @@ def save_figure(figure, path, dpi=100, palette=False):
     file_format = path.suffix.lstrip(".").lower() or "png"
     with atomic_write(path, "wb") as stream:
         if palette and file_format == "png":
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=dpi)
-            buffer.seek(0)
-            with Image.open(buffer) as image:
-                image.convert("RGB").quantize(colors=256).save(stream, format="png",
-                                                               optimize=True)
+            _rendered(figure, dpi).convert("RGB").quantize(colors=256).save(
+                stream, format="png", optimize=True)
         else:
             figure.savefig(stream, format=file_format, dpi=dpi)
     return path
+
+
+def _rendered(figure, dpi):
+    """The figure drawn by Agg at ``dpi``, as a PIL image: the pixels ``savefig`` would encode
+    as PNG, without that encoding (and without the extra layout pass savefig makes first),
+    which the palette compression replaces anyway."""
+    canvas = FigureCanvasAgg(figure)
+    saved_dpi = figure.dpi
+    figure.set_dpi(dpi)
+    try:
+        canvas.draw()
+        return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw",
+                                "RGBA", 0, 1).copy()
+    finally:
+        figure.set_dpi(saved_dpi)

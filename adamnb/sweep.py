@@ -411,9 +411,14 @@ class _Worker:
         child.close()
         self.index = self.cell = None  # the cell it is running
 
-    def stop(self):
+    def ask_to_stop(self):
         with contextlib.suppress(OSError, ValueError):
             self.connection.send(None)
+
+    def stop(self, asked=False):
+        """Stop the process (asked first, unless it was; killed if not gone within 2 s)."""
+        if not asked:
+            self.ask_to_stop()
         self.process.join(timeout=2)
         if self.process.is_alive():
             self.process.kill()
@@ -568,8 +573,10 @@ class Processes:
         deadline = time.monotonic() + _GRACE_SECONDS
         for worker in busy:
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in pool:  # all at once: a process with numba loaded takes a while to exit
+            worker.ask_to_stop()
         for worker in pool:
-            worker.stop()
+            worker.stop(asked=True)
 
     def __enter__(self):
         return self
