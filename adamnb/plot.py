@@ -749,6 +749,7 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
                                            square=True)
         xlim, ylim = xlim or auto_x, ylim or auto_y
     grid = contour_grid(fun, xlim, ylim, resolution)
+    ncols = max(1, min(ncols, len(paths)))  # as panel_grid makes them
     # Laid out by _fit_panels, not by constrained layout, which measures every panel's texts.
     figure, axes = panel_grid(len(paths), ncols=ncols, panel_size=panel_size, layout=None)
     panels = axes[:len(paths)]
@@ -784,8 +785,8 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
                               label="leaves the frame"))
     if minimizers is not None:
         handles.append(Line2D([], [], **_MINIMUM_STYLE, label="global minimum"))
-    legend = figure.legend(handles=handles, loc="lower center", ncols=len(handles),
-                           fontsize="medium", frameon=False)
+    legend = _figure_legend(figure, handles, loc="lower center", fontsize="medium",
+                            frameon=False)
     title = figure.suptitle(suptitle, va="top") if suptitle else None
     _fit_panels(figure, panels, ncols, bar, legend, title)
     return figure
@@ -794,6 +795,17 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
 #: Room, in inches, between the blocks of a figure of panels (and around it), and between two
 #: panels side by side (where an arrowhead on a frame's edge may stick out).
 _GAP, _PANEL_GAP = 0.08, 0.18
+
+
+def _figure_legend(figure, handles, **options):
+    """A legend of ``handles`` below the panels: one row, or as few as fit the figure's width."""
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    room = (figure.get_figwidth() - 2 * _GAP) * figure.dpi
+    for ncols in range(len(handles), 0, -1):
+        legend = figure.legend(handles=handles, ncols=ncols, **options)
+        if ncols == 1 or legend.get_window_extent(renderer).width <= room:
+            return legend
+        legend.remove()
 
 
 def _fit_panels(figure, panels, ncols, bar=None, legend=None, title=None):
@@ -812,33 +824,44 @@ def _fit_panels(figure, panels, ncols, bar=None, legend=None, title=None):
 
     def size(artist):
         box = None if artist is None else artist.get_tightbbox(renderer)
-        return (0.0, 0.0) if box is None else (box.width / figure.dpi, box.height / figure.dpi)
+        if box is None or not np.isfinite(box.bounds).all():  # nothing drawn (an empty text)
+            return (0.0, 0.0)
+        return (box.width / figure.dpi, box.height / figure.dpi)
 
-    bar_width = 0.0
-    for _ in range(2):
-        title_height = max(size(ax.title)[1] for ax in panels) \
-            + rcParams["axes.titlepad"] / 72.0 + _GAP
-        top = height - _GAP - (size(title)[1] + _GAP if title is not None else 0.0) \
-            - title_height
-        bottom = _GAP + (size(legend)[1] + _GAP if legend is not None else 0.0) \
-            + size(corner.xaxis)[1] + _GAP
-        left = size(corner.yaxis)[0] + 2 * _GAP
-        right = width - _GAP - (size(bar.ax.yaxis)[0] + bar_width + _GAP if bar else 0.0)
-        cell_width = (right - left - (ncols - 1) * _PANEL_GAP) / ncols
-        cell_height = (top - bottom - (nrows - 1) * title_height) / nrows
-        figure.subplots_adjust(left=left / width, right=right / width, bottom=bottom / height,
-                               top=top / height, wspace=_PANEL_GAP / cell_width,
-                               hspace=title_height / cell_height)
-        if bar is not None:
-            # as figure.colorbar(shrink=0.9, aspect=30) would size it
-            span = 0.9 * (top - bottom)
-            bar_width = span / 30
-            bar.ax.set_position(((right + _GAP) / width, (bottom + (top - bottom - span) / 2)
-                                 / height, bar_width / width, span / height))
+    def edge(artist, top=False):  # the inner edge of a text at the figure's top or bottom
+        box = artist.get_tightbbox(renderer)
+        return (box.y0 if top else box.y1) / figure.dpi
+
+    def labels_width(bar):  # the colour bar's numbers and label, from the bar's right edge on
+        return size(bar.ax)[0] - bar.ax.get_position().width * width
+
+    titled = [ax.title for ax in panels if ax.get_title()]
+    # Texts at the figure's edges first, so that what is measured is where they stand.
     if legend is not None:
         legend.set_bbox_to_anchor((0.5, _GAP / height), transform=figure.transFigure)
     if title is not None:
         title.set_y(1.0 - _GAP / height)
+    for _ in range(2):
+        title_height = (max(size(text)[1] for text in titled)
+                        + rcParams["axes.titlepad"] / 72.0 if titled else 0.0) + _GAP
+        top = (edge(title, top=True) if title is not None else height - _GAP) - _GAP \
+            - title_height
+        bottom = (edge(legend) if legend is not None else _GAP) + _GAP \
+            + size(corner.xaxis)[1] + _GAP
+        left = size(corner.yaxis)[0] + 2 * _GAP
+        span = 0.9 * (top - bottom)  # the colour bar's, as colorbar(shrink=0.9, aspect=30)
+        bar_width = span / 30
+        right = width - _GAP - (labels_width(bar) + bar_width + _GAP if bar else 0.0)
+        # (a figure too small for its texts gets tiny panels, not an error)
+        cell_width = max((right - left - (ncols - 1) * _PANEL_GAP) / ncols, 0.05)
+        cell_height = max((top - bottom - (nrows - 1) * title_height) / nrows, 0.05)
+        right, top = max(right, left + 0.05), max(top, bottom + 0.05)
+        figure.subplots_adjust(left=left / width, right=right / width, bottom=bottom / height,
+                               top=top / height, wspace=_PANEL_GAP / cell_width,
+                               hspace=title_height / cell_height)
+        if bar is not None:
+            bar.ax.set_position(((right + _GAP) / width, (bottom + (top - bottom - span) / 2)
+                                 / height, bar_width / width, span / height))
 
 
 def save_figure(figure, path, dpi=100, palette=False):

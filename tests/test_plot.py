@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
@@ -219,6 +220,37 @@ def test_every_plotting_function_returns_a_figure_that_saves_non_blank(booth_run
     assert_not_blank(figure)
     figure, axes = plot.panel_grid(3)
     assert isinstance(figure, Figure) and len(axes) == 3
+
+
+def test_trajectory_panels_legend_and_titles_fit_the_figure_without_overlapping(booth_runs):
+    """plot_trajectories lays out its panels itself: every text inside the figure, no two panels'
+    boxes (titles and numbers included) overlapping, for one untitled panel (a bare result, whose
+    one-row legend is wider than the figure), a row of three, and two rows with a left-over cell."""
+    tf, runs = booth_runs
+    run = runs[0.1]
+    figures = [plot.plot_trajectories(tf.fun, run, resolution=30),
+               plot.plot_trajectories(tf.fun, {"a": run, "b": runs[0.5], "c": run},
+                                      resolution=30, colorbar=False, suptitle="a title"),
+               plot.plot_trajectories(tf.fun, {f"run {k}": run for k in range(5)}, ncols=3,
+                                      minimizers=tf.minimizers, resolution=30)]
+    for figure in figures:
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        inside = figure.bbox.padded(1.0)
+        panels = [ax for ax in figure.axes if ax.axison and ax.get_label() != "<colorbar>"]
+        texts = [*figure.legends, *colorbars(figure)] + \
+            ([figure._suptitle] if figure._suptitle is not None else [])
+        boxes = [ax.get_tightbbox(renderer) for ax in panels]
+        for box in boxes + [artist.get_tightbbox(renderer) for artist in texts]:
+            assert np.isfinite(box.bounds).all()
+            assert inside.containsx(box.x0) and inside.containsx(box.x1), (box, figure.bbox)
+            assert inside.containsy(box.y0) and inside.containsy(box.y1), (box, figure.bbox)
+        for i, first in enumerate(boxes):
+            for second in boxes[i + 1:]:
+                assert not first.shrunk(0.99, 0.99).overlaps(second.shrunk(0.99, 0.99))
+        for legend in figure.legends:
+            assert not any(legend.get_window_extent(renderer).overlaps(box) for box in boxes)
 
 
 def exit_marks(ax):
