@@ -32,12 +32,13 @@ trajectory panel is marked with an arrowhead where it leaves. Contours are grey,
 bar of their levels, so that the coloured paths stand out.
 """
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib import rcParams
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -735,6 +736,9 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
     -------
     matplotlib.figure.Figure
         Save it with ``fig.savefig(path)`` or :func:`save_figure` (not ``pyplot.savefig``).
+        Its panels are placed once, for its size (faster than a layout engine, which would
+        measure every panel at every drawing): resizing it afterwards does not re-fit them, so
+        ask for another ``panel_size`` instead.
 
     Raises
     ------
@@ -844,8 +848,8 @@ def _fit_panels(figure, panels, ncols, bar=None, legend=None, title=None):
     for _ in range(2):
         title_height = (max(size(text)[1] for text in titled)
                         + rcParams["axes.titlepad"] / 72.0 if titled else 0.0) + _GAP
-        top = (edge(title, top=True) if title is not None else height - _GAP) - _GAP \
-            - title_height
+        # (title_height ends with a gap: the room above the panels' titles)
+        top = (edge(title, top=True) if title is not None else height) - title_height
         bottom = (edge(legend) if legend is not None else _GAP) + _GAP \
             + size(corner.xaxis)[1] + _GAP
         left = size(corner.yaxis)[0] + 2 * _GAP
@@ -897,16 +901,36 @@ def save_figure(figure, path, dpi=100, palette=False):
     return path
 
 
+#: The ``savefig.*`` settings under which savefig's PNG is exactly the figure as Agg draws it.
+_PLAIN_SAVEFIG = {"savefig.bbox": None, "savefig.facecolor": "auto", "savefig.edgecolor": "auto",
+                  "savefig.transparent": False, "savefig.orientation": "portrait"}
+
+
 def _rendered(figure, dpi):
-    """The figure drawn by Agg at ``dpi``, as a PIL image: the pixels ``savefig`` would encode
-    as PNG, without that encoding (and without the extra layout pass savefig makes first),
-    which the palette compression replaces anyway."""
-    canvas = FigureCanvasAgg(figure)
-    saved_dpi = figure.dpi
-    figure.set_dpi(dpi)
+    """The figure's pixels at ``dpi`` (None: ``savefig.dpi``), as a PIL image.
+
+    Under the default ``savefig.*`` settings Agg draws them directly, on a canvas lent for the
+    drawing (the figure keeps its own): the pixels ``savefig`` would encode as PNG, without that
+    encoding and the extra layout pass savefig makes first. Under other settings (a tight box, a
+    face colour) ``savefig`` makes the PNG, which is then decoded.
+    """
+    if dpi is None:
+        dpi = rcParams["savefig.dpi"]
+    if dpi == "figure":
+        dpi = figure.dpi
+    if any(rcParams[key] != value for key, value in _PLAIN_SAVEFIG.items()):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi)
+        buffer.seek(0)
+        with Image.open(buffer) as image:
+            return image.copy()
+    canvas, saved_dpi = figure.canvas, figure.dpi
     try:
-        canvas.draw()
-        return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw",
-                                "RGBA", 0, 1).copy()
+        figure.set_dpi(dpi)
+        drawing = FigureCanvasAgg(figure)
+        drawing.draw()
+        return Image.frombuffer("RGBA", drawing.get_width_height(), drawing.buffer_rgba(),
+                                "raw", "RGBA", 0, 1).copy()
     finally:
         figure.set_dpi(saved_dpi)
+        figure.set_canvas(canvas)

@@ -401,7 +401,8 @@ def radam(x, beta1, beta2, eps, weight_decay, decoupled_weight_decay):
         rho_t = radam_rho_t(t, beta2)
         if rho_t > 5.0:
             l_t = math.sqrt(bias_correction2) / (np.sqrt(v) + eps)
-            r_t = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+            r_t = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
             x = x - m_hat * lr_t * l_t * r_t
         else:
             x = x - m_hat * lr_t
@@ -700,6 +701,8 @@ def adafactor(x, beta2_decay, eps1, eps2, d, weight_decay, shape=None, order="C"
             V = np.outer(rows, cols) / max(float(np.mean(rows)), eps1)
             u = (G / np.sqrt(np.maximum(V, eps1 * eps1))).reshape(-1, order=order)
         x = x - alpha / max(1.0, math.sqrt(float(np.mean(u * u))) / d) * u
+
+
 # --------------------------------------------------------------------------
 # Muon  (docs: torch.optim.Muon; Jordan et al. 2024), x the matrix of ``shape``:
 #   B <- mu B + (1-mu) G   (the code's lerp: the docs' B <- mu B + G scaled by 1-mu, which the
@@ -731,7 +734,6 @@ def muon(x, weight_decay, momentum, nesterov, ns_a, ns_b, ns_c, eps, ns_steps, a
             Y = ns_a * Y + (ns_b * M + ns_c * (M @ M)) @ Y
         Y = Y.T if tall else Y
         x = x * (1.0 - lr_t * weight_decay) - lr_t * scale * Y.reshape(-1, order=order)
-
 
 
 _RULES = {

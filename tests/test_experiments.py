@@ -412,3 +412,15 @@ def test_table_numbers_are_readable_as_numbers(quick_run):
     for row in rows:
         for cell in row[3:5]:
             assert number.match(cell), cell
+
+
+def test_markdown_table_lines_and_its_checks():
+    from adamnb.experiments import markdown_table
+    assert markdown_table(["a", "b"], [["1", "2"], ("3", "4")], align="lr") == [
+        "| a | b |", "|---|---:|", "| 1 | 2 |", "| 3 | 4 |"]
+    with pytest.raises(ValueError, match="row of 1 cells"):
+        markdown_table(["a", "b"], [["1"]])
+    with pytest.raises(ValueError, match="align"):
+        markdown_table(["a", "b"], [], align="l")
+    with pytest.raises(ValueError, match="align"):
+        markdown_table(["a"], [], align="c")

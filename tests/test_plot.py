@@ -353,3 +353,37 @@ def test_trajectory_window_holds_paths_and_points_and_respects_the_domain():
     assert xlim == pytest.approx((0.0, 5.0))
     xlim, ylim = plot.trajectory_window([[[0.0, 0.0], [4.0, 1.0]]], margin=0.0, square=True)
     assert xlim == pytest.approx((0.0, 4.0)) and ylim == pytest.approx((-1.5, 2.5))
+
+
+def test_palette_saving_matches_savefig_and_leaves_the_figure_as_it_was(tmp_path):
+    """save_figure(palette=True) quantizes the pixels savefig would write: the same image with
+    the default savefig settings, a tight box and face colour when rcParams ask for them, any dpi
+    savefig takes; and the figure keeps its canvas and dpi, a bad dpi included."""
+    import matplotlib
+
+    figure = Figure(figsize=(3, 2), dpi=80)
+    figure.add_subplot().plot([0, 1, 4])
+    canvas = figure.canvas
+
+    def pixels(path):
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+
+    def savefig_quantized(dpi):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi)
+        buffer.seek(0)
+        with Image.open(buffer) as image:
+            return np.asarray(image.convert("RGB").quantize(colors=256).convert("RGB"))
+
+    for dpi in (None, "figure", 72):
+        saved = plot.save_figure(figure, tmp_path / "a.png", dpi=dpi, palette=True)
+        np.testing.assert_array_equal(pixels(saved), savefig_quantized(dpi))
+    with matplotlib.rc_context({"savefig.facecolor": "red", "savefig.bbox": "tight"}):
+        saved = plot.save_figure(figure, tmp_path / "b.png", dpi=50, palette=True)
+        np.testing.assert_array_equal(pixels(saved), savefig_quantized(50))
+        assert tuple(pixels(saved)[0, 0]) == (255, 0, 0)
+    with pytest.raises(ValueError):
+        plot.save_figure(figure, tmp_path / "c.png", dpi=-5, palette=True)
+    assert figure.canvas is canvas and figure.dpi == 80
+    assert not (tmp_path / "c.png").exists()

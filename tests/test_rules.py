@@ -377,3 +377,13 @@ def test_the_scalars_come_from_the_element_and_the_standard_ones_are_the_formula
         adagrad, coefficients=lambda o, t, lr: {**adagrad.coefficients(o, t, lr), "clrr": lr})
     with pytest.raises(ValueError, match="does not read"):
         extra.stream(adagrad.validate({}), schedules.as_schedule(1e-2), np.float64).step(1)
+
+
+def test_a_rule_without_rows_uses_every_slot_also_when_copied_with_other_slots():
+    import dataclasses
+    yogi = rules.RULES["yogi"]
+    assert yogi.rows({}) == len(yogi.slots) == 2
+    assert dataclasses.replace(yogi, slots=("mu",)).rows({}) == 1
+    assert pickle.loads(pickle.dumps(yogi.rows))({}) == 2
+    sgd = rules.RULES["sgd"]  # declares its own: the buffer only with momentum
+    assert sgd.rows({"momentum": 0.0}) == 0 and sgd.rows({"momentum": 0.9}) == 1

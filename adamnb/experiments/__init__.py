@@ -107,11 +107,25 @@ def markdown_table(header, rows, align=None):
     -------
     list of str
         The header line, the alignment line and one line per row, without newlines.
+
+    Raises
+    ------
+    ValueError
+        ``align`` or a row has another number of columns than ``header``, or ``align`` holds
+        another letter than ``l`` and ``r``.
     """
     align = align or "l" * len(header)
+    if len(align) != len(header) or set(align) - {"l", "r"}:
+        raise ValueError(f"align must be one 'l' or 'r' per column ({len(header)}), got {align!r}")
     lines = ["| " + " | ".join(header) + " |",
              "|" + "".join("---:|" if side == "r" else "---|" for side in align)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(header):
+            raise ValueError(f"a row of {len(row)} cells in a table of {len(header)} columns: "
+                             f"{row!r}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def write_text(path, text):

@@ -320,6 +320,19 @@ class MatrixStep:
     step: Callable
 
 
+class _EverySlot:
+    """The default ``rows(options)`` of a rule: every one of its ``count`` slots is in use."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def __call__(self, options):
+        return self.count
+
+    def __repr__(self):
+        return f"<every slot: {self.count}>"
+
+
 @dataclass(frozen=True)
 class UpdateRule:
     """One update rule written once: options, state layout, per-step scalars and element math.
@@ -391,9 +404,9 @@ class UpdateRule:
     whole_vector: bool = False
 
     def __post_init__(self):
-        if self.rows is None:
-            every_slot = len(self.slots)
-            object.__setattr__(self, "rows", lambda options: every_slot)
+        if self.rows is None or isinstance(self.rows, _EverySlot):
+            # (again for a copy with other slots: dataclasses.replace passes the old default)
+            object.__setattr__(self, "rows", _EverySlot(len(self.slots)))
         if not self.scalars:
             declaring = self.reduce or self.element
             names = None if declaring is None else _unpacked_names(declaring)
