@@ -753,9 +753,9 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
                                            square=True)
         xlim, ylim = xlim or auto_x, ylim or auto_y
     grid = contour_grid(fun, xlim, ylim, resolution)
-    ncols = max(1, min(ncols, len(paths)))  # as panel_grid makes them
     # Laid out by _fit_panels, not by constrained layout, which measures every panel's texts.
     figure, axes = panel_grid(len(paths), ncols=ncols, panel_size=panel_size, layout=None)
+    ncols = axes[0].get_gridspec().ncols  # at most one per panel
     panels = axes[:len(paths)]
     titles, colors = titles or {}, colors or {}
     any_exit = False
@@ -789,10 +789,11 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
                               label="leaves the frame"))
     if minimizers is not None:
         handles.append(Line2D([], [], **_MINIMUM_STYLE, label="global minimum"))
-    legend = _figure_legend(figure, handles, loc="lower center", fontsize="medium",
+    renderer = FigureCanvasAgg(figure).get_renderer()  # for measuring the texts
+    legend = _figure_legend(figure, renderer, handles, loc="lower center", fontsize="medium",
                             frameon=False)
     title = figure.suptitle(suptitle, va="top") if suptitle else None
-    _fit_panels(figure, panels, ncols, bar, legend, title)
+    _fit_panels(figure, renderer, panels, ncols, bar, legend, title)
     return figure
 
 
@@ -801,9 +802,8 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
 _GAP, _PANEL_GAP = 0.08, 0.18
 
 
-def _figure_legend(figure, handles, **options):
+def _figure_legend(figure, renderer, handles, **options):
     """A legend of ``handles`` below the panels: one row, or as few as fit the figure's width."""
-    renderer = FigureCanvasAgg(figure).get_renderer()
     room = (figure.get_figwidth() - 2 * _GAP) * figure.dpi
     for ncols in range(len(handles), 0, -1):
         legend = figure.legend(handles=handles, ncols=ncols, **options)
@@ -812,7 +812,7 @@ def _figure_legend(figure, handles, **options):
         legend.remove()
 
 
-def _fit_panels(figure, panels, ncols, bar=None, legend=None, title=None):
+def _fit_panels(figure, renderer, panels, ncols, bar=None, legend=None, title=None):
     """Place ``panels`` (rows of ``ncols``, one shared window, the numbers and axis labels on
     the left column and the bottom row only, as :func:`plot_trajectories` draws them), the
     colour bar ``bar`` on the right, ``legend`` at the bottom and ``title`` at the top.
@@ -821,7 +821,6 @@ def _fit_panels(figure, panels, ncols, bar=None, legend=None, title=None):
     the panel's size): the layout constrained layout would find for such a grid, without
     measuring every panel, which took most of the time of saving a figure of 24 panels.
     """
-    renderer = FigureCanvasAgg(figure).get_renderer()
     width, height = figure.get_size_inches()
     nrows = -(-len(panels) // ncols)
     corner = panels[(nrows - 1) * ncols]  # left column and bottom row: both axes labelled

@@ -55,6 +55,7 @@ Known rounding-level differences to torch (none of them changes the math):
   float64 rounding.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -160,6 +161,7 @@ def _stepped(rule):
     ``(x0, grads, steps, lr_schedule, lr, **options)`` and returns the points after each step,
     and the last extras if the rule reports any.
     """
+    @functools.wraps(rule)
     def run(x0, grads, steps, lr_schedule, lr, maximize=False, **options):
         body = rule(x0.copy(), **options)
         point, extras = _unpack(next(body))
@@ -169,8 +171,6 @@ def _stepped(rule):
             point, extras = _unpack(body.send((t, _lr(lr, lr_schedule, t), -g if maximize else g)))
             out.append(point.copy())
         return out if extras is None else (out, extras)
-    run.__name__ = rule.__name__
-    run.__doc__ = rule.__doc__
     return run
 
 
