@@ -37,7 +37,9 @@ entry of every (rule, loop kind, dtype) distinct, stable across processes, and r
 element's code changes.
 
 :func:`strided_view` is the compiled drivers' window onto one start's coordinates inside a batch
-laid out start-innermost (:mod:`adamnb.optimize._batch`): a 1-D view without a reference count.
+laid out start-innermost (:mod:`adamnb.optimize._batch`): a 1-D view without a reference count;
+:func:`block_view` the batch's window onto its state rows, a 2-D view whose pointer LLVM can
+relate to the buffer's (which vectorisation needs).
 """
 
 import numba
@@ -55,7 +57,7 @@ __all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "cpu_kernel", "fused_kernel", "fus
            "stationarity_norm", "stationarity_norm_serial", "stationarity_norm_parallel",
            "store_stationarity_norm", "compiled_entry",
            "project_vector", "use_parallel", "cast_coefficients", "element_stamp",
-           "strided_view"]
+           "strided_view", "block_view"]
 
 #: Vectors at least this long use the threaded kernels when the caller leaves the choice to us.
 #: numba's OpenMP worker threads keep spinning for a few milliseconds after a threaded kernel
@@ -353,10 +355,43 @@ def strided_view(typingctx, array, start, count, step):
     return result(array, start, count, step), codegen
 
 
-def _strided_view_aliases(lhs, args, alias_map, arg_aliases):
+@intrinsic
+def block_view(typingctx, array, start, rows, columns):
+    """``array.flat[start : start + rows * columns].reshape(rows, columns)`` as a C-contiguous
+    2-D array that shares ``array``'s memory and has no reference count, as :func:`strided_view`.
+
+    Unlike ``reshape`` (a call numba makes at run time), its data pointer is visibly ``array``'s
+    plus a constant offset: LLVM then knows how the view's elements and ``array``'s relate and can
+    vectorise a loop that writes both, where with an opaque pointer it must assume they may
+    overlap (the compiled batch's tiles, whose state rows live in the tile's one buffer)."""
+    if not (isinstance(array, numba.types.Array) and array.layout == "C"):
+        return None
+    result = numba.types.Array(array.dtype, 2, "C")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
+
+        source = make_array(signature.args[0])(context, builder, args[0])
+        intp = context.get_value_type(numba.types.intp)
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        first, height, width = (context.cast(builder, value, kind, numba.types.intp)
+                                for value, kind in zip(args[1:], signature.args[1:]))
+        view = make_array(result)(context, builder)
+        populate_array(view, data=builder.gep(source.data, [first]),
+                       shape=cgutils.pack_array(builder, [height, width]),
+                       strides=cgutils.pack_array(builder, [builder.mul(width, intp(itemsize)),
+                                                            intp(itemsize)]),
+                       itemsize=intp(itemsize), meminfo=None)
+        return view._getvalue()
+
+    return result(array, start, rows, columns), codegen
+
+
+def _view_aliases(lhs, args, alias_map, arg_aliases):
     ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
 
 
 # numba's dead-code removal drops writes to an array it believes nothing else can see; a view made
 # by an intrinsic is such an array unless numba is told that it aliases its source.
-ir_utils.alias_func_extensions[("strided_view", __name__)] = _strided_view_aliases
+ir_utils.alias_func_extensions[("strided_view", __name__)] = _view_aliases
+ir_utils.alias_func_extensions[("block_view", __name__)] = _view_aliases

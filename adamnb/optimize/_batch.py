@@ -17,8 +17,16 @@ Layout: starts innermost, structure of arrays
     for each coordinate, the objective at the candidate point, the convergence measure, the
     finiteness test, and the acceptance or not of the step), written without branches (a start
     that has stopped computes and discards, its state too where the rule's outputs read it), so
-    that LLVM vectorises it: each machine instruction advances 8 starts (AVX-512, float64) or 16
-    (float32). The tile runs a whole block of steps before it is written back.
+    that LLVM vectorises it: each machine instruction advances 4 starts (AVX2, float64) or 8
+    (float32), twice that with AVX-512 where LLVM chooses it. The tile runs a whole block of steps
+    before it is written back.
+
+    Every array the step touches is seen by LLVM as the tile's buffer plus a constant offset:
+    the state rows through :func:`adamnb.backends.cpu.block_view`, each start's coordinates
+    through :func:`adamnb.backends.cpu.strided_view`. A view made by ``reshape`` (a call at run
+    time) hides that relation: LLVM then vectorises only behind a run-time test that the view
+    and the buffer do not overlap, which fails (the state rows are part of the buffer), and every
+    step ran one start at a time, three times slower (``docs/benchmarks.md``).
 
     The objective, written for one start's ``x``, is called on a strided view of its copy of the
     candidate point's column (:func:`adamnb.backends.cpu.strided_view`) and compiled into the loop
@@ -61,7 +69,7 @@ import numpy as np
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from adamnb.backends import cpu
-from adamnb.backends.cpu import strided_view
+from adamnb.backends.cpu import block_view, strided_view
 from adamnb.backends.elements import fold_max, project, stationarity
 from adamnb.backends.jit import elementwise, jit, source_stamp
 from adamnb.optim import rules
@@ -179,7 +187,7 @@ def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, b
     KEPT = (5 * n + 3 + rows * n) * width
 
     def tile_steps(T, F, table, lower, upper, gtol, args):
-        state = T[STATE:STATE + rows * n * width].reshape((rows, n * width))
+        state = block_view(T, STATE, rows, n * width)
         for step in range(table.shape[1]):
             c = read(table, step)
             running_any = False
