@@ -13,10 +13,14 @@ Every kernel here is generated from one element function, never written per rule
 A rule with reductions inside its step (:class:`adamnb.optim.UpdateRule`: LAMB, Prodigy,
 Adafactor) gets the same kernels with a first pass before the element loop
 (:func:`step_scalars_of`): ``reduce`` per element, its terms summed in chunks of ``SUM_CHUNK``
-elements (each chunk in order, then the chunks' sums in order, all in x's dtype), then ``finish``
-and ``advance`` on the sums. The threaded kernels fold whole chunks per thread, so they give the
-serial kernels' bits. ``carry`` is the rule's carried scalars (an array of x's dtype, empty for
-most rules).
+elements, then ``finish`` and ``advance`` on the sums. Within a chunk, element ``i`` (counted
+from the chunk's start) goes to lane ``i % SUM_LANES``; each lane sums its elements in order, the
+lanes are added in order, then the chunks' sums in order, all in x's dtype. The order is fixed by
+the indices alone, never by the machine or the thread count: the threaded kernels fold whole
+chunks per thread and give the serial kernels' bits. The lanes let the pass vectorise (an
+in-order sum is one long chain of additions, which LLVM may not reorder): its per-element work
+runs in a loop of its own that stores the terms, then the lanes add them up 16 at a time.
+``carry`` is the rule's carried scalars (an array of x's dtype, empty for most rules).
 
 And the drivers' measure:
 
@@ -42,6 +46,8 @@ laid out start-innermost (:mod:`adamnb.optimize._batch`): a 1-D view without a r
 relate to the buffer's (which vectorisation needs).
 """
 
+import sys
+
 import numba
 import numpy as np
 from numba.core import cgutils, ir_utils
@@ -52,8 +58,8 @@ from adamnb.backends import elements
 from adamnb.backends.elements import fold_max, fused_update, project, stationarity
 from adamnb.backends.jit import elementwise, jit, source_stamp
 
-__all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "cpu_kernel", "fused_kernel", "fused_update_of",
-           "fused_pass_of", "step_scalars_of", "rule_stamp",
+__all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "SUM_LANES", "cpu_kernel", "fused_kernel",
+           "fused_update_of", "fused_pass_of", "step_scalars_of", "rule_stamp",
            "stationarity_norm", "stationarity_norm_serial", "stationarity_norm_parallel",
            "store_stationarity_norm", "compiled_entry",
            "project_vector", "use_parallel", "cast_coefficients", "element_stamp",
@@ -72,6 +78,8 @@ PARALLEL_THRESHOLD = 1 << 24
 _NORM_CHUNK = 1 << 14
 #: Elements per chunk of the sums a rule takes inside its step (see the module notes).
 SUM_CHUNK = 1 << 14
+#: Partial sums per term within a chunk (module notes): 16 float32 or float64 lanes.
+SUM_LANES = 16
 
 _kernels = {}
 
@@ -85,31 +93,61 @@ def element_stamp(element):
 def rule_stamp(rule):
     """:func:`element_stamp` of ``rule``'s element and, for a rule with reductions, of its first
     pass: what a cached kernel around the rule captures."""
-    return source_stamp(*(f for f in (rule.element, rule.reduce, rule.finish, rule.advance)
-                          if f is not None), elements)
+    pieces = [f for f in (rule.element, rule.reduce, rule.finish, rule.advance) if f is not None]
+    if rule.reduce is not None:
+        pieces.append(sys.modules[__name__])  # the sums' code (_SUMS_SOURCE) lives here
+    return source_stamp(*pieces, elements)
+
+
+_SUMS_SOURCE = """\
+def {name}(x, g, state, carry, c):
+    chunks = (x.size + SUM_CHUNK - 1) // SUM_CHUNK
+    partial = np.zeros((chunks, {terms}), dtype=x.dtype)
+    for k in {loop}(chunks):
+        first = k * SUM_CHUNK
+        count = min(x.size, first + SUM_CHUNK) - first
+        terms = np.empty(({terms}, SUM_CHUNK), dtype=x.dtype)
+        for i in range(count):
+            values = reduce_element(x[first + i], g[first + i], state, first + i, carry, c)
+            {stores}
+        lanes = np.zeros(({terms}, SUM_LANES), dtype=x.dtype)
+        whole = count - count % SUM_LANES
+        for row in range(0, whole, SUM_LANES):
+            for j in range({terms}):
+                for lane in range(SUM_LANES):
+                    lanes[j, lane] += terms[j, row + lane]
+        for i in range(whole, count):
+            for j in range({terms}):
+                lanes[j, i % SUM_LANES] += terms[j, i]
+        for j in range({terms}):
+            for lane in range(SUM_LANES):
+                partial[k, j] += lanes[j, lane]
+    sums = np.zeros({terms}, dtype=x.dtype)
+    for k in range(chunks):
+        for j in range({terms}):
+            sums[j] += partial[k, j]
+    return sums
+"""
 
 
 def _build_sums(rule, parallel):
-    reduce_element = rule.reduce
+    # The source is generated to spell out one store per term: the element returns a tuple,
+    # which numba cannot index with a loop variable.
     terms = len(rule.reductions)
-    loop = numba.prange if parallel else range
-
-    @elementwise
-    def sums_of(x, g, state, carry, c):
-        chunks = (x.size + SUM_CHUNK - 1) // SUM_CHUNK
-        partial = np.zeros((chunks, terms), dtype=x.dtype)
-        for k in loop(chunks):
-            for i in range(k * SUM_CHUNK, min(x.size, (k + 1) * SUM_CHUNK)):
-                values = reduce_element(x[i], g[i], state, i, carry, c)
-                for j in range(terms):
-                    partial[k, j] += values[j]
-        sums = np.zeros(terms, dtype=x.dtype)
-        for k in range(chunks):
-            for j in range(terms):
-                sums[j] += partial[k, j]
-        return sums
-
-    return sums_of
+    name = f"_sums_of_{rule.name}_{'threaded' if parallel else 'serial'}"
+    if name not in globals():
+        lanes = range(terms)
+        source = _SUMS_SOURCE.format(
+            name=name, terms=terms, loop="numba.prange" if parallel else "range",
+            stores="; ".join(f"terms[{j}, i] = values[{j}]" for j in lanes))
+        namespace = {"np": np, "numba": numba, "SUM_CHUNK": SUM_CHUNK, "SUM_LANES": SUM_LANES,
+                     "reduce_element": rule.reduce}
+        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
+        function = namespace[name]
+        # A module attribute, so that it pickles by reference in a cached kernel's closure.
+        function.__module__, function.__qualname__ = __name__, name
+        globals()[name] = elementwise(function)
+    return globals()[name]
 
 
 @elementwise

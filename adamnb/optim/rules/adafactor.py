@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 
-from adamnb.backends.elements import lerp
+from adamnb.backends.elements import lerp, maximum
 from adamnb.backends.jit import elementwise
 from adamnb.optim import matrix
 from adamnb.optim._rule import MAXIMIZE, Hyperparameter, MatrixStep, UpdateRule, lr_option
+
 
 @elementwise
 def adafactor_reduce(x, g, state, i, carry, c):
@@ -20,7 +21,7 @@ def adafactor_reduce(x, g, state, i, carry, c):
         g = -g
     variance = lerp(state[0, i], g * g, weight, one_minus_weight, weight_small)
     state[0, i] = variance
-    u = (one / math.sqrt(max(variance, eps1_square))) * g
+    u = (one / math.sqrt(maximum(variance, eps1_square))) * g  # Python's max, vectorisable
     return (x * x, u * u, one)
 
 
@@ -40,7 +41,7 @@ def adafactor_element(x, g, state, i, c):
      decay_factor, one, step) = c
     if maximize != 0:
         g = -g
-    u = (one / math.sqrt(max(state[0, i], eps1_square))) * g
+    u = (one / math.sqrt(maximum(state[0, i], eps1_square))) * g
     return x * decay_factor - step * u
 
 
