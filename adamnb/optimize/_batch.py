@@ -71,12 +71,12 @@ from numba.core.errors import NumbaIRAssumptionWarning
 from adamnb.backends import cpu
 from adamnb.backends.cpu import block_view, strided_view
 from adamnb.backends.elements import fold_max, project, stationarity
-from adamnb.backends.jit import elementwise, jit, source_stamp
+from adamnb.backends.jit import jit, source_stamp
 from adamnb.optim import rules
 from adamnb.optimize import _compiled
 from adamnb.optimize._common import as_bounds, as_options, build_result, prepare
-from adamnb.optimize._compiled import (CONVERGED, NOT_FINITE, block_length, compiled_loop,
-                                       evaluator, gradient_protocol, is_jitted, objective_handle)
+from adamnb.optimize._compiled import (CONVERGED, NOT_FINITE, block_length, compile_loop,
+                                       coefficient_reader, evaluator, gradient_protocol, is_jitted, objective_handle)
 
 __all__ = ["minimize_batch"]
 
@@ -154,25 +154,6 @@ def _pattern(table, branch_rows):
 def _merge(pattern, new):
     """The rows constant with the same value in both patterns."""
     return tuple(a if a is not None and a == b else None for a, b in zip(pattern, new))
-
-
-def _coefficient_reader(pattern):
-    """``read(table, step)``: the step's scalars as a tuple, the pattern's constants compiled in
-    (in the table's dtype). A module attribute, named after the pattern, so that it pickles by
-    reference in a cached loop's closure."""
-    code = "".join("x" if value is None else str(int(value)) for value in pattern)
-    name = f"_read_coefficients_{code}"
-    if name not in globals():
-        items = [f"table[{row}, step]" if value is None else f"kind({value!r})"
-                 for row, value in enumerate(pattern)]
-        source = (f"def {name}(table, step):\n    kind = table.dtype.type\n"
-                  f"    return ({', '.join(items)},)\n")
-        namespace = {}
-        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
-        function = namespace[name]
-        function.__module__, function.__qualname__ = __name__, name
-        globals()[name] = elementwise(function)
-    return globals()[name]
 
 
 def _build_tile_steps(name, element, read, evaluate, fun, jac, n, width, rows, bounded, fast,
@@ -319,7 +300,7 @@ def _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern,
                           arity, n, width, rows, bool(fast), pattern, nrt, freeze, stamp))
         name = "_tile_steps_" + hashlib.sha256(described.encode()).hexdigest()[:20]
         tile_steps = globals().get(name) or _build_tile_steps(
-            name, rule.element, _coefficient_reader(pattern), evaluator(protocol, arity, tag),
+            name, rule.element, coefficient_reader(pattern), evaluator(protocol, arity, tag),
             fun_handle, jac_handle, n, width, rows, bool(bounded), bool(fast), nrt, freeze)
         cacheable = fun_cacheable and jac_cacheable and inline
         _loops[key] = _build_batched_loop(tile_steps, n, width, rows, stamp, cacheable)
@@ -372,14 +353,9 @@ def _run_tiles(loop, arguments, tiles):
 
 
 def _single_start_loop(rule, fun, jac, bounded, arity, fast, arguments):
-    """The single-start compiled loop for ``arguments`` (one start's), with the objective inlined
-    where that compiles, else called."""
-    loop = compiled_loop(rule, fun, jac, bounded, arity, fast)
-    try:
-        loop.compile(tuple(loop.typeof_pyval(argument) for argument in arguments))
-    except numba.core.errors.NumbaError:
-        loop = compiled_loop(rule, fun, jac, bounded, arity, fast, inline=False)
-    return loop
+    """The single-start compiled loop for ``arguments`` (one start's): the first of
+    :func:`adamnb.optimize._compiled.compile_loop`'s that compiles."""
+    return compile_loop(rule, fun, jac, bounded, arity, fast, arguments)
 
 
 def _run_starts(loop, run, X, F, G, norms, states, carries, table, lower, upper, status, counts):

@@ -25,8 +25,19 @@ the loop keeps everything else off that chain:
   problems, and a user's function compiled without fast-math, parallel or bounds-checking
   options and with no division or remainder in its own code (numba's error model, which decides
   what a division by zero does, is the loop's). Any other function is called.
-* Two gradient buffers, swapped after each successful step: the new gradient is written into the
-  spare one, so the last finite gradient survives a non-finite one (status 3) without a copy.
+* Two gradient buffers that take turns: the new gradient is written into the spare one, so the
+  last finite gradient survives a non-finite one (status 3) without a copy. The turns are
+  spelled out (one copy of the step for each parity) rather than swapped, and the step's scalars
+  are read one by one (:func:`coefficient_reader`) rather than through a view of the table:
+  both would touch reference counts at every step.
+* No reference counting where nothing is allocated: a loop around an ``into`` compiled into the
+  loop (a built-in problem's, or a user's whose compiled code allocates nothing and takes no
+  reference, :func:`_allocation_free`) is compiled without numba's runtime
+  (:func:`compiled_loop`'s ``nrt``), so that no reference count is touched per step; with the
+  runtime, the loop's array variables cost an atomic increment and decrement each, which took a
+  step from 55 to 185 ns on an Intel Xeon (``docs/benchmarks.md``). Any other objective keeps
+  the runtime: one that calls a jitted function returning a new array would, in a loop without
+  it, never free that array.
 * The objective gets ``point``, a private copy of the iterate written in the same pass as the
   update: a user's function that changes its argument cannot change the run.
 * One loop compiled per (objective, bounded or not, number of extra arguments): the objective and
@@ -67,7 +78,6 @@ import types
 
 import numba
 import numpy as np
-from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from adamnb.backends import cpu
 from adamnb.backends.cpu import stationarity_norm_serial
@@ -75,7 +85,8 @@ from adamnb.backends.jit import FAST_MATH, elementwise, jit, ready, source_stamp
 
 __all__ = ["CONVERGED", "NOT_FINITE", "BLOCK_DONE", "COMPILE_SECONDS", "HOST_STEP_SECONDS",
            "gradient_protocol", "objective_handle", "evaluator", "compiled_loop",
-           "compiled_route", "can_compile", "is_jitted", "block_length", "iterate_compiled"]
+           "compile_loop", "compiled_route", "can_compile", "is_jitted", "block_length",
+           "iterate_compiled"]
 
 #: Outcomes of a block of steps.
 CONVERGED, NOT_FINITE, BLOCK_DONE = 1, 3, 4
@@ -234,6 +245,27 @@ def objective_handle(function, tag=""):
     return _handles[function, tag]
 
 
+def coefficient_reader(pattern):
+    """``read(table, step)``: the step's scalars (column ``step`` of ``table``) as a tuple, where
+    ``pattern`` holds a value for a row, that value compiled in as a constant (in the table's
+    dtype; the batch's flags), where it holds None, read. Scalar reads, no view of the table: a
+    view would touch the table's reference count at every step. A module attribute, named after the pattern, so that it pickles by
+    reference in a cached loop's closure."""
+    code = "".join("x" if value is None else str(int(value)) for value in pattern)
+    name = f"_read_coefficients_{code}"
+    if name not in globals():
+        items = [f"table[{row}, step]" if value is None else f"kind({value!r})"
+                 for row, value in enumerate(pattern)]
+        source = (f"def {name}(table, step):\n    kind = table.dtype.type\n"
+                  f"    return ({', '.join(items)},)\n")
+        namespace = {}
+        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
+        function = namespace[name]
+        function.__module__, function.__qualname__ = __name__, name
+        globals()[name] = elementwise(function)
+    return globals()[name]
+
+
 # --- The loop ---------------------------------------------------------------------------------------
 
 @jit
@@ -244,10 +276,19 @@ def _record(history, vectors, step, f, x):
 
 
 def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded, stamp, cache,
-                         fast):
+                         fast, nrt):
     # The objective, its protocol and the bounds flag are closure constants (see the module
     # notes); recording is a call to a function of its own, taken only when asked for.
-    @jit(cache=cache, fastmath=set(FAST_MATH) if fast else False)
+    options = {} if nrt else {"_nrt": False}
+    read = coefficient_reader((None,) * n_coefficients)
+
+    @elementwise
+    def one_step(args, x, current, other, state, carry, c, previous, point, lower, upper):
+        fused_pass(x, current, state, carry, c, previous, point, lower, upper, bounded)
+        f_new = evaluate(fun, jac, args, point, other)
+        return f_new, stationarity_norm_serial(x, other, lower, upper)
+
+    @jit(cache=cache, fastmath=set(FAST_MATH) if fast else False, **options)
     def compiled_loop(args, x, f, g, spare, point, norm, state, carry, table, previous, lower,
                       upper, gtol, history, vectors, counts):
         """Run up to table.shape[1] steps from (x, f, g) with convergence measure ``norm``.
@@ -258,32 +299,39 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
         NOT_FINITE, x, f and g are the last finite iterate's.
         """
         # In the closure, hence in the disk cache's key (adamnb.backends.jit): numba's key leaves
-        # out the compile options, so the fast and exact loops must differ in their closures.
-        stamp, fast  # noqa: B018
+        # out the compile options, so the fast and exact loops, and those with and without
+        # numba's runtime, must differ in their closures.
+        stamp, fast, nrt  # noqa: B018
         record = history.size > 0
-        current, other = g, spare
         outcome = BLOCK_DONE
         evaluations = 0
         for step in range(table.shape[1]):
             if gtol > 0 and norm <= gtol:
                 outcome = CONVERGED
                 break
-            c = to_fixed_tuple(table[:, step], n_coefficients)
-            fused_pass(x, current, state, carry, c, previous, point, lower, upper, bounded)
-            f_new = evaluate(fun, jac, args, point, other)
+            c = read(table, step)
+            # The gradient buffers take turns (g holds the current gradient after an even number
+            # of accepted steps, spare after an odd one), spelled out rather than swapped: a
+            # swap of two array variables touches their reference counts at every step.
+            if evaluations % 2 == 0:
+                f_new, norm_new = one_step(args, x, g, spare, state, carry, c, previous, point,
+                                           lower, upper)
+            else:
+                f_new, norm_new = one_step(args, x, spare, g, state, carry, c, previous, point,
+                                           lower, upper)
             evaluations += 1
-            norm_new = stationarity_norm_serial(x, other, lower, upper)
             if not (math.isfinite(f_new) and math.isfinite(norm_new)):
-                x[:] = previous
+                for i in range(x.size):  # a loop, not x[:] = ...: no temporary copy to allocate
+                    x[i] = previous[i]
                 outcome = NOT_FINITE
                 break
             f, norm = float(f_new), norm_new
-            current, other = other, current
             if record:
                 _record(history, vectors, step, f, x)
         swaps = evaluations - 1 if outcome == NOT_FINITE else evaluations
         if swaps % 2 == 1:
-            g[:] = current
+            for i in range(g.size):
+                g[i] = spare[i]
         counts[0] += swaps  # the accepted steps; a rejected one was evaluated all the same
         counts[1] += evaluations
         counts[2] += evaluations
@@ -292,7 +340,47 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
     return compiled_loop
 
 
-def compiled_loop(rule, fun, jac, bounded, arity=0, fast=False, inline=True):
+#: What numba's code calls to allocate, or to take a reference: an objective whose compiled code
+#: (with the functions it calls) names none of these can run in a loop without the runtime.
+_RUNTIME_CALLS = ("NRT_MemInfo_alloc", "NRT_Allocate", "NRT_incref")
+
+
+def _allocation_free(protocol, fun, jac, arguments):
+    """Whether the user's ``into`` objective, compiled for ``arguments``' types, neither
+    allocates nor takes a reference, in its own code or in the jitted functions it calls (read
+    from its LLVM code, which holds theirs). False where that cannot be read (compiled code
+    loaded from numba's disk cache) or the objective does not compile for those types."""
+    args, x = tuple(arguments[0]), arguments[1]
+    calls = [(fun, (x, x, *args))] if protocol == "value_and_grad_into" else \
+        [(fun, (x, *args)), (jac, (x, x, *args))]
+    try:
+        for function, values in calls:
+            signature = tuple(function.typeof_pyval(value) for value in values)
+            function.compile(signature)
+            if function._cache_hits.get(signature):
+                return False
+            code = function.inspect_llvm(signature)
+            if any(name in code for name in _RUNTIME_CALLS):
+                return False
+    except numba.core.errors.NumbaError:
+        return False
+    return True
+
+
+def _needs_runtime(protocol, fun, jac, inline, arguments=None):
+    """Whether a loop must be compiled with numba's reference-counting runtime: everywhere but
+    around an allocation-free ``into`` compiled into the loop: a built-in problem's, or a user's
+    that :func:`_allocation_free` clears for ``arguments`` (without them, a user's function keeps
+    the runtime). A function that calls another jitted function returning a new array would,
+    in a loop without the runtime, never free it: numba does not refuse such a call there."""
+    if not inline or protocol not in ("value_and_grad_into", "fun_and_jac_into"):
+        return True
+    if _builtin_name(fun) is not None and _builtin_name(jac) is not None:
+        return False
+    return arguments is None or not _allocation_free(protocol, fun, jac, arguments)
+
+
+def compiled_loop(rule, fun, jac, bounded, arity=0, fast=False, inline=True, nrt=None):
     """The whole-loop driver of ``rule`` for the jitted objective ``fun`` with ``jac`` (True or a
     jitted gradient), called as :func:`gradient_protocol` says; see the module docstring.
 
@@ -301,20 +389,43 @@ def compiled_loop(rule, fun, jac, bounded, arity=0, fast=False, inline=True):
     scalars, :func:`adamnb.backends.cpu.fused_pass_of`); ``bounded`` says whether ``lower`` and
     ``upper`` are given and ``arity`` is ``len(args)`` (a loop is compiled for each); ``fast``
     compiles it in fast mode; ``inline=False`` calls the objective even where it could be
-    inlined (the fallback when inlining fails to compile).
+    inlined (the fallback when inlining fails to compile). ``nrt``: compile with numba's
+    reference-counting runtime; by default only where the protocol or a call needs it
+    (:func:`_needs_runtime`): without it no reference count is touched per step (module notes).
     """
     protocol, fun, jac = gradient_protocol(fun, jac)
+    nrt = _needs_runtime(protocol, fun, jac, inline) if nrt is None else bool(nrt)
     key = (rule.element, rule.reduce, protocol, fun, jac, bool(bounded), arity, bool(fast),
-           bool(inline))
+           bool(inline), nrt)
     if key not in _compiled_loops:
-        fun_handle, fun_cacheable = objective_handle(fun) if inline else (fun, False)
-        jac_handle, jac_cacheable = objective_handle(jac) if inline else (jac, False)
+        tag = "" if nrt else "_without_runtime"
+        fun_handle, fun_cacheable = objective_handle(fun, tag) if inline else (fun, False)
+        jac_handle, jac_cacheable = objective_handle(jac, tag) if inline else (jac, False)
         stamp = cpu.rule_stamp(rule) + "-" + source_stamp(fun, jac)
         _compiled_loops[key] = _build_compiled_loop(
-            cpu.fused_pass_of(rule), rule.n_coefficients, evaluator(protocol, arity),
+            cpu.fused_pass_of(rule), rule.n_coefficients, evaluator(protocol, arity, tag),
             fun_handle, jac_handle, bool(bounded), stamp, fun_cacheable and jac_cacheable,
-            bool(fast))
+            bool(fast), nrt)
     return _compiled_loops[key]
+
+
+def compile_loop(rule, fun, jac, bounded, arity, fast, arguments):
+    """The first loop of :func:`compiled_loop`'s for this objective that compiles for
+    ``arguments`` (or loads from the disk cache): without numba's runtime where
+    :func:`_needs_runtime` allows, then with it, then calling the objective instead of inlining
+    it (one whose inlined code does not compile)."""
+    candidates = [compiled_loop(rule, fun, jac, bounded, arity, fast, nrt=True),
+                  compiled_loop(rule, fun, jac, bounded, arity, fast, inline=False)]
+    if not _needs_runtime(*gradient_protocol(fun, jac), True, arguments):
+        candidates.insert(0, compiled_loop(rule, fun, jac, bounded, arity, fast, nrt=False))
+    failure = None
+    for candidate in dict.fromkeys(candidates):  # in order, each once
+        try:
+            candidate.compile(tuple(candidate.typeof_pyval(argument) for argument in arguments))
+            return candidate
+        except numba.core.errors.NumbaError as error:
+            failure = error
+    raise failure
 
 
 def is_jitted(function):
@@ -393,22 +504,9 @@ def compiled_route(run, fun, jac, notify, objective, x, f, g, norm, state, carry
         if spent < COMPILE_SECONDS:
             _host_seconds[key] = spent
             return None
-    _ready[key] = _compiling(loop, run, fun, jac, lower.size > 0, arguments)
+    _ready[key] = compile_loop(run.rule, fun, jac, lower.size > 0, len(run.args), run.fast,
+                               arguments)
     return _ready[key]
-
-
-def _compiling(loop, run, fun, jac, bounded, arguments):
-    """``loop``, compiled for ``arguments`` (or loaded from the disk cache); the loop that calls
-    the objective instead if the inlined objective does not compile."""
-    try:
-        loop.compile(tuple(loop.typeof_pyval(argument) for argument in arguments))
-        return loop
-    except numba.core.errors.NumbaError:
-        fallback = compiled_loop(run.rule, fun, jac, bounded, len(arguments[0]), run.fast,
-                                 inline=False)
-        if fallback is loop:
-            raise
-        return fallback
 
 
 def iterate_compiled(run, loop, x, f, g, spare, norm, state, carry, lower, upper, counts,
