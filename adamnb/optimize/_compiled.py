@@ -249,8 +249,8 @@ def coefficient_reader(pattern):
     """``read(table, step)``: the step's scalars (column ``step`` of ``table``) as a tuple, where
     ``pattern`` holds a value for a row, that value compiled in as a constant (in the table's
     dtype; the batch's flags), where it holds None, read. Scalar reads, no view of the table: a
-    view would touch the table's reference count at every step. A module attribute, named after the pattern, so that it pickles by
-    reference in a cached loop's closure."""
+    view would touch the table's reference count at every step. A module attribute, named
+    after the pattern, so that it pickles by reference in a cached loop's closure."""
     code = "".join("x" if value is None else str(int(value)) for value in pattern)
     name = f"_read_coefficients_{code}"
     if name not in globals():
