@@ -5,7 +5,8 @@
 * adamnb's compiled path (``minimize`` with ``compiled=True``) on the jitted ``value_and_grad``
   of :mod:`adamnb.problems.functions` (allocation-free ``into`` protocol), and on a user's own
   jitted Rosenbrock written as users write it (it returns a new gradient array per call), each in
-  the default exact mode and in the fast mode (``fast=True``);
+  the default exact mode and in the fast mode (``fast=True``), and on the user's Rosenbrock
+  written with an ``into`` (minimize's Notes);
 * adamnb's Python path (the same functions behind plain Python wrappers, so the driver loops in
   Python and calls a fused compiled step), and the driver's own overhead per step on it, with a
   trivial objective;
@@ -14,7 +15,8 @@
   ``adam`` inside ``jax.lax.scan`` under ``jax.jit`` (compiled once before timing);
 * 10^4 starts x 2,000 steps of the same problem: ``minimize_batch`` against optax's ``adam``
   under ``jax.vmap`` of the same ``lax.scan`` under ``jax.jit``, with a check that every batched
-  start equals its own single-start run, bit for bit.
+  start equals its own single-start run, bit for bit (the built-in problem's and, for the first
+  100 starts, the user's ``into``).
 
 Where the compiled path's time goes: its coefficient table alone (``coefficient_columns`` of the
 20,000 steps, NumPy on the host), its fixed cost per call (``minimize`` of one step), and the
@@ -213,11 +215,12 @@ def single_start_loops(args, report):
 
     compiled, compiled_fast = minimizing(value_and_grad), minimizing(value_and_grad, fast=True)
     users, users_fast = minimizing(users_rosenbrock), minimizing(users_rosenbrock, fast=True)
+    users_into = minimizing(users_rosenbrock_with_into)
     chain_floor, coefficient_table = make_parts(steps)
     # The exact compiled paths have the host loop's bits (and the bare chain is the same
     # arithmetic); fast mode is other arithmetic, within its stated tolerance.
     assert compiled().tobytes() == python_path().tobytes() == chain_floor().tobytes()
-    assert users().tobytes() == users_python_path().tobytes()
+    assert users().tobytes() == users_python_path().tobytes() == users_into().tobytes()
     assert np.allclose(compiled_fast(), compiled(), atol=1e-3)
 
     zero = np.zeros(2)
@@ -235,7 +238,8 @@ def single_start_loops(args, report):
     fast = {"adamnb compiled, built-in Rosenbrock (into), exact": compiled,
             "adamnb compiled, built-in Rosenbrock (into), fast": compiled_fast,
             "adamnb compiled, a user's allocating Rosenbrock, exact": users,
-            "adamnb compiled, a user's allocating Rosenbrock, fast": users_fast}
+            "adamnb compiled, a user's allocating Rosenbrock, fast": users_fast,
+            "adamnb compiled, a user's Rosenbrock with `into`, exact": users_into}
     slow = {"adamnb Python path": python_path, "NumPy loop": lambda: numpy_loop(steps)}
     notes = []
     try:
