@@ -16,6 +16,7 @@ import adamnb
 from adamnb.optim import rules
 from adamnb.optimize import _batch
 from adamnb.problems.functions import get, rosenbrock_value_and_grad
+from tests.objectives import into_allocation_free, with_into
 
 ROSENBROCK = get("rosenbrock")
 BOUNDS = [(-1.1, 2.0), (None, 1.05)]
@@ -282,24 +283,12 @@ def test_the_tile_loop_is_vectorised(dtype):
     not one start at a time. A view whose pointer LLVM cannot relate to the tile's buffer (the
     state rows made by ``reshape``) left the loop scalar, three times slower, with the same
     results, so no other test saw it."""
-    @numba.njit
-    def rosenbrock_into(x, g_out):  # compiled in this process: its assembly can be read
-        a = x[1] - x[0] * x[0]
-        b = 1.0 - x[0]
-        g_out[0] = -400.0 * x[0] * a - 2.0 * b
-        g_out[1] = 200.0 * a
-        return 100.0 * a * a + b * b
-
-    @numba.njit
-    def rosenbrock(x):
-        g = np.empty_like(x)
-        return rosenbrock_into(x, g), g
-
-    rosenbrock.into = rosenbrock_into
-    before = set(_batch._loops)
     starts = np.random.default_rng(7).uniform(-2, 2, size=(16, 2)).astype(dtype)
-    adamnb.minimize_batch(rosenbrock, starts, jac=True, options={"maxiter": 5})
-    (loop,) = [_batch._loops[key] for key in set(_batch._loops) - before]
+    # A user's function (compiled in this process: its loop's assembly can be read)
+    adamnb.minimize_batch(with_into(into_allocation_free), starts, jac=True,
+                          options={"maxiter": 5})
+    (loop,) = [loop for key, loop in _batch._loops.items()
+               if key[3] is into_allocation_free and key[9] == np.dtype(dtype)]
     assembly = "\n".join(loop.inspect_asm().values())
     kind = "d" if dtype == np.float64 else "s"
     packed = re.findall(rf"\b(?:v)?(?:sqrt|div)p{kind}\b", assembly)

@@ -8,6 +8,7 @@ import adamnb
 from adamnb.optim import rules
 from adamnb.optimize import _compiled as _loops
 from adamnb.problems.functions import get, rosenbrock_grad, rosenbrock_value_and_grad
+from tests.objectives import into_allocation_free, into_calling_an_allocating_helper, with_into
 
 ROSENBROCK = get("rosenbrock")
 
@@ -304,44 +305,14 @@ def test_the_host_path_takes_a_gradient_of_any_layout_and_type(form):
                                                           expected.njev, expected.status)
 
 
-@numba.njit
-def _gradient_as_new_array(x):
-    return np.array([2.0 * x[0], 4.0 * x[1]])
-
-
-@numba.njit
-def _into_calling_an_allocating_helper(x, g_out):
-    g = _gradient_as_new_array(x)  # a new array each call, freed by numba's runtime
-    g_out[0] = g[0]
-    g_out[1] = g[1]
-    return x[0] * x[0] + 2.0 * x[1] * x[1]
-
-
-@numba.njit
-def _into_allocation_free(x, g_out):
-    g_out[0] = 2.0 * x[0]
-    g_out[1] = 4.0 * x[1]
-    return x[0] * x[0] + 2.0 * x[1] * x[1]
-
-
-def _with_into(into):
-    @numba.njit
-    def value_and_grad(x):
-        g = np.empty_like(x)
-        return into(x, g), g
-
-    value_and_grad.into = into
-    return value_and_grad
-
-
-@pytest.mark.parametrize("into, runtime", [(_into_allocation_free, False),
-                                           (_into_calling_an_allocating_helper, True)])
+@pytest.mark.parametrize("into, runtime", [(into_allocation_free, False),
+                                           (into_calling_an_allocating_helper, True)])
 def test_the_loop_runs_without_numbas_runtime_only_where_nothing_is_allocated(into, runtime):
     """Without numba's runtime a loop touches no reference count per step (three times faster
     on an Intel Xeon), but it would never free an array that a function it calls returns: that
     loop leaked 140 bytes a step. The allocation-free ``into`` gets the loop without the
     runtime, the one calling an allocating helper keeps it; both give the host loop's bits."""
-    fun = _with_into(into)
+    fun = with_into(into)
     x0 = np.array([1.0, -0.5])
     options = {"lr": 0.01, "maxiter": 300, "gtol": 0}
     compiled_run = adamnb.minimize(fun, x0, jac=True, options=compiled(options))

@@ -56,7 +56,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from adamnb.backends import elements
 from adamnb.backends.elements import fold_max, fused_update, project, stationarity
-from adamnb.backends.jit import elementwise, jit, source_stamp
+from adamnb.backends.jit import elementwise, generated_element, jit, source_stamp
 
 __all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "SUM_LANES", "cpu_kernel", "fused_kernel",
            "fused_update_of", "fused_pass_of", "step_scalars_of", "rule_stamp",
@@ -135,19 +135,11 @@ def _build_sums(rule, parallel):
     # which numba cannot index with a loop variable.
     terms = len(rule.reductions)
     name = f"_sums_of_{rule.name}_{'threaded' if parallel else 'serial'}"
-    if name not in globals():
-        lanes = range(terms)
-        source = _SUMS_SOURCE.format(
-            name=name, terms=terms, loop="numba.prange" if parallel else "range",
-            stores="; ".join(f"terms[{j}, i] = values[{j}]" for j in lanes))
-        namespace = {"np": np, "numba": numba, "SUM_CHUNK": SUM_CHUNK, "SUM_LANES": SUM_LANES,
-                     "reduce_element": rule.reduce}
-        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
-        function = namespace[name]
-        # A module attribute, so that it pickles by reference in a cached kernel's closure.
-        function.__module__, function.__qualname__ = __name__, name
-        globals()[name] = elementwise(function)
-    return globals()[name]
+    source = _SUMS_SOURCE.format(
+        name=name, terms=terms, loop="numba.prange" if parallel else "range",
+        stores="; ".join(f"terms[{j}, i] = values[{j}]" for j in range(terms)))
+    return generated_element(sys.modules[__name__], name, source, np=np, numba=numba,
+                             SUM_CHUNK=SUM_CHUNK, SUM_LANES=SUM_LANES, reduce_element=rule.reduce)
 
 
 @elementwise
@@ -364,6 +356,29 @@ def cast_coefficients(coefficients, dtype):
     return tuple(scalar(value) for value in coefficients)
 
 
+def _view_codegen(layout):
+    """The code of a view of an array's memory from item ``start``, with no reference count (a
+    null meminfo): ``layout(intp, *sizes)`` gives its shape and its strides in items."""
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
+
+        source = make_array(signature.args[0])(context, builder, args[0])
+        intp = context.get_value_type(numba.types.intp)
+        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        first, *sizes = (context.cast(builder, value, kind, numba.types.intp)
+                         for value, kind in zip(args[1:], signature.args[1:]))
+        shape, steps = layout(intp, *sizes)
+        view = make_array(signature.return_type)(context, builder)
+        populate_array(view, data=builder.gep(source.data, [first]),
+                       shape=cgutils.pack_array(builder, shape),
+                       strides=cgutils.pack_array(builder, [builder.mul(step, intp(itemsize))
+                                                            for step in steps]),
+                       itemsize=intp(itemsize), meminfo=None)
+        return view._getvalue()
+
+    return codegen
+
+
 @intrinsic
 def strided_view(typingctx, array, start, count, step):
     """``array.flat[start : start + count * step : step]`` as a 1-D array that shares ``array``'s
@@ -374,23 +389,8 @@ def strided_view(typingctx, array, start, count, step):
     if not (isinstance(array, numba.types.Array) and array.layout == "C"):
         return None
     result = numba.types.Array(array.dtype, 1, "A")
-
-    def codegen(context, builder, signature, args):
-        from numba.np.arrayobj import make_array, populate_array
-
-        source = make_array(signature.args[0])(context, builder, args[0])
-        intp = context.get_value_type(numba.types.intp)
-        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
-        first, length, stride = (context.cast(builder, value, kind, numba.types.intp)
-                                 for value, kind in zip(args[1:], signature.args[1:]))
-        view = make_array(result)(context, builder)
-        populate_array(view, data=builder.gep(source.data, [first]),
-                       shape=cgutils.pack_array(builder, [length]),
-                       strides=cgutils.pack_array(builder, [builder.mul(stride, intp(itemsize))]),
-                       itemsize=intp(itemsize), meminfo=None)
-        return view._getvalue()
-
-    return result(array, start, count, step), codegen
+    return result(array, start, count, step), _view_codegen(lambda intp, count, step: (
+        [count], [step]))
 
 
 @intrinsic
@@ -405,24 +405,8 @@ def block_view(typingctx, array, start, rows, columns):
     if not (isinstance(array, numba.types.Array) and array.layout == "C"):
         return None
     result = numba.types.Array(array.dtype, 2, "C")
-
-    def codegen(context, builder, signature, args):
-        from numba.np.arrayobj import make_array, populate_array
-
-        source = make_array(signature.args[0])(context, builder, args[0])
-        intp = context.get_value_type(numba.types.intp)
-        itemsize = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
-        first, height, width = (context.cast(builder, value, kind, numba.types.intp)
-                                for value, kind in zip(args[1:], signature.args[1:]))
-        view = make_array(result)(context, builder)
-        populate_array(view, data=builder.gep(source.data, [first]),
-                       shape=cgutils.pack_array(builder, [height, width]),
-                       strides=cgutils.pack_array(builder, [builder.mul(width, intp(itemsize)),
-                                                            intp(itemsize)]),
-                       itemsize=intp(itemsize), meminfo=None)
-        return view._getvalue()
-
-    return result(array, start, rows, columns), codegen
+    return result(array, start, rows, columns), _view_codegen(lambda intp, rows, columns: (
+        [rows, columns], [columns, intp(1)]))
 
 
 def _view_aliases(lhs, args, alias_map, arg_aliases):

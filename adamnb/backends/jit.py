@@ -61,6 +61,20 @@ def elementwise(function):
     return numba.extending.register_jitable(inline="always")(function)
 
 
+def generated_element(module, name, source, **namespace):
+    """The :func:`elementwise` function ``name`` defined by the generated ``source`` (globals:
+    ``namespace``), published as attribute ``name`` of ``module`` (a module object) and made
+    once: a module attribute pickles by reference, so a cached kernel whose closure holds it
+    keeps one disk-cache key across processes. Source is generated where numba needs code
+    spelled out (a tuple's items, a call's arguments), which it cannot loop over."""
+    if not hasattr(module, name):
+        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
+        function = namespace[name]
+        function.__module__, function.__qualname__ = module.__name__, name
+        setattr(module, name, elementwise(function))
+    return getattr(module, name)
+
+
 def overload_inline(function, prefer_literal=False):
     """Decorator: how numba compiles ``function`` (a Python stand-in) for each argument type.
 

@@ -74,6 +74,7 @@ Fast mode (``fast=True``)
 import collections
 import dis
 import math
+import sys
 import types
 
 import numba
@@ -81,7 +82,8 @@ import numpy as np
 
 from adamnb.backends import cpu
 from adamnb.backends.cpu import stationarity_norm_serial
-from adamnb.backends.jit import FAST_MATH, elementwise, jit, ready, source_stamp
+from adamnb.backends.jit import (FAST_MATH, elementwise, generated_element, jit, ready,
+                                 source_stamp)
 
 __all__ = ["CONVERGED", "NOT_FINITE", "BLOCK_DONE", "COMPILE_SECONDS", "HOST_STEP_SECONDS",
            "gradient_protocol", "objective_handle", "evaluator", "compiled_loop",
@@ -147,16 +149,11 @@ def evaluator(protocol, arity, tag=""):
     a loop compiled without its runtime, and would repeat it in another).
     """
     name = f"_evaluate_{protocol}_{arity}{tag}"
-    if name not in globals():
-        spelled = "".join(f", args[{k}]" for k in range(arity))
-        source = (f"def {name}(fun, jac, args, x, g_out):\n"
-                  + _PROTOCOL_BODIES[protocol].format(args=spelled))
-        namespace = {"_store_gradient": _store_gradient, "_copy_gradient": _copy_gradient}
-        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
-        function = namespace[name]
-        function.__module__, function.__qualname__ = __name__, name
-        globals()[name] = elementwise(function)
-    return globals()[name]
+    spelled = "".join(f", args[{k}]" for k in range(arity))
+    source = f"def {name}(fun, jac, args, x, g_out):\n" + \
+        _PROTOCOL_BODIES[protocol].format(args=spelled)
+    return generated_element(sys.modules[__name__], name, source,
+                             _store_gradient=_store_gradient, _copy_gradient=_copy_gradient)
 
 
 def gradient_protocol(fun, jac):
@@ -253,17 +250,11 @@ def coefficient_reader(pattern):
     after the pattern, so that it pickles by reference in a cached loop's closure."""
     code = "".join("x" if value is None else str(int(value)) for value in pattern)
     name = f"_read_coefficients_{code}"
-    if name not in globals():
-        items = [f"table[{row}, step]" if value is None else f"kind({value!r})"
-                 for row, value in enumerate(pattern)]
-        source = (f"def {name}(table, step):\n    kind = table.dtype.type\n"
-                  f"    return ({', '.join(items)},)\n")
-        namespace = {}
-        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
-        function = namespace[name]
-        function.__module__, function.__qualname__ = __name__, name
-        globals()[name] = elementwise(function)
-    return globals()[name]
+    items = [f"table[{row}, step]" if value is None else f"kind({value!r})"
+             for row, value in enumerate(pattern)]
+    source = (f"def {name}(table, step):\n    kind = table.dtype.type\n"
+              f"    return ({', '.join(items)},)\n")
+    return generated_element(sys.modules[__name__], name, source)
 
 
 # --- The loop ---------------------------------------------------------------------------------------
