@@ -16,7 +16,7 @@ import adamnb
 from adamnb.optim import rules
 from adamnb.optimize import _batch
 from adamnb.problems.functions import get, rosenbrock_value_and_grad
-from tests.objectives import into_allocation_free, with_into
+from tests.objectives import into_allocation_free, into_calling_an_allocating_helper, with_into
 
 ROSENBROCK = get("rosenbrock")
 BOUNDS = [(-1.1, 2.0), (None, 1.05)]
@@ -293,3 +293,16 @@ def test_the_tile_loop_is_vectorised(dtype):
     kind = "d" if dtype == np.float64 else "s"
     packed = re.findall(rf"\b(?:v)?(?:sqrt|div)p{kind}\b", assembly)
     assert packed, "no packed square root or division in the tile loop"
+
+
+def test_an_into_that_calls_an_allocating_helper():
+    """Such an objective needs numba's runtime in the tile loop (its helper's arrays must be
+    freed). The batch first tried a loop without the runtime, numba kept the helper's failure
+    there for the retry, and the batch refused the objective with a TypingError."""
+    starts = np.random.default_rng(8).uniform(-1, 1, size=(5, 2))
+    options = {"lr": 0.01, "maxiter": 50, "gtol": 0}
+    batch = adamnb.minimize_batch(with_into(into_calling_an_allocating_helper), starts,
+                                  jac=True, options=options)
+    reference = adamnb.minimize_batch(with_into(into_allocation_free), starts, jac=True,
+                                      options=options)
+    assert batch.x.tobytes() == reference.x.tobytes()

@@ -76,7 +76,8 @@ from adamnb.optim import rules
 from adamnb.optimize import _compiled
 from adamnb.optimize._common import as_bounds, as_options, build_result, prepare
 from adamnb.optimize._compiled import (CONVERGED, NOT_FINITE, block_length, compile_loop,
-                                       coefficient_reader, evaluator, gradient_protocol, is_jitted, objective_handle)
+                                       coefficient_reader, evaluator, gradient_protocol, is_jitted,
+                                       needs_runtime, objective_handle)
 
 __all__ = ["minimize_batch"]
 
@@ -310,12 +311,14 @@ def _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern,
 
 def _compiled_batched_loop(rule, fun, jac, bounded, arity, n, rows, fast, pattern, arguments):
     """The fastest batched loop that compiles for ``arguments``: without numba's runtime and
-    with the objective inlined; else with the runtime (an objective that allocates); else
-    calling the objective."""
+    with the objective inlined, where :func:`adamnb.optimize._compiled.needs_runtime` allows;
+    else with the runtime; else calling the objective. (Trying a loop without the runtime around
+    an objective that calls a helper returning a new array failed, and numba kept that helper's
+    failure for the retry with the runtime: the batch refused such an objective.)"""
     dtype = arguments[1].dtype
     attempts = ((False, True), (True, True), (True, False))
-    if gradient_protocol(fun, jac)[0] in ("value_and_grad", "fun_and_jac"):
-        attempts = attempts[1:]  # a gradient returned as a new array needs numba's runtime
+    if needs_runtime(fun, jac, arguments[0], arguments[1][0]):
+        attempts = attempts[1:]
     for nrt, inline in attempts:
         loop = _batched_loop(rule, fun, jac, bounded, arity, n, rows, dtype, fast, pattern, nrt,
                              inline)

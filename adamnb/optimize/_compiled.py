@@ -87,8 +87,8 @@ from adamnb.backends.jit import (FAST_MATH, elementwise, generated_element, jit,
 
 __all__ = ["CONVERGED", "NOT_FINITE", "BLOCK_DONE", "COMPILE_SECONDS", "HOST_STEP_SECONDS",
            "gradient_protocol", "objective_handle", "evaluator", "compiled_loop",
-           "compile_loop", "compiled_route", "can_compile", "is_jitted", "block_length",
-           "iterate_compiled"]
+           "compile_loop", "needs_runtime", "compiled_route", "can_compile", "is_jitted",
+           "block_length", "iterate_compiled"]
 
 #: Outcomes of a block of steps.
 CONVERGED, NOT_FINITE, BLOCK_DONE = 1, 3, 4
@@ -369,6 +369,13 @@ def _needs_runtime(protocol, fun, jac, inline, arguments=None):
     if _builtin_name(fun) is not None and _builtin_name(jac) is not None:
         return False
     return arguments is None or not _allocation_free(protocol, fun, jac, arguments)
+
+
+def needs_runtime(fun, jac, args, x):
+    """Whether a loop around the jitted objective ``fun`` with ``jac`` (called as
+    :func:`gradient_protocol` says, compiled into the loop) must keep numba's reference-counting
+    runtime, for extra arguments ``args`` and one start's ``x`` (:func:`_needs_runtime`)."""
+    return _needs_runtime(*gradient_protocol(fun, jac), True, (tuple(args), x))
 
 
 def compiled_loop(rule, fun, jac, bounded, arity=0, fast=False, inline=True, nrt=None):
