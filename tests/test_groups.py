@@ -16,11 +16,16 @@ splits a model (``MLP.param_groups()``: the kernels, and the biases without weig
 * minimize with groups, checkpoints with groups, the threaded sums and the errors.
 """
 
+import dataclasses
+
+import numba
 import numpy as np
 import pytest
 
 import adamnb
 from adamnb.backends import cpu
+from adamnb.backends.jit import elementwise
+from adamnb.optim import RULES
 from adamnb.nn import MLP
 from tests.reference import DEFAULTS, reference_run
 
@@ -407,3 +412,32 @@ def test_matrix_steps_keep_float32_and_match_the_reference_to_its_rounding(metho
     want = reference_run(method, x0.astype(np.float64), grad, steps=20, shape=shape, order="F",
                          **options)
     np.testing.assert_allclose(ours[-1], want[-1], rtol=1e-4, atol=1e-5)
+
+
+def test_a_copied_rule_with_another_reduce_sums_its_own_terms():
+    """A rule copied with dataclasses.replace keeps its name; its sums must come from its own
+    ``reduce``. The generated sums were published under the rule's name, so the copy computed
+    with LAMB's (trust ratio 2.16 here instead of 1)."""
+    lamb = RULES["lamb"]
+    lamb_reduce = lamb.reduce
+
+    @elementwise
+    def no_parameter_norm(x, g, state, i, carry, c):
+        (one_minus_beta1, beta1, one_minus_beta2, beta2, bias_correction1, bias_correction2,
+         eps_root, eps, weight_decay, lr, one) = c
+        terms = lamb_reduce(x, g, state, i, carry, c)
+        return (x * 0.0, terms[1])  # ||x|| = 0: optax's trust ratio is then 1
+
+    copy = dataclasses.replace(lamb, reduce=no_parameter_norm)
+    x, g = np.array([3.0, -2.0, 1.0]), np.array([0.1, 0.2, -0.3])
+    c = (0.1, 0.9, 0.001, 0.999, 0.1, 0.001, 0.0, 1e-6, 0.0, 0.1, 1.0)
+    ratios = []
+    for rule in (lamb, copy):
+        scalars = cpu.step_scalars_of(rule, False)
+
+        @numba.njit
+        def trust_ratio(x, g, state, carry, c):
+            return scalars(x, g, state, carry, c)[-1]
+
+        ratios.append(trust_ratio(x.copy(), g, np.zeros((2, 3)), np.zeros(0), c))
+    assert ratios[0] != 1.0 and ratios[1] == 1.0

@@ -66,13 +66,22 @@ def generated_element(module, name, source, **namespace):
     ``namespace``), published as attribute ``name`` of ``module`` (a module object) and made
     once: a module attribute pickles by reference, so a cached kernel whose closure holds it
     keeps one disk-cache key across processes. Source is generated where numba needs code
-    spelled out (a tuple's items, a call's arguments), which it cannot loop over."""
-    if not hasattr(module, name):
-        exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
-        function = namespace[name]
+    spelled out (a tuple's items, a call's arguments), which it cannot loop over.
+
+    A second request for ``name`` with another source or other objects in its namespace (a
+    rule copied with ``dataclasses.replace`` keeps its name but may bring another ``reduce``)
+    gets a function of its own, not published: it pickles by value, as a closure does."""
+    published = getattr(module, name, None)
+    if published is not None and published.__adamnb_source__ == (source, namespace):
+        return published
+    exec(compile(source, f"<adamnb {name}>", "exec"), namespace)  # noqa: S102
+    function = namespace[name]
+    function.__adamnb_source__ = (source, {key: value for key, value in namespace.items()
+                                           if key != name and key != "__builtins__"})
+    if published is None:
         function.__module__, function.__qualname__ = module.__name__, name
-        setattr(module, name, elementwise(function))
-    return getattr(module, name)
+        setattr(module, name, function)
+    return elementwise(function)
 
 
 def overload_inline(function, prefer_literal=False):
