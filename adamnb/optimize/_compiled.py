@@ -25,11 +25,12 @@ the loop keeps everything else off that chain:
   problems, and a user's function compiled without fast-math, parallel or bounds-checking
   options and with no division or remainder in its own code (numba's error model, which decides
   what a division by zero does, is the loop's). Any other function is called.
-* Two gradient buffers that take turns: the new gradient is written into the spare one, so the
-  last finite gradient survives a non-finite one (status 3) without a copy. The turns are
-  spelled out (one copy of the step for each parity) rather than swapped, and the step's scalars
-  are read one by one (:func:`coefficient_reader`) rather than through a view of the table:
-  both would touch reference counts at every step.
+* Two gradient buffers, swapped after each successful step: the new gradient is written into the
+  spare one, so the last finite gradient survives a non-finite one (status 3) without a copy.
+  The step's scalars are read one by one (:func:`coefficient_reader`) rather than through a view
+  of the table, which would touch the table's reference count at every step. (Spelling out the
+  buffers' turns instead of swapping them saves the swap's reference counts in a loop that keeps
+  the runtime, but inlines the step twice: compiling took three to four times as long.)
 * No reference counting where nothing is allocated: a loop around an ``into`` compiled into the
   loop (a built-in problem's, or a user's whose compiled code allocates nothing and takes no
   reference, :func:`_allocation_free`) is compiled without numba's runtime
@@ -273,12 +274,6 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
     options = {} if nrt else {"_nrt": False}
     read = coefficient_reader((None,) * n_coefficients)
 
-    @elementwise
-    def one_step(args, x, current, other, state, carry, c, previous, point, lower, upper):
-        fused_pass(x, current, state, carry, c, previous, point, lower, upper, bounded)
-        f_new = evaluate(fun, jac, args, point, other)
-        return f_new, stationarity_norm_serial(x, other, lower, upper)
-
     @jit(cache=cache, fastmath=set(FAST_MATH) if fast else False, **options)
     def compiled_loop(args, x, f, g, spare, point, norm, state, carry, table, previous, lower,
                       upper, gtol, history, vectors, counts):
@@ -294,6 +289,7 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
         # numba's runtime, must differ in their closures.
         stamp, fast, nrt  # noqa: B018
         record = history.size > 0
+        current, other = g, spare
         outcome = BLOCK_DONE
         evaluations = 0
         for step in range(table.shape[1]):
@@ -301,28 +297,23 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
                 outcome = CONVERGED
                 break
             c = read(table, step)
-            # The gradient buffers take turns (g holds the current gradient after an even number
-            # of accepted steps, spare after an odd one), spelled out rather than swapped: a
-            # swap of two array variables touches their reference counts at every step.
-            if evaluations % 2 == 0:
-                f_new, norm_new = one_step(args, x, g, spare, state, carry, c, previous, point,
-                                           lower, upper)
-            else:
-                f_new, norm_new = one_step(args, x, spare, g, state, carry, c, previous, point,
-                                           lower, upper)
+            fused_pass(x, current, state, carry, c, previous, point, lower, upper, bounded)
+            f_new = evaluate(fun, jac, args, point, other)
             evaluations += 1
+            norm_new = stationarity_norm_serial(x, other, lower, upper)
             if not (math.isfinite(f_new) and math.isfinite(norm_new)):
                 for i in range(x.size):  # a loop, not x[:] = ...: no temporary copy to allocate
                     x[i] = previous[i]
                 outcome = NOT_FINITE
                 break
             f, norm = float(f_new), norm_new
+            current, other = other, current
             if record:
                 _record(history, vectors, step, f, x)
         swaps = evaluations - 1 if outcome == NOT_FINITE else evaluations
         if swaps % 2 == 1:
             for i in range(g.size):
-                g[i] = spare[i]
+                g[i] = current[i]
         counts[0] += swaps  # the accepted steps; a rejected one was evaluated all the same
         counts[1] += evaluations
         counts[2] += evaluations
