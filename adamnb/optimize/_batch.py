@@ -355,12 +355,6 @@ def _run_tiles(loop, arguments, tiles):
         future.result()
 
 
-def _single_start_loop(rule, fun, jac, bounded, arity, fast, arguments):
-    """The single-start compiled loop for ``arguments`` (one start's): the first of
-    :func:`adamnb.optimize._compiled.compile_loop`'s that compiles."""
-    return compile_loop(rule, fun, jac, bounded, arity, fast, arguments)
-
-
 def _run_starts(loop, run, X, F, G, norms, states, carries, table, lower, upper, status, counts):
     """A block of steps for each running start, one start after the other, with the single-start
     compiled ``loop`` (the path of the rules that sum over the vector, module notes)."""
@@ -575,7 +569,7 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
         table = stream.columns(t, block_length(t, run.gtol, record=False))
         if rule.reductions:
             first = np.flatnonzero(status == _RUNNING)[0]
-            loop = loop or _single_start_loop(rule, fun, jac, bounded, arity, run.fast, (
+            loop = loop or compile_loop(rule, fun, jac, bounded, arity, run.fast, (
                 tuple(run.args), X[first], F[first], G[first], X[first], X[first], norms[first],
                 states[first], carries[first], table, X[first], lower, upper, run.gtol,
                 np.empty(0), X[first:first], counts[first]))

@@ -327,12 +327,23 @@ def _build_compiled_loop(fused_pass, n_coefficients, evaluate, fun, jac, bounded
 _RUNTIME_CALLS = ("NRT_MemInfo_alloc", "NRT_Allocate", "NRT_incref")
 
 
+_allocation_free_answers = {}
+
+
 def _allocation_free(protocol, fun, jac, arguments):
     """Whether the user's ``into`` objective, compiled for ``arguments``' types, neither
     allocates nor takes a reference, in its own code or in the jitted functions it calls (read
     from its LLVM code, which holds theirs). False where that cannot be read (compiled code
-    loaded from numba's disk cache) or the objective does not compile for those types."""
+    loaded from numba's disk cache) or the objective does not compile for those types. Answered
+    once per objective and types (the batch asks at every block of steps)."""
     args, x = tuple(arguments[0]), arguments[1]
+    key = (protocol, fun, jac, numba.typeof(args), numba.typeof(x))
+    if key not in _allocation_free_answers:
+        _allocation_free_answers[key] = _reads_allocation_free(protocol, fun, jac, args, x)
+    return _allocation_free_answers[key]
+
+
+def _reads_allocation_free(protocol, fun, jac, args, x):
     calls = [(fun, (x, x, *args))] if protocol == "value_and_grad_into" else \
         [(fun, (x, *args)), (jac, (x, x, *args))]
     try:
@@ -405,7 +416,7 @@ def compile_loop(rule, fun, jac, bounded, arity, fast, arguments):
     it (one whose inlined code does not compile)."""
     candidates = [compiled_loop(rule, fun, jac, bounded, arity, fast, nrt=True),
                   compiled_loop(rule, fun, jac, bounded, arity, fast, inline=False)]
-    if not _needs_runtime(*gradient_protocol(fun, jac), True, arguments):
+    if not needs_runtime(fun, jac, arguments[0], arguments[1]):
         candidates.insert(0, compiled_loop(rule, fun, jac, bounded, arity, fast, nrt=False))
     failure = None
     for candidate in dict.fromkeys(candidates):  # in order, each once
