@@ -281,6 +281,18 @@ def conclude(out, summary, started, table=None, plots=None):
     return summary
 
 
+def command(name, folder, run, report, description, quick_help):
+    """``main(argv)`` of an experiment that takes only the options every experiment shares
+    (:func:`experiment_parser`): parse ``argv``, then :func:`report_run`."""
+    def main(argv=None):
+        parser = experiment_parser(name, description, quick_help, folder)
+        return report_run(parse_arguments(parser, argv), run, report)
+
+    main.__doc__ = (f"Command-line entry point: ``adamnb experiment {name} [--quick] [--out DIR] "
+                    "[--no-plots] [--workers N | --scheduler ADDRESS]``.")
+    return main
+
+
 def report_run(args, run, report, **options):
     """An experiment's command, after :func:`parse_arguments`: ``run`` with the parsed command
     line (and ``options``), then ``report(summary)`` (its results in words) and where they were

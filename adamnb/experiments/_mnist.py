@@ -28,14 +28,14 @@ from threadpoolctl import threadpool_limits
 
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import positive_int, quick_note, report_run
+from adamnb.experiments import markdown_table, positive_int, quick_note, report_run
 from adamnb.nn.datasets import load_mnist
 from adamnb.nn.training import train
 
 __all__ = ["QUICK_TRAIN", "QUICK_TEST", "add_options", "add_device_option", "check_device",
            "train_mlp", "run_and_report", "load", "plot_curves", "new_axes", "save_axes",
            "history_summary", "bar", "blas_threads", "BLAS_THREADS", "cost_or_inf",
-           "lowest_cost_alpha", "alpha_rows"]
+           "lowest_cost_alpha", "alpha_table"]
 
 QUICK_TRAIN, QUICK_TEST = 6000, 2000
 #: Accuracies labelled on a logit axis.
@@ -130,18 +130,25 @@ def lowest_cost_alpha(by_alpha):
     return min(by_alpha, key=lambda alpha: cost_or_inf(by_alpha[alpha]["final_train_loss"]))
 
 
-def alpha_rows(summary, columns):
-    """The rows of a table of a grid over alpha, one per (method, alpha) of ``summary["runs"]``:
-    the method, the alpha (bold: ``summary["best_alpha"]``'s), the final training cost
-    ("diverged" where there is none), then the cells ``columns(run)`` gives."""
+def alpha_table(summary, title, notes, cost_heading, columns):
+    """``table.md`` of a grid over alpha: the heading ``title`` (marked for a quick run), the
+    paragraph ``notes`` (both ``str.format`` templates filled from ``summary``), then one row per
+    (method, alpha) of ``summary["runs"]``: the method, the alpha (bold:
+    ``summary["best_alpha"]``'s), the final training cost under ``cost_heading`` ("diverged"
+    where there is none), then one cell per item of ``columns``, a mapping of heading to
+    ``cell(run)``."""
     rows = []
     for label, by_alpha in summary["runs"].items():
         for alpha, run in by_alpha.items():
             bold = "**" if float(alpha) == summary["best_alpha"][label] else ""
             cost = cost_or_inf(run["final_train_loss"])
             rows.append([label, f"{bold}{alpha}{bold}",
-                         "diverged" if cost == math.inf else f"{cost:.4f}", *columns(run)])
-    return rows
+                         "diverged" if cost == math.inf else f"{cost:.4f}",
+                         *(cell(run) for cell in columns.values())])
+    lines = [f"# {title.format_map(summary)}{quick_note(summary['quick'])}", "",
+             notes.format_map(summary), ""]
+    lines += markdown_table(["method", "alpha", cost_heading, *columns], rows)
+    return "\n".join(lines) + "\n"
 
 
 def history_summary(history):

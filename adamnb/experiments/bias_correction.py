@@ -46,12 +46,15 @@ import numpy as np
 import adamnb
 from adamnb import plot
 from adamnb import sweep as sweeps
-from adamnb.experiments import (conclude, default_out, experiment_parser, parse_arguments,
-                                quick_note, report_run, run_cells)
+from adamnb.experiments import command, conclude, default_out, quick_note, run_cells
 from adamnb.problems.functions import get
 
 NAME = "bias-correction"
 FOLDER = "bias_correction"
+#: What ``adamnb experiment bias-correction --help`` says the experiment does.
+DESCRIPTION = ("Kingma & Ba (2014) section 6.4 in miniature: with beta2 close to 1, Adam without "
+               "bias correction takes huge early steps and stalls; with it, it does not. Writes "
+               "bias_correction.png and summary.json.")
 
 PROBLEMS = ("rosenbrock", "easom")
 LR, BETA1, EPS = 0.1, 0.9, 1e-8
@@ -245,17 +248,6 @@ def save_plot(traces, path, quick=False):
     plot.save_figure(figure, path, palette=True)
 
 
-def main(argv=None):
-    """Command-line entry point: ``adamnb experiment bias-correction [--out DIR] [--workers N |
-    --scheduler ADDRESS]``."""
-    parser = experiment_parser(
-        NAME, "Kingma & Ba (2014) section 6.4 in miniature: with beta2 close to 1, Adam without "
-              "bias correction takes huge early steps and stalls; with it, it does not. Writes "
-              "bias_correction.png and summary.json.",
-        "accepted for uniformity; this experiment is always quick", FOLDER)
-    return report_run(parse_arguments(parser, argv), run, report)
-
-
 def report(summary):
     """The results in words (what the command prints)."""
     lines = [f"Adam with and without bias correction, lr = {LR}, beta1 = {BETA1}, "
@@ -269,6 +261,10 @@ def report(summary):
                          f"{w['final_gap']:12.2e}        | {wo['largest_step']:12.3g} "
                          f"{wo['final_gap']:12.2e}")
     return "\n".join(lines)
+
+
+main = command(NAME, FOLDER, run, report, DESCRIPTION,
+               "accepted for uniformity; this experiment is always quick")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ Run: ``adamnb experiment mnist-logistic [--quick] [--epochs N] [--data DIR] [--o
 import sys
 import time
 
-from adamnb.experiments import (conclude, default_out, experiment_parser, machine, markdown_table,
-                                parse_arguments, quick_note, run_cells)
-from adamnb.experiments._mnist import (add_options, alpha_rows, bar, blas_threads,
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine,
+                                parse_arguments, run_cells)
+from adamnb.experiments._mnist import (add_options, alpha_table, bar, blas_threads,
                                        history_summary, load, lowest_cost_alpha, plot_curves,
                                        run_and_report)
 from adamnb.nn import SoftmaxRegression
@@ -37,6 +37,10 @@ from adamnb.optim.schedules import InverseSqrt
 
 NAME = "mnist-logistic"
 FOLDER = "mnist_logistic"
+#: What ``adamnb experiment mnist-logistic --help`` says the experiment does.
+DESCRIPTION = ("Kingma & Ba (2014) Figure 1: L2-regularised logistic regression on MNIST, Adam vs "
+               "SGD-Nesterov vs AdaGrad with step alpha/sqrt(t), alpha from a grid; writes "
+               "figure1.png, grid.png, table.md and summary.json.")
 L2, BATCH, EPOCHS, QUICK_EPOCHS, SEED = 1e-4, 128, 45, 3, 0
 
 #: method -> (minimize method, fixed options, grid of alpha); the step size is alpha / sqrt(t).
@@ -46,6 +50,12 @@ METHODS = {
     "SGD Nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}, (0.3, 1.0, 3.0, 10.0, 30.0)),
     "AdaGrad": ("adagrad", {}, (0.03, 0.1, 0.3, 1.0, 3.0)),
 }
+
+#: table.md's title and the paragraph under it (templates filled from summary.json's keys).
+TITLE = "Kingma & Ba (2014) Figure 1: logistic regression, {epochs} epochs"
+NOTES = ("{train_rows} training / {test_rows} test images, batch {batch_size}, L2 {l2:g}, step size "
+         "alpha/sqrt(t); machine: {machine}. Bold: the alpha shown in figure1.png (lowest final "
+         "training cost).")
 
 
 def train_cell(cell):
@@ -109,26 +119,15 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, workers=N
 
 
 def table(summary):
-    lines = [f"# Kingma & Ba (2014) Figure 1: logistic regression, {summary['epochs']} epochs"
-             f"{quick_note(summary['quick'])}", "",
-             f"{summary['train_rows']} training / {summary['test_rows']} test images, batch "
-             f"{summary['batch_size']}, L2 {summary['l2']:g}, step size alpha/sqrt(t); "
-             f"machine: {summary['machine']}. Bold: the alpha shown in figure1.png (lowest final "
-             "training cost).", ""]
-    rows = alpha_rows(summary, lambda r: [f"{r['final_test_loss']:.4f}",
-                                          f"{r['final_test_accuracy']:.4f}",
-                                          f"{r['train_seconds']:.2f}"])
-    lines += markdown_table(["method", "alpha", "final training cost", "test loss",
-                             "test accuracy", "time (s)"], rows)
-    return "\n".join(lines) + "\n"
+    return alpha_table(summary, TITLE, NOTES, "final training cost", {
+        "test loss": lambda run: f"{run['final_test_loss']:.4f}",
+        "test accuracy": lambda run: f"{run['final_test_accuracy']:.4f}",
+        "time (s)": lambda run: f"{run['train_seconds']:.2f}"})
 
 
 def main(argv=None):
-    parser = experiment_parser(
-        NAME, "Kingma & Ba (2014) Figure 1: L2-regularised logistic regression on MNIST, Adam "
-              "vs SGD-Nesterov vs AdaGrad with step alpha/sqrt(t), alpha from a grid; writes "
-              "figure1.png, grid.png, table.md and summary.json.",
-        f"{QUICK_EPOCHS} epochs, two grid values, a subset of MNIST, for CI", FOLDER)
+    parser = experiment_parser(NAME, DESCRIPTION, f"{QUICK_EPOCHS} epochs, two grid values, a "
+                               "subset of MNIST, for CI", FOLDER)
     return run_and_report(parse_arguments(add_options(parser, EPOCHS), argv), run, table)
 
 

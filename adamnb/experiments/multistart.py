@@ -90,7 +90,9 @@ def run(out=None, quick=False, plots=True, starts=None, dim=DIM, workers=None, s
     Returns
     -------
     dict
-        The contents of ``summary.json``.
+        The contents of ``summary.json``: among them ``best`` (the lowest minimum found, its
+        point and start), ``found_global`` (how many starts ended within ``target_gap`` of the
+        global minimum), ``status_counts`` and ``final_gap_quantiles``.
     """
     started = time.perf_counter()
     out = default_out(FOLDER, quick, out)

@@ -34,15 +34,19 @@ import sys
 import time
 
 import adamnb
-from adamnb.experiments import (conclude, default_out, experiment_parser, machine, markdown_table,
-                                parse_arguments, quick_note, run_cells)
-from adamnb.experiments._mnist import (add_device_option, add_options, alpha_rows,
+from adamnb.experiments import (conclude, default_out, experiment_parser, machine,
+                                parse_arguments, run_cells)
+from adamnb.experiments._mnist import (add_device_option, add_options, alpha_table,
                                        blas_threads, check_device, history_summary, load,
                                        lowest_cost_alpha, plot_curves, run_and_report, train_mlp)
 from adamnb.nn import MLP
 
 NAME = "muon"
 FOLDER = "muon"
+#: What ``adamnb experiment muon --help`` says the experiment does.
+DESCRIPTION = ("Muon for the weight matrices with AdamW for the biases, against AdamW alone: the "
+               "MLP 784-512-512-10 on MNIST; writes loss.png, accuracy.png, table.md and "
+               "summary.json.")
 SIZES, BATCH, EPOCHS, QUICK_EPOCHS, SEED = (784, 512, 512, 10), 128, 3, 1, 0
 WEIGHT_DECAY, BIAS_LR = 0.01, 1e-3
 
@@ -51,6 +55,14 @@ METHODS = {
     "AdamW": ("AdamW", (3e-4, 1e-3, 3e-3)),
     "Muon + AdamW": ("Muon", (0.003, 0.01, 0.03)),
 }
+
+#: table.md's title and the paragraph under it (templates filled from summary.json's keys).
+TITLE = "Muon + AdamW against AdamW, {model}, {epochs} epochs"
+NOTES = ("{train_rows} training / {test_rows} test images, batch {batch_size}, weight decay "
+         "{weight_decay:g} on the weights (none on the biases; under Muon the biases run AdamW at "
+         "lr {bias_group[lr]:g}); machine: {machine}; device {device}. Bold: the alpha plotted "
+         "(lowest final training cost). Seconds per epoch: training only, one BLAS thread per "
+         "run, two runs side by side.")
 
 
 def make_optimizer(label, alpha, model, device="cpu"):
@@ -127,30 +139,16 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
 
 
 def table(summary):
-    lines = [f"# Muon + AdamW against AdamW, {summary['model']}, {summary['epochs']} epochs"
-             f"{quick_note(summary['quick'])}", "",
-             f"{summary['train_rows']} training / {summary['test_rows']} test images, batch "
-             f"{summary['batch_size']}, weight decay {summary['weight_decay']:g} on the weights "
-             f"(none on the biases; under Muon the biases run AdamW at lr "
-             f"{summary['bias_group']['lr']:g}); machine: {summary['machine']}; device "
-             f"{summary.get('device', 'cpu')}. Bold: the alpha "
-             "plotted (lowest final training cost). Seconds per epoch: training only, one BLAS "
-             "thread per run, two runs side by side.", ""]
-    rows = alpha_rows(summary, lambda run: [
-        f"{run['final_test_accuracy']:.4f}",
-        f"{run['best_test_accuracy']:.4f} ({run['best_test_accuracy_epoch']})",
-        f"{run['train_seconds'] / run['epochs']:.1f}"])
-    lines += markdown_table(["method", "alpha", "training cost, last epoch", "test accuracy",
-                             "best test accuracy (epoch)", "seconds per epoch"], rows)
-    return "\n".join(lines) + "\n"
+    return alpha_table(summary, TITLE, NOTES, "training cost, last epoch", {
+        "test accuracy": lambda run: f"{run['final_test_accuracy']:.4f}",
+        "best test accuracy (epoch)":
+            lambda run: f"{run['best_test_accuracy']:.4f} ({run['best_test_accuracy_epoch']})",
+        "seconds per epoch": lambda run: f"{run['train_seconds'] / run['epochs']:.1f}"})
 
 
 def main(argv=None):
-    parser = experiment_parser(
-        NAME, "Muon for the weight matrices with AdamW for the biases, against AdamW alone: "
-              "the MLP 784-512-512-10 on MNIST; writes loss.png, accuracy.png, table.md and "
-              "summary.json.",
-        f"{QUICK_EPOCHS} epoch on a subset of MNIST, for CI", FOLDER)
+    parser = experiment_parser(NAME, DESCRIPTION,
+                               f"{QUICK_EPOCHS} epoch on a subset of MNIST, for CI", FOLDER)
     add_device_option(add_options(parser, EPOCHS))
     args = parse_arguments(parser, argv)
     check_device(parser, args)

@@ -36,8 +36,7 @@ from matplotlib.figure import Figure
 
 import adamnb
 from adamnb import plot
-from adamnb.experiments import (conclude, default_out, experiment_parser, parse_arguments,
-                                progress, quick_note, report_run, run_cells)
+from adamnb.experiments import command, conclude, default_out, progress, quick_note, run_cells
 from adamnb.optim.schedules import InverseSqrt
 
 NAME = "reddi"
@@ -51,6 +50,10 @@ BETA1, BETA2 = 0.9, 0.99
 ALPHA = 0.5
 X0 = 0.0
 STEPS, QUICK_STEPS = 100_000, 20_000
+#: What ``adamnb experiment reddi --help`` says the experiment does.
+DESCRIPTION = ("Reddi, Kale & Kumar (2018): on f_t(x) = 1010x (t mod 101 == 1) else -10x over "
+               "[-1, 1], Adam drifts to x = +1, the worst point; AMSGrad goes to -1. Writes "
+               "reddi.png and summary.json.")
 
 VARIANTS = {"Adam": False, "AMSGrad": True}  # label -> amsgrad
 
@@ -172,17 +175,6 @@ def save_plot(traces, path, quick=False):
     plot.save_figure(figure, path, palette=True)
 
 
-def main(argv=None):
-    """Command-line entry point: ``adamnb experiment reddi [--quick] [--out DIR] [--workers N |
-    --scheduler ADDRESS]``."""
-    parser = experiment_parser(
-        NAME, "Reddi, Kale & Kumar (2018): on f_t(x) = 1010x (t mod 101 == 1) else -10x over "
-              "[-1, 1], Adam drifts to x = +1, the worst point; AMSGrad goes to -1. Writes "
-              "reddi.png and summary.json.",
-        f"{QUICK_STEPS} steps instead of {STEPS}", FOLDER)
-    return report_run(parse_arguments(parser, argv), run, report)
-
-
 def report(summary):
     """The results in words (what the command prints)."""
     lines = [f"Reddi et al. (2018), {summary['steps']} steps, best point x = -1:"]
@@ -191,6 +183,9 @@ def report(summary):
                      f"tenth = {numbers['mean_x_last_tenth']:+.4f}   average regret R_T/T = "
                      f"{numbers['average_regret']:.4f}")
     return "\n".join(lines)
+
+
+main = command(NAME, FOLDER, run, report, DESCRIPTION, f"{QUICK_STEPS} steps instead of {STEPS}")
 
 
 if __name__ == "__main__":

@@ -251,7 +251,8 @@ def run(out=None, quick=False, plots=True, workers=None, scheduler=None):
     Returns
     -------
     dict
-        The contents of ``summary.json``.
+        The contents of ``summary.json``: among them ``results`` (per function and method, the
+        numbers of the best run over its learning-rate grid) and the ``lr_grids`` searched.
     """
     started = time.perf_counter()
     out = default_out(FOLDER, quick, out)
