@@ -171,120 +171,47 @@ ELEMENTS = {
 
 
 # --- the CPU loops ------------------------------------------------------------------------------------
-# One serial loop per (dimensions, arity). Serial: the BLAS threads own the cores (see
-# adamnb.nn.training). Closures over the element, cached on disk like adamnb.backends.cpu's, and
-# like those capturing the source stamp of the element's module and of the shared per-element
-# code (adamnb.backends.cpu.element_stamp): an edit of either compiles the loop afresh.
-
-def _rows_cols_2(element):
-    stamp = element_stamp(element)
-
+# One serial loop per (dimensions, arity), its source written out for the arity from the template
+# below (numba forwards no *args into an inlined element, as the module notes say), the way
+# adamnb.backends.cuda writes the element's grid-stride kernel. Serial: the BLAS threads own the
+# cores (see adamnb.nn.training). A closure over the element, cached on disk like
+# adamnb.backends.cpu's kernels, and like those capturing the source stamp of the element's module
+# and of the shared per-element code (adamnb.backends.cpu.element_stamp): an edit of either
+# compiles the loop afresh. numba's disk cache needs a function's source file, so the generated
+# builder is compiled under this file's name (whose stamp also keys the cache); a traceback through
+# the loop shows this file's lines, not the template's.
+_CPU_LOOPS = {
+    2: """
+def {name}(element, stamp):
     @jit
-    def loop(rows, cols, a0, a1):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
+    def loop(rows, cols, {args}):
+        stamp  # in the closure: part of the disk cache's key
         for r in range(rows):
             for j in range(cols):
-                element(r, j, a0, a1)
+                element(r, j, {args})
     return loop
-
-
-def _rows_cols_3(element):
-    stamp = element_stamp(element)
-
+""",
+    1: """
+def {name}(element, stamp):
     @jit
-    def loop(rows, cols, a0, a1, a2):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
-        for r in range(rows):
-            for j in range(cols):
-                element(r, j, a0, a1, a2)
-    return loop
-
-
-def _rows_cols_5(element):
-    stamp = element_stamp(element)
-
-    @jit
-    def loop(rows, cols, a0, a1, a2, a3, a4):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
-        for r in range(rows):
-            for j in range(cols):
-                element(r, j, a0, a1, a2, a3, a4)
-    return loop
-
-
-def _rows_cols_6(element):
-    stamp = element_stamp(element)
-
-    @jit
-    def loop(rows, cols, a0, a1, a2, a3, a4, a5):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
-        for r in range(rows):
-            for j in range(cols):
-                element(r, j, a0, a1, a2, a3, a4, a5)
-    return loop
-
-
-def _rows_cols_8(element):
-    stamp = element_stamp(element)
-
-    @jit
-    def loop(rows, cols, a0, a1, a2, a3, a4, a5, a6, a7):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
-        for r in range(rows):
-            for j in range(cols):
-                element(r, j, a0, a1, a2, a3, a4, a5, a6, a7)
-    return loop
-
-
-def _rows_cols_9(element):
-    stamp = element_stamp(element)
-
-    @jit
-    def loop(rows, cols, a0, a1, a2, a3, a4, a5, a6, a7, a8):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
-        for r in range(rows):
-            for j in range(cols):
-                element(r, j, a0, a1, a2, a3, a4, a5, a6, a7, a8)
-    return loop
-
-
-def _items_2(element):
-    stamp = element_stamp(element)
-
-    @jit
-    def loop(n, a0, a1):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
+    def loop(n, {args}):
+        stamp  # in the closure: part of the disk cache's key
         for i in range(n):
-            element(i, a0, a1)
+            element(i, {args})
     return loop
-
-
-def _items_3(element):
-    stamp = element_stamp(element)
-
-    @jit
-    def loop(n, a0, a1, a2):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
-        for i in range(n):
-            element(i, a0, a1, a2)
-    return loop
-
-
-def _items_7(element):
-    stamp = element_stamp(element)
-
-    @jit
-    def loop(n, a0, a1, a2, a3, a4, a5, a6):
-        stamp  # noqa: B018 -- in the closure: part of the disk cache's key
-        for i in range(n):
-            element(i, a0, a1, a2, a3, a4, a5, a6)
-    return loop
-
-
-_LOOP_BUILDERS = {(2, 2): _rows_cols_2, (2, 3): _rows_cols_3, (2, 5): _rows_cols_5,
-                  (2, 6): _rows_cols_6, (2, 8): _rows_cols_8, (2, 9): _rows_cols_9,
-                  (1, 2): _items_2, (1, 3): _items_3, (1, 7): _items_7}
+""",
+}
 _cpu_loops = {}
+
+
+def _build_cpu_loop(element, dimensions, arity):
+    # (a name of its own for each loop: numba names the cache's files after it)
+    name = f"_{'rows_cols' if dimensions == 2 else 'items'}_{arity}"
+    source = _CPU_LOOPS[dimensions].format(name=name,
+                                           args=", ".join(f"a{k}" for k in range(arity)))
+    namespace = {"__name__": __name__, "jit": jit}
+    exec(compile(source, __file__, "exec"), namespace)  # noqa: S102 (a fixed template)
+    return namespace[name](element, element_stamp(element))
 
 
 def resolve(element):
@@ -302,7 +229,7 @@ def cpu_loop(element):
     """
     function, dimensions, arity = resolve(element)
     if function not in _cpu_loops:
-        _cpu_loops[function] = _LOOP_BUILDERS[dimensions, arity](function)
+        _cpu_loops[function] = _build_cpu_loop(function, dimensions, arity)
     return _cpu_loops[function]
 
 
