@@ -135,14 +135,14 @@ def _new_axes(ax, figsize):
     return Figure(figsize=figsize, layout="constrained").add_subplot()
 
 
-def _as_mapping(runs):
-    """A {label: run} dict from a mapping of runs, or {None: run} from a single run.
-
-    An OptimizeResult is a dict too, but a single run.
-    """
+def _per_run(runs, extract):
+    """``{label: extract(run)}`` of a mapping of runs, or ``{None: extract(runs)}`` of a single
+    run (an OptimizeResult is a dict too, but a single run); ValueError for no runs at all."""
     if isinstance(runs, dict) and not isinstance(runs, OptimizeResult):
-        return dict(runs)
-    return {None: runs}
+        if not runs:
+            raise ValueError("runs is empty: give at least one run ({label: run}, or one run)")
+        return {label: extract(run) for label, run in runs.items()}
+    return {None: extract(runs)}
 
 
 def _recorded(run, name):
@@ -245,10 +245,10 @@ def plot_convergence(runs, fmin=None, ax=None, *, floor=DEFAULT_FLOOR, target=No
     Raises
     ------
     ValueError
-        If a result has no ``fun_history`` or a history is not 1-D.
+        If ``runs`` is an empty mapping, a result has no ``fun_history`` or a history is not
+        1-D.
     """
-    runs = _as_mapping(runs)
-    histories = {label: _fun_values(run) for label, run in runs.items()}
+    histories = _per_run(runs, _fun_values)
     if fmin is None:
         finite = [h[np.isfinite(h)] for h in histories.values()]
         fmin = min((h.min() for h in finite if h.size), default=0.0)
@@ -743,10 +743,10 @@ def plot_trajectories(fun, runs, *, minimizers=None, fmin=None, xlim=None, ylim=
     Raises
     ------
     ValueError
-        If a result has no ``allvecs`` or the iterates are not 2-D.
+        If ``runs`` is an empty mapping, a result has no ``allvecs`` or the iterates are not
+        of shape (k, 2).
     """
-    runs = _as_mapping(runs)
-    paths = {label: _path(run) for label, run in runs.items()}
+    paths = _per_run(runs, _path)
     if xlim is None or ylim is None:
         auto_x, auto_y = trajectory_window(paths.values(),
                                            () if minimizers is None else minimizers, domain,

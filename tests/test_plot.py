@@ -345,6 +345,15 @@ def test_plots_explain_a_result_without_histories():
         plot.plot_trajectories(tf.fun, result)
 
 
+def test_plots_name_an_empty_mapping_of_runs():
+    # Before: plot_convergence drew an empty figure and plot_trajectories said "no finite point
+    # to frame".
+    with pytest.raises(ValueError, match="runs is empty"):
+        plot.plot_convergence({})
+    with pytest.raises(ValueError, match="runs is empty"):
+        plot.plot_trajectories(get("booth").fun, {})
+
+
 def test_trajectory_window_holds_paths_and_points_and_respects_the_domain():
     xlim, ylim = plot.trajectory_window([[[0.0, 0.0], [1.0, 2.0], [np.nan, 5.0]]],
                                         points=[[3.0, -1.0]], margin=0.0)
