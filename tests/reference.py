@@ -12,8 +12,8 @@ checked against the single-tensor (``foreach=False``) code path of the
 installed torch (``torch/optim/<name>.py``, functions ``_single_tensor_<name>``);
 and from optax's documentation and transforms for
 
-    optax.lion, yogi, adabelief, lamb, adan, contrib.adopt, contrib.ademamix,
-    contrib.schedule_free_adamw, contrib.prodigy
+    optax.lion, yogi, adabelief, lamb, novograd, adan, contrib.adopt,
+    contrib.ademamix, contrib.schedule_free_adamw, contrib.prodigy
 
 (optax/_src/alias.py, transform.py, contrib/_adopt.py, _ademamix.py,
 _schedule_free.py, _prodigy.py), with the papers' formulas where optax takes a
@@ -102,6 +102,7 @@ DEFAULTS = {
     "schedule_free_adamw": dict(lr=0.0025, warmup_steps=0, beta1=0.9, beta2=0.999, eps=1e-8,
                                 weight_decay=0.0, weight_lr_power=2.0),
     "lamb": dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, eps_root=0.0, weight_decay=0.0),
+    "novograd": dict(lr=1e-3, beta1=0.9, beta2=0.25, eps=1e-6, eps_root=0.0, weight_decay=0.0),
     "prodigy": dict(lr=1.0, beta1=0.9, beta2=0.999, beta3=None, eps=1e-8, estim_lr0=1e-6,
                     estim_lr_coef=1.0, weight_decay=0.0, safeguard_warmup=False),
     # torch's eps=(None, 1e-3) split into eps1, eps2, as betas are.
@@ -642,6 +643,25 @@ def lamb(x, beta1, beta2, eps, eps_root, weight_decay):
 
 
 # --------------------------------------------------------------------------
+# NovoGrad  (optax.novograd = scale_by_novograd, scale_by_learning_rate;
+#            Ginsburg et al. 2019, Algorithm 1)
+#   n = ||g||^2 (one layer: here the whole vector)
+#   nu <- n at t = 1, else (1-b2) n + b2 nu
+#   m <- b1 m + g / (sqrt(nu + eps_root) + eps) + lambda x        (m_0 = 0)
+#   x <- x - lr m
+# --------------------------------------------------------------------------
+@_stepped
+def novograd(x, beta1, beta2, eps, eps_root, weight_decay):
+    m, nu = np.zeros_like(x), None
+    while True:
+        t, lr_t, g = yield x
+        n = np.linalg.norm(g) ** 2
+        nu = n if t == 1 else (1.0 - beta2) * n + beta2 * nu
+        m = beta1 * m + (g / (np.sqrt(nu + eps_root) + eps) + weight_decay * x)
+        x = x - lr_t * m
+
+
+# --------------------------------------------------------------------------
 # Prodigy  (optax.contrib.prodigy; Mishchenko & Defazio 2023, Algorithm 4)
 #   d_0 = estim_lr0, r_0 = 0, b3 = sqrt(b2) if None
 #   dlr = d lr sqrt(1-b2^t)/(1-b1^t)
@@ -757,6 +777,7 @@ _RULES = {
     "ademamix": ademamix,
     "schedule_free_adamw": schedule_free_adamw,
     "lamb": lamb,
+    "novograd": novograd,
     "prodigy": prodigy,
     "adafactor": adafactor,
     "muon": muon,

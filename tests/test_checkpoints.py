@@ -151,7 +151,7 @@ def _checkpoint_of(method):
 
 # Every class but Muon (its matrix groups have their own case in test_groups.py).
 CHECKPOINTED = sorted(set(adamnb.optim.OPTIMIZERS) - {"muon"})
-WITH_SCALARS = ["asgd", "nadam", "prodigy", "schedule_free_adamw"]
+WITH_SCALARS = ["asgd", "nadam", "novograd", "prodigy", "schedule_free_adamw"]
 
 
 @pytest.mark.parametrize("method", CHECKPOINTED)

@@ -1,5 +1,6 @@
 """Parameter groups over the flat vector (adamnb.optim.groups), and the rules that act on a group's
-views as wholes: Muon, Adafactor's factored second moments, LAMB's per-layer trust ratio.
+views as wholes: Muon, Adafactor's factored second moments, LAMB's per-layer trust ratio,
+NovoGrad's per-layer gradient norm.
 
 The groups are torch's param groups: each view of the vector is one of torch's tensors, with its
 own state and its group's options. The checks, on an MLP's flat vector split as a torch user
@@ -267,6 +268,28 @@ def test_adafactor_on_one_matrix_matches_the_reference(shape, order):
     assert_runs_close(ours, want)
 
 
+def optax_per_leaf_run(transformation, views, x0, grad):
+    """The iterates of an optax ``transformation`` over the parameters as one leaf per view
+    ``(start, stop)`` of the flat vector (the gradient taken of the whole vector)."""
+    import jax
+    import optax
+    params = [jax.numpy.asarray(x0[a:b]) for a, b in views]
+    state = transformation.init(params)
+    iterates = []
+    for t in range(1, STEPS + 1):
+        x = np.empty_like(x0)
+        for (a, b), leaf in zip(views, params):
+            x[a:b] = leaf
+        g = grad(x, t)
+        updates, state = transformation.update([jax.numpy.asarray(g[a:b]) for a, b in views],
+                                               state, params)
+        params = optax.apply_updates(params, updates)
+        for (a, b), leaf in zip(views, params):
+            x[a:b] = leaf
+        iterates.append(x)
+    return iterates
+
+
 def test_lamb_takes_its_trust_ratio_per_view_as_optax_per_leaf():
     optax = pytest.importorskip("optax")
     jax = pytest.importorskip("jax")
@@ -278,21 +301,24 @@ def test_lamb_takes_its_trust_ratio_per_view_as_optax_per_leaf():
     decayed = [True] * len(model.param_groups()[0]["params"]) + \
         [False] * len(model.param_groups()[1]["params"])
     transformation = optax.lamb(0.01, weight_decay=0.1, mask=decayed)
-    params = [jax.numpy.asarray(x0[a:b]) for a, b in views]
-    state = transformation.init(params)
-    want = []
-    for t in range(1, STEPS + 1):
-        x = np.empty_like(x0)
-        for (a, b), leaf in zip(views, params):
-            x[a:b] = leaf
-        g = grad(x, t)
-        updates, state = transformation.update([jax.numpy.asarray(g[a:b]) for a, b in views],
-                                               state, params)
-        params = optax.apply_updates(params, updates)
-        for (a, b), leaf in zip(views, params):
-            x[a:b] = leaf
-        want.append(x)
+    want = optax_per_leaf_run(transformation, views, x0, grad)
     assert_runs_close(ours, want)
+
+
+def test_novograd_takes_its_gradient_norm_per_view_as_optax_per_leaf():
+    optax = pytest.importorskip("optax")
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    model, x0, grad = mlp_problem()
+    views = [v[:2] for group in model.param_groups() for v in group["params"]]
+    ours = run_class(adamnb.NovoGrad([{"params": [slice(a, b) for a, b in views]}], lr=0.01,
+                                     beta2=0.5, weight_decay=0.1), x0, grad)
+    transformation = optax.novograd(0.01, b2=0.5, weight_decay=0.1)
+    want = optax_per_leaf_run(transformation, views, x0, grad)
+    assert_runs_close(ours, want)
+    # one norm over the whole vector is another run: the per-view norms are what is compared
+    whole = run_class(adamnb.NovoGrad(lr=0.01, beta2=0.5, weight_decay=0.1), x0, grad)
+    assert np.abs(whole[-1] - want[-1]).max() > 1e-6
 
 
 # --- drivers, checkpoints, threads ----------------------------------------------------------------

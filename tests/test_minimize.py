@@ -42,8 +42,12 @@ def test_returns_scipy_optimize_result_with_every_field():
 @pytest.mark.parametrize("method", VECTOR_METHODS)
 def test_every_method_minimizes_a_quadratic(method):
     lr = {"sgd": 0.1, "adadelta": 1.0, "adagrad": 0.5}.get(method, 0.05)
-    # ASGD's lambd shrinks x at every step (a fixed point off the minimum): off here.
-    extra = {"asgd": {"lambd": 0.0}}.get(method, {})
+    # ASGD's lambd shrinks x at every step (a fixed point off the minimum): off here. NovoGrad's
+    # step is normalised by the gradient's norm, so at a constant rate it circles the minimum at
+    # a distance set by the rate (2.986 here, the gradient 0.03): a decaying rate, as its paper
+    # trains with.
+    extra = {"asgd": {"lambd": 0.0},
+             "novograd": {"lr": adamnb.optim.schedules.Exponential(lr, 0.999)}}.get(method, {})
     res = adamnb.minimize(quadratic, np.zeros(4), method=method, jac=quadratic_grad,
                           options={"lr": lr, "maxiter": 20000, "gtol": 1e-4, **extra})
     assert res.success, res.message

@@ -108,6 +108,9 @@ def optax_transformation(method, options, learning_rate):
     if method == "lamb":
         return optax.lamb(learning_rate, b1=o["beta1"], b2=o["beta2"], eps=o["eps"],
                           eps_root=o["eps_root"], weight_decay=o["weight_decay"])
+    if method == "novograd":
+        return optax.novograd(learning_rate, b1=o["beta1"], b2=o["beta2"], eps=o["eps"],
+                              eps_root=o["eps_root"], weight_decay=o["weight_decay"])
     if method == "prodigy":
         return optax.contrib.prodigy(learning_rate, betas=(o["beta1"], o["beta2"]),
                                      beta3=o["beta3"], eps=o["eps"], estim_lr0=o["estim_lr0"],
@@ -138,7 +141,7 @@ def optax_run(method, x0, grad, steps, lr_schedule=None, **options):
 
 #: The optax rules' cases of tests/test_rules.py, and a few more.
 OPTAX_METHODS = ("lion", "yogi", "adabelief", "adan", "adopt", "ademamix", "schedule_free_adamw",
-                 "lamb", "prodigy")
+                 "lamb", "novograd", "prodigy")
 CASES = [case for case in RULE_CASES if case[0] in OPTAX_METHODS] + [
     ("adabelief", {"lr": 0.01, "beta2": 0.99, "eps": 1e-8, "eps_root": 0.0}),
     ("adan", {"lr": 0.01, "eps_root": 0.0}),
@@ -146,6 +149,7 @@ CASES = [case for case in RULE_CASES if case[0] in OPTAX_METHODS] + [
     ("ademamix", {"lr": 0.01, "beta3": 0.999, "alpha_warmup": 30, "beta3_warmup": 40}),
     ("schedule_free_adamw", {"lr": 0.01, "warmup_steps": 10}),
     ("lamb", {"lr": 0.02, "weight_decay": 0.3}),
+    ("novograd", {"lr": 0.02, "beta2": 0.9, "weight_decay": 0.3}),
     ("prodigy", {"lr": 0.3, "beta1": 0.8, "estim_lr_coef": 0.5}),
     # eps_in_sqrt, the placement of optax (its default) and TensorFlow/Keras; eps large enough
     # that the placement matters
@@ -188,7 +192,7 @@ def test_adamnb_matches_optax_step_for_step(method, options):
 
 
 @pytest.mark.parametrize("method", ["lion", "yogi", "adabelief", "adan", "adopt", "ademamix",
-                                    "lamb", "prodigy"])
+                                    "lamb", "novograd", "prodigy"])
 def test_a_schedule_matches_optax(method):
     """lr(t) here is optax's learning_rate(t - 1). (Schedule-free AdamW is left out: optax calls
     a callable learning_rate one step ahead for its averaging weights, see its rule's notes.)"""

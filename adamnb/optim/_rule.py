@@ -64,8 +64,7 @@ from adamnb.optim.schedules import Schedule, checked_rate
 
 __all__ = ["Hyperparameter", "UpdateRule", "MatrixStep", "CoefficientStream", "power",
            "standard_scalar", "moment_options", "weight_decay_scalars",
-           "lr_option",
-           "beta_option", "eps_option", "WEIGHT_DECAY", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY",
+           "lr_option", "beta_option", "eps_option", "eps_root_option", "WEIGHT_DECAY", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY",
            "RESERVED_OPTION_NAMES"]
 
 #: Option names that belong to the drivers (``maxiter``, ``gtol`` ... of
@@ -260,6 +259,12 @@ def moment_options(lr, betas, eps=None, *, of=("the first-moment estimate",
 def eps_option(default, doc="term added to the denominator for numerical stability"):
     """The denominator's stabilising term."""
     return Hyperparameter("eps", default, doc)
+
+
+def eps_root_option(default, doc="term added to the second moment inside the square root"):
+    """optax's ``eps_root``: added under the square root of the denominator (where the
+    gradient of the update through it must stay finite, as for meta-gradients)."""
+    return Hyperparameter("eps_root", default, doc)
 
 
 WEIGHT_DECAY = Hyperparameter("weight_decay", 0.0, "L2 penalty coefficient (added to the gradient)")

@@ -3,7 +3,7 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options, power
+from adamnb.optim._rule import Hyperparameter, UpdateRule, eps_root_option, moment_options, power
 
 
 @elementwise
@@ -28,8 +28,7 @@ ADABELIEF = UpdateRule(
     hyperparameters=(
         *moment_options(1e-3, (0.9, 0.999), 1e-16, library="optax", of=(
             "the first-moment estimate", "the estimate of the squared prediction error")),
-        Hyperparameter("eps_root", 1e-16, "term added to the second moment of the prediction "
-                       "error"),
+        eps_root_option(1e-16, "term added to the second moment of the prediction error"),
         Hyperparameter("nesterov", False, "use Nesterov momentum", kind="bool"),
     ),
     slots=("mu", "nu"),

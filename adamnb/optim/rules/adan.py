@@ -3,7 +3,7 @@
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options
+from adamnb.optim._rule import Hyperparameter, UpdateRule, eps_root_option, moment_options
 
 
 @elementwise
@@ -30,7 +30,7 @@ ADAN = UpdateRule(
         *moment_options(1e-3, (0.98, 0.92, 0.99), 1e-8, library="optax", of=(
             "the gradients' average", "the average of the gradients' differences",
             "the squared term's average")),
-        Hyperparameter("eps_root", 1e-8, "term added inside the square root"),
+        eps_root_option(1e-8),
         Hyperparameter("weight_decay", 0.0, "decoupled weight decay, multiplied by the learning "
                        "rate (optax's weight_decay)"),
     ),

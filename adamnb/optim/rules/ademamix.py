@@ -6,7 +6,8 @@ import math
 import numpy as np
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, eps_option, moment_options
+from adamnb.optim._rule import (Hyperparameter, UpdateRule, eps_option, eps_root_option,
+                                moment_options)
 
 
 @elementwise
@@ -61,7 +62,7 @@ ADEMAMIX = UpdateRule(
             "the fast momentum", "the second-moment estimate", "the slow momentum")),
         Hyperparameter("alpha", 5.0, "weight of the slow momentum in the mixture"),
         eps_option(1e-8),
-        Hyperparameter("eps_root", 0.0, "term added inside the square root"),
+        eps_root_option(0.0),
         Hyperparameter("weight_decay", 0.0, "decoupled weight decay, multiplied by the learning "
                        "rate (optax's weight_decay)"),
         Hyperparameter("alpha_warmup", 0, "steps of the paper's linear warm-up of alpha from 0 "

@@ -5,7 +5,7 @@ or over each group view, inside the step)."""
 import math
 
 from adamnb.backends.jit import elementwise
-from adamnb.optim._rule import Hyperparameter, UpdateRule, moment_options
+from adamnb.optim._rule import Hyperparameter, UpdateRule, eps_root_option, moment_options
 
 @elementwise
 def _direction(x, m, v, bias_correction1, bias_correction2, eps_root, eps, weight_decay):
@@ -52,8 +52,7 @@ LAMB = UpdateRule(
         *moment_options(1e-3, (0.9, 0.999), 1e-6, library="optax",
                         of=("the first moment", "the second moment"),
                         eps_doc="term added to the denominator (outside the square root)"),
-        Hyperparameter("eps_root", 0.0, "term added to the second moment inside the square "
-                       "root"),
+        eps_root_option(0.0),
         Hyperparameter("weight_decay", 0.0, "weight decay added to the direction before the "
                        "trust ratio (optax's add_decayed_weights)"),
     ),
