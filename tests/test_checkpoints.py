@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import adamnb
-from adamnb.optim import load_state_dict, save_state_dict, schedules
+from adamnb.optim import RULES, load_state_dict, save_state_dict, schedules
 from tests.test_rules import CASE_IDS, CASES, make_gradient, optimizer_for
 
 STEPS = 20
@@ -151,7 +151,10 @@ def _checkpoint_of(method):
 
 # Every class but Muon (its matrix groups have their own case in test_groups.py).
 CHECKPOINTED = sorted(set(adamnb.optim.OPTIMIZERS) - {"muon"})
-WITH_SCALARS = ["asgd", "nadam", "novograd", "prodigy", "schedule_free_adamw"]
+#: The rules that declare scalars kept from step to step (host scalars such as NAdam's product of
+#: momentum factors, or scalars carried inside the kernels such as Prodigy's estimate): their
+#: checkpoints must hold them (asgd, nadam, novograd, prodigy, schedule_free_adamw today).
+WITH_SCALARS = [m for m in CHECKPOINTED if RULES[m].scalar_state or RULES[m].carried]
 
 
 @pytest.mark.parametrize("method", CHECKPOINTED)
