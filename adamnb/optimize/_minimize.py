@@ -9,6 +9,8 @@ loop otherwise (:mod:`._host`); all run the one iteration of :mod:`._common` and
 result there.
 """
 
+import textwrap
+
 import numpy as np
 
 from adamnb.backends import cpu
@@ -77,9 +79,46 @@ def _method_callable(rule):
     method.__doc__ = (f"Minimize a scalar function with {rule.summary}.\n\n"
                       f"Usable as ``adamnb.minimize(fun, x0, method='{rule.name}', ...)`` and as a "
                       f"custom method of scipy:\n``scipy.optimize.minimize(fun, x0, "
-                      f"method=adamnb.{rule.name}, jac=..., options={{...}})``. Arguments and "
-                      f"result: :func:`adamnb.minimize`.\n\n" + _options_text(rule))
+                      f"method=adamnb.{rule.name}, jac=..., options={{...}})``.\n\n"
+                      + _METHOD_SECTIONS + _options_block(rule))
     return method
+
+
+def _options_block(rule):
+    # show_options' text without its underlined title, which numpydoc would read as a section
+    # of the docstring even inside a literal block
+    return textwrap.indent("\n".join(_options_text(rule).splitlines()[2:]), "    ") + "\n"
+
+
+#: The numpydoc sections of every method callable (``adamnb.adam`` ...): scipy calls a custom
+#: method with minimize's arguments and its options as keywords.
+_METHOD_SECTIONS = """\
+Parameters
+----------
+fun, x0, args, jac, hess, hessp, bounds, constraints, callback
+    As in :func:`adamnb.minimize` (``hess``, ``hessp`` and ``constraints`` are not used: a
+    RuntimeWarning says so, as in scipy).
+**options
+    The options listed below, as keywords (scipy passes its ``options`` dict this way).
+
+Returns
+-------
+scipy.optimize.OptimizeResult
+    As :func:`adamnb.minimize` returns.
+
+Raises
+------
+ValueError
+    A bad ``x0``, ``bounds``, option value or ``jac``; an objective returning a non-scalar or a
+    gradient of the wrong shape.
+TypeError
+    ``fun`` or ``callback`` is not callable.
+
+Notes
+-----
+The method's options, as :func:`adamnb.show_options` prints them::
+
+"""
 
 
 def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, bounds=None,
