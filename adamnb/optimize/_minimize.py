@@ -235,8 +235,8 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     on a 2-core machine; the first compile of a process takes several seconds more, as it also
     starts numba's compiler: ``docs/benchmarks.md``), after which a step costs some 30-90 ns
     instead of the host loop's 2.5 us with an ``into`` (Adam on 2-D Rosenbrock: 50 ns on a
-    2-core Intel Xeon), and more with a gradient returned as a new array, which numba's
-    reference counting must free (230 ns there, 95 ns on an AMD EPYC). The loops around the
+    2-core Intel Xeon, 55 ns on an AMD EPYC), and more with a gradient returned as a new array,
+    allocated and freed at every step (77 ns on that AMD EPYC). The loops around the
     functions of :mod:`adamnb.problems.functions` are cached on disk: a second process loads them
     in milliseconds. A loop around your own jitted function is compiled at most once per process
     (numba cannot cache it across processes). With ``compiled=None`` (the default) ``minimize``
@@ -247,11 +247,12 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     most about twice what the better choice would have cost. ``compiled=True`` compiles at once
     (a ValueError says why a run cannot be compiled), ``compiled=False`` never does.
 
-    Your objective is compiled into the loop itself (no call per step, and the reference
-    counting of a gradient array it allocates mostly pruned) where that cannot change a result:
-    a function compiled without ``fastmath``, ``parallel`` or ``boundscheck`` options and with no
-    division or remainder in its own code (the loop's error model would turn a ``ZeroDivisionError``
-    into inf); otherwise it is called.
+    An allocation-free ``into`` is compiled into the loop itself (no call per step) where that
+    cannot change a result: a function compiled without ``fastmath``, ``parallel`` or
+    ``boundscheck`` options and with no division or remainder in its own code (the loop's error
+    model would turn a ``ZeroDivisionError`` into inf); otherwise it is called. An objective that
+    allocates is called through a small compiled adapter that copies its gradient and frees the
+    array, so that the loop itself touches no reference count.
 
     ``options={"fast": True}`` compiles the loop (and an objective compiled into it) with
     fused multiply-adds and reciprocals: a shorter chain of operations per step, and results
