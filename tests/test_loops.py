@@ -406,3 +406,33 @@ def test_a_compiled_run_of_many_blocks_is_the_host_loops():
     assert compiled_run.nit == host_run.nit == 50_000
     assert compiled_run.x.tobytes() == host_run.x.tobytes()
     assert compiled_run.jac.tobytes() == host_run.jac.tobytes()
+
+
+_FORKED_RUNS = """
+import multiprocessing, numpy as np, adamnb
+from adamnb.problems.functions import get
+rosenbrock = get("rosenbrock")
+options = {"lr": 1e-3, "maxiter": 20000, "gtol": 1e-300, "compiled": True}
+
+def run(_):
+    return adamnb.minimize(rosenbrock.value_and_grad, np.array([-1.5, 2.0]), jac=True,
+                           options=options).x.tobytes()
+
+here = run(0)  # starts this process's thread for the blocks' scalars
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    assert pool.map(run, range(2)) == [here, here]
+print("done")
+"""
+
+
+def test_a_process_forked_after_a_compiled_run_runs_compiled_too():
+    """The blocks' scalars are computed on a thread of the process; a forked worker (a sweep's,
+    on Linux) inherits the executor but not its thread: it starts its own instead of waiting
+    forever (it did, before)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", _FORKED_RUNS], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-3000:]

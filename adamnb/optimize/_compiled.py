@@ -82,6 +82,7 @@ import collections
 import concurrent.futures
 import dis
 import math
+import os
 import sys
 import types
 
@@ -605,10 +606,12 @@ class _BlockScalars:
         global _prefetcher
         if t > self.maxiter:
             return
-        if _prefetcher is None:
-            _prefetcher = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="adamnb-scalars")
-        self.ahead = (t, _prefetcher.submit(self._columns, t))
+        # One thread per process: a process forked from this one (a sweep's worker) inherits
+        # the executor but not its thread, and would wait for it forever.
+        if _prefetcher is None or _prefetcher[0] != os.getpid():
+            _prefetcher = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="adamnb-scalars"))
+        self.ahead = (t, _prefetcher[1].submit(self._columns, t))
 
 
 def iterate_compiled(run, loop, x, f, g, spare, norm, state, carry, lower, upper, counts,
