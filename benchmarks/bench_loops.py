@@ -19,9 +19,11 @@
   100 starts, the user's ``into``).
 
 Where the compiled path's time goes: its coefficient table alone (``coefficient_columns`` of the
-20,000 steps, NumPy on the host), its fixed cost per call (``minimize`` of one step), and the
-update's own chain of dependent operations: Adam's element and Rosenbrock's gradient in a bare
-numba loop over a precomputed table, with none of the driver's tests and bookkeeping. That chain
+20,000 steps, NumPy on the host: in a run, the blocks after the first are computed on a second
+thread while the loop runs the previous one), its fixed cost per call (``minimize`` of one
+step), and the update's own chain of dependent operations: Adam's element and Rosenbrock's
+gradient in a bare numba loop over a precomputed table, with none of the driver's tests and
+bookkeeping. That chain
 (the next x needs the gradient at this x, which needs this x) is the floor of any loop computing
 the same arithmetic.
 
@@ -286,11 +288,13 @@ def single_start_loops(args, report):
           "(its parts timed together with it)")
     print("| part | ns per step |")
     print("|---|---|")
-    print("| coefficient table (NumPy on the host, 2 powers per step) | "
+    print("| coefficient table (NumPy on the host, 2 powers per step, computed alone; in the "
+          "run all but the first block's are computed on a second thread while the loop runs) | "
           f"{table / steps * 1e9:.1f} |")
     print(f"| fixed cost per call (a one-step minimize), spread over {steps} steps | "
           f"{fixed / steps * 1e9:.1f} |")
-    print(f"| the compiled loop (the rest) | {(whole - table - fixed) / steps * 1e9:.1f} |")
+    print(f"| the rest: the compiled loop, and the table where it is not hidden | "
+          f"{(whole - fixed) / steps * 1e9:.1f} |")
     print(f"| the update's dependency chain alone (bare loop, same arithmetic) | "
           f"{parts['chain floor'] / steps * 1e9:.1f} |")
     report["single_start"] = {"steps": steps, "seconds": seconds, "parts": parts,
