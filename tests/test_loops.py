@@ -436,3 +436,45 @@ def test_a_process_forked_after_a_compiled_run_runs_compiled_too():
     done = subprocess.run([sys.executable, "-c", _FORKED_RUNS], cwd=root, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and "done" in done.stdout, done.stderr[-3000:]
+
+
+def test_numpys_error_settings_reach_every_block_of_a_compiled_run():
+    """The blocks after the first have their scalars computed on another thread, in the
+    caller's context: an overflow of the schedule at step ~35,800 (the ninth block) raises under
+    ``np.errstate(over="raise")`` on both paths, as it does in the host loop."""
+    schedule = adamnb.optim.schedules.Exponential(1e-300, 1.02)
+    options = {"lr": schedule, "maxiter": 40_000, "gtol": 0}
+    x0 = np.array([-1.5, 2.0])
+    for fun, extra in ((ROSENBROCK.value_and_grad, {"compiled": True}),
+                       (python_wrapped(ROSENBROCK.value_and_grad), {"compiled": False})):
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError, match="overflow"):
+            adamnb.minimize(fun, x0, jac=True, options={**options, **extra})
+
+
+_AFTER_MAIN = """
+import threading, time, numpy as np, adamnb
+from adamnb.problems.functions import get
+rosenbrock = get("rosenbrock")
+
+def run():
+    time.sleep(0.5)  # the main thread has returned: the interpreter is shutting down
+    res = adamnb.minimize(rosenbrock.value_and_grad, np.array([-1.5, 2.0]), jac=True,
+                          options={"lr": 1e-3, "maxiter": 20000, "gtol": 0, "compiled": True})
+    print("done", res.nit)
+
+adamnb.minimize(rosenbrock.value_and_grad, np.array([-1.5, 2.0]), jac=True,
+                options={"lr": 1e-3, "maxiter": 20000, "gtol": 0, "compiled": True})
+threading.Thread(target=run).start()
+"""
+
+
+def test_a_compiled_run_from_a_thread_that_outlives_the_main_one_finishes():
+    """At shutdown no new work goes to the scalars' thread: the blocks are computed in the
+    caller's thread (before: 'cannot schedule new futures after shutdown')."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", _AFTER_MAIN], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "done 20000" in done.stdout, done.stderr[-3000:]

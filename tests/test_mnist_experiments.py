@@ -185,3 +185,16 @@ def test_muon_quick(tmp_path):
     shapes = [tuple(a.shape for a in s) if isinstance(s, tuple) else s.shape
               for s in optimizer.state]
     assert shapes == [((512, 784),), ((512, 512),), ((10, 512),), (2, 512), (2, 512), (2, 10)]
+
+
+def test_the_alpha_tables_reproduce_the_committed_ones_and_read_an_older_muon_summary():
+    """table.md of mnist-logistic and muon from their committed summary.json, byte for byte; a
+    muon summary from before the device option (no "device" key) ran on the CPU."""
+    from adamnb.experiments import mnist_logistic, muon
+    root = Path(__file__).resolve().parent.parent / "results"
+    for module, folder in ((mnist_logistic, "mnist_logistic"), (muon, "muon")):
+        summary = json.loads((root / folder / "summary.json").read_text())
+        assert module.table(summary) == (root / folder / "table.md").read_text()
+    older = json.loads((root / "muon" / "summary.json").read_text())
+    device = older.pop("device")
+    assert device == "cpu" and "; device cpu." in muon.table(older)

@@ -139,7 +139,8 @@ def run(out=None, quick=False, plots=True, epochs=None, data_dir=None, device="c
 
 
 def table(summary):
-    return alpha_table(summary, TITLE, NOTES, "training cost, last epoch", {
+    # (a summary written before the device option has no "device": it ran on the CPU)
+    return alpha_table({"device": "cpu", **summary}, TITLE, NOTES, "training cost, last epoch", {
         "test accuracy": lambda run: f"{run['final_test_accuracy']:.4f}",
         "best test accuracy (epoch)":
             lambda run: f"{run['best_test_accuracy']:.4f} ({run['best_test_accuracy_epoch']})",

@@ -80,6 +80,7 @@ Fast mode (``fast=True``)
 
 import collections
 import concurrent.futures
+import contextvars
 import dis
 import math
 import os
@@ -206,7 +207,9 @@ def objective_adapter(protocol, fun, jac, arity):
         def adapter(args, x, g_out):
             return evaluate(fun, jac, args, x, g_out)
 
-        _adapters[key] = adapter
+        # One adapter per objective even when two threads make it at once: the loop must be
+        # built around the one that adapt() compiled with the runtime.
+        _adapters.setdefault(key, adapter)
     return _adapters[key]
 
 
@@ -606,12 +609,20 @@ class _BlockScalars:
         global _prefetcher
         if t > self.maxiter:
             return
-        # One thread per process: a process forked from this one (a sweep's worker) inherits
-        # the executor but not its thread, and would wait for it forever.
-        if _prefetcher is None or _prefetcher[0] != os.getpid():
-            _prefetcher = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="adamnb-scalars"))
-        self.ahead = (t, _prefetcher[1].submit(self._columns, t))
+        try:
+            # One thread per process: a process forked from this one (a sweep's worker)
+            # inherits the executor but not its thread, and would wait for it forever.
+            if _prefetcher is None or _prefetcher[0] != os.getpid():
+                _prefetcher = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="adamnb-scalars"))
+            # In the caller's context: NumPy's error settings (np.errstate) live in a context
+            # variable, which a thread of its own would not see.
+            self.ahead = (t, _prefetcher[1].submit(contextvars.copy_context().run,
+                                                   self._columns, t))
+        except RuntimeError:
+            # The interpreter is shutting down (a run from an atexit handler, or from a thread
+            # that outlives the main one): the next block is computed when it is taken.
+            self.ahead = None
 
 
 def iterate_compiled(run, loop, x, f, g, spare, norm, state, carry, lower, upper, counts,
