@@ -158,7 +158,7 @@ def test_flags_are_compiled_in_only_where_the_element_branches():
 def test_a_flag_that_changes_between_blocks_gives_the_same_bits(monkeypatch):
     """RAdam's rectification flag is 0 for steps 1 to 5, then 1. With blocks of 4 steps the
     first block holds it at 0 and compiles it in; the second must not."""
-    monkeypatch.setattr(_batch, "block_length", lambda t, gtol, record: 4)
+    monkeypatch.setattr(_batch, "block_length", lambda t, record: 4)
     seen = []
     original = _batch._compiled_batched_loop
     monkeypatch.setattr(_batch, "_compiled_batched_loop",

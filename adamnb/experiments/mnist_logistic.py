@@ -53,9 +53,9 @@ METHODS = {
 
 #: table.md's title and the paragraph under it (templates filled from summary.json's keys).
 TITLE = "Kingma & Ba (2014) Figure 1: logistic regression, {epochs} epochs"
-NOTES = ("{train_rows} training / {test_rows} test images, batch {batch_size}, L2 {l2:g}, step size "
-         "alpha/sqrt(t); machine: {machine}. Bold: the alpha shown in figure1.png (lowest final "
-         "training cost).")
+NOTES = ("{train_rows} training / {test_rows} test images, batch {batch_size}, L2 {l2:g}, step "
+         "size alpha/sqrt(t); machine: {machine}. Bold: the alpha shown in figure1.png (lowest "
+         "final training cost).")
 
 
 def train_cell(cell):

@@ -64,8 +64,8 @@ from adamnb.optim.schedules import Schedule, checked_rate
 
 __all__ = ["Hyperparameter", "UpdateRule", "MatrixStep", "CoefficientStream", "power",
            "standard_scalar", "moment_options", "weight_decay_scalars",
-           "lr_option", "beta_option", "eps_option", "eps_root_option", "WEIGHT_DECAY", "MAXIMIZE", "DECOUPLED_WEIGHT_DECAY",
-           "RESERVED_OPTION_NAMES"]
+           "lr_option", "beta_option", "eps_option", "eps_root_option", "WEIGHT_DECAY", "MAXIMIZE",
+           "DECOUPLED_WEIGHT_DECAY", "RESERVED_OPTION_NAMES"]
 
 #: Option names that belong to the drivers (``maxiter``, ``gtol`` ... of
 #: :data:`adamnb.optimize.DRIVER_OPTIONS`), never to a rule: a rule whose hyperparameter took one
@@ -172,8 +172,9 @@ def power(base, t):
     2**-200.
 
     pow is about 50 times slower when its result is subnormal (0.9 ** 20000 is), and past that cap
-    nothing computed from the power changes (the same bits as ``base ** min(t, cap)``): 1 - base**t rounds to exactly 1, and t * base**t (in
-    RAdam's rho_t) is far below an ulp of the terms it is added to.
+    nothing computed from the power changes: 1 - base**t rounds to exactly 1, and t * base**t (in
+    RAdam's rho_t) is far below an ulp of the terms it is added to. Returns the same bits as
+    ``base ** np.minimum(t, cap)``.
     """
     t = np.asarray(t, dtype=np.float64)
     if not 0.0 < base < 1.0:

@@ -19,9 +19,9 @@ torch's tensors:
   with the group's own keys; a schedule as ``lr`` steps once per step in each group;
 * each view keeps its own state, as each of torch's tensors does, and the sums some rules take
   inside a step are taken per view: LAMB's trust ratio and NovoGrad's gradient norm per view
-  (optax: per leaf), Adafactor's RMS clipping per view (torch: per tensor). A view with a 2-D shape is updated as a matrix by
-  the rules that have a matrix step (:class:`adamnb.optim.MatrixStep`): Adafactor's factored
-  second moments, Muon;
+  (optax: per leaf), Adafactor's RMS clipping per view (torch: per tensor). A view with a 2-D
+  shape is updated as a matrix by the rules that have a matrix step
+  (:class:`adamnb.optim.MatrixStep`): Adafactor's factored second moments, Muon;
 * Muon updates the groups whose views are all matrices; any other group runs the rule named by
   its ``"method"`` key (default ``"adamw"``, as torch recommends), with that rule's defaults
   updated with the group's own options only (the Muon options do not carry over);

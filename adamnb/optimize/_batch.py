@@ -566,7 +566,7 @@ def minimize_batch(fun, x0, args=(), method="adam", jac=True, bounds=None, tol=N
     lower_, upper_ = (lower, upper) if bounded else (X[0, :1], X[0, :1])  # read, never used
     loop, pattern, t = None, None, 1
     while t <= run.maxiter and (status == _RUNNING).any():
-        table = stream.columns(t, block_length(t, run.gtol, record=False))
+        table = stream.columns(t, block_length(t, record=False))
         if rule.reductions:
             first = np.flatnonzero(status == _RUNNING)[0]
             loop = loop or compile_loop(rule, fun, jac, bounded, arity, run.fast, (

@@ -496,7 +496,7 @@ def is_jitted(function):
     return isinstance(function, numba.core.registry.CPUDispatcher)
 
 
-def block_length(t, gtol, record):
+def block_length(t, record):
     """Steps per block of the compiled loop from step ``t``.
 
     Each block costs some 15 microseconds of Python around it (the call into the loop), so
@@ -581,18 +581,18 @@ class _BlockScalars:
     thread while the loop runs the current one.
 
     A block's scalars are NumPy work (two ``pow`` per step for Adam's bias corrections, some
-    20 ns a step, a third of a compiled step of a small problem); the loop releases the GIL
+    10 ns a step, a fifth of a compiled step of a small problem); the loop releases the GIL
     (the package's jit options), so the two overlap. Computed in the same order and by the same
     code as without the thread: the same bits. A block computed ahead for a run that then stops
     is simply not used (the stream is this run's own).
     """
 
-    def __init__(self, stream, gtol, maxiter, record):
-        self.stream, self.gtol, self.maxiter, self.record = stream, gtol, maxiter, record
+    def __init__(self, stream, maxiter, record):
+        self.stream, self.maxiter, self.record = stream, maxiter, record
         self.ahead = None  # (first step, future) of the block being computed ahead
 
     def _columns(self, t):
-        return self.stream.columns(t, block_length(t, self.gtol, self.record))
+        return self.stream.columns(t, block_length(t, self.record))
 
     def take(self, t):
         """The block of scalars from step ``t``."""
@@ -636,7 +636,7 @@ def iterate_compiled(run, loop, x, f, g, spare, norm, state, carry, lower, upper
     previous, point = np.empty_like(x), np.empty_like(x)
     args = tuple(run.args)
     record = allvecs is not None
-    tables = _BlockScalars(run.stream(x.dtype), run.gtol, run.maxiter, record)
+    tables = _BlockScalars(run.stream(x.dtype), run.maxiter, record)
     while True:
         t = int(counts[0]) + 1
         if run.gtol > 0 and norm <= run.gtol:
