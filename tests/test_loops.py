@@ -312,8 +312,8 @@ def test_the_host_path_takes_a_gradient_of_any_layout_and_type(form):
 def test_the_loop_runs_without_numbas_runtime_and_an_allocating_objective_behind_an_adapter(
         into, adapted):
     """Without numba's runtime a loop touches no reference count per step (three times faster
-    on an Intel Xeon, 215 against 77 ns a step for an allocating Rosenbrock on an AMD EPYC). An
-    allocation-free ``into`` is compiled into such a loop; an objective that allocates is called
+    on an Intel Xeon; 215 against 51 to 62 ns a step for an allocating Rosenbrock on an AMD
+    EPYC). An allocation-free ``into`` is compiled into such a loop; an objective that allocates is called
     through an adapter compiled first with the runtime, which frees what it allocates (compiled
     inside the loop, it would not: that loop leaked 140 bytes a step). Both give the host loop's
     bits."""

@@ -41,10 +41,10 @@ the loop keeps everything else off that chain:
   through an adapter of its own (:func:`objective_adapter`: the objective's call and the copy of
   its gradient, not inlined), compiled with the runtime *before* the loop, which then runs
   without it: the adapter frees what the objective allocates, the loop touches no reference
-  count (215 against 77 ns a step for an allocating Rosenbrock on an AMD EPYC). The order
-  matters: numba compiles a function first called from a loop without the runtime without the
-  runtime too, and such a function never frees the arrays it gets back (a loop that leaked 140
-  bytes a step).
+  count (215 against 51 to 62 ns a step for an allocating Rosenbrock on an AMD EPYC,
+  ``docs/benchmarks.md``). The order matters: numba compiles a function first called from a
+  loop without the runtime without the runtime too, and such a function never frees the arrays
+  it gets back (a loop that leaked 140 bytes a step).
 * The objective gets ``point``, a private copy of the iterate written in the same pass as the
   update: a user's function that changes its argument cannot change the run.
 * One loop compiled per (objective, bounded or not, number of extra arguments): the objective and

@@ -235,8 +235,8 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     on a 2-core machine; the first compile of a process takes several seconds more, as it also
     starts numba's compiler: ``docs/benchmarks.md``), after which a step costs some 30-90 ns
     instead of the host loop's 2.5 us with an ``into`` (Adam on 2-D Rosenbrock: 50 ns on a
-    2-core Intel Xeon, 55 ns on an AMD EPYC), and more with a gradient returned as a new array,
-    allocated and freed at every step (77 ns on that AMD EPYC). The loops around the
+    2-core Intel Xeon, 48 ns on an AMD EPYC), and more with a gradient returned as a new array,
+    allocated and freed at every step (51 to 62 ns on that AMD EPYC). The loops around the
     functions of :mod:`adamnb.problems.functions` are cached on disk: a second process loads them
     in milliseconds. A loop around your own jitted function is compiled at most once per process
     (numba cannot cache it across processes). With ``compiled=None`` (the default) ``minimize``
