@@ -379,6 +379,85 @@ def test_threaded_sums_give_the_serial_bits(method):
     assert runs[0].tobytes() == runs[1].tobytes()
 
 
+@elementwise
+def _signed_terms(x, g, state, i, carry, c):
+    (one_minus_beta1, beta1, one_minus_beta2, beta2, bias_correction1, bias_correction2,
+     eps_root, eps, weight_decay, lr, one) = c
+    return (x, x * g)  # signed terms, -0.0 among them: no sum of squares hides an order
+
+
+@elementwise
+def _first_sum(sums, carry, c):
+    (one_minus_beta1, beta1, one_minus_beta2, beta2, bias_correction1, bias_correction2,
+     eps_root, eps, weight_decay, lr, one) = c
+    return (sums[0],)
+
+
+@elementwise
+def _second_sum(sums, carry, c):
+    (one_minus_beta1, beta1, one_minus_beta2, beta2, bias_correction1, bias_correction2,
+     eps_root, eps, weight_decay, lr, one) = c
+    return (sums[1],)
+
+
+def _documented_sums(terms, dtype):
+    """The order the CPU kernels document (adamnb.backends.cpu), written with NumPy: element i
+    of a chunk into lane i % SUM_LANES, each lane in order, the lanes in order, the chunks in
+    order, every addition rounded to ``dtype``."""
+    sums = np.zeros(len(terms), dtype)
+    for first in range(0, terms.shape[1], cpu.SUM_CHUNK):
+        chunk = terms[:, first:first + cpu.SUM_CHUNK]
+        lanes = np.zeros((len(terms), cpu.SUM_LANES), dtype)
+        for i in range(chunk.shape[1]):
+            lanes[:, i % cpu.SUM_LANES] += chunk[:, i]  # NumPy rounds each addition to dtype
+        partial = np.zeros(len(terms), dtype)
+        for lane in range(cpu.SUM_LANES):
+            partial += lanes[:, lane]
+        sums += partial
+    return sums
+
+
+_SUMS_OF = {}
+
+
+def _sums_of(parallel):
+    """A compiled function giving the two sums of :func:`_signed_terms` as the CPU kernels take
+    them (each pass's last scalar is its finish's sum), made once per loop kind."""
+    if parallel not in _SUMS_OF:
+        first_pass, second_pass = (
+            cpu.step_scalars_of(dataclasses.replace(RULES["lamb"], reduce=_signed_terms,
+                                                    finish=finish), parallel)
+            for finish in (_first_sum, _second_sum))
+
+        @numba.njit
+        def sums_of(x, g, state, carry, c):
+            return (first_pass(x, g, state.copy(), carry, c)[-1],
+                    second_pass(x, g, state.copy(), carry, c)[-1])
+
+        _SUMS_OF[parallel] = sums_of
+    return _SUMS_OF[parallel]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("n", [1, 17, cpu.SUM_CHUNK + cpu.SUM_LANES + 5])
+def test_sums_follow_the_documented_order(n, parallel, dtype):
+    sums_of = _sums_of(parallel)
+    rng = np.random.default_rng(n)
+    x = (rng.normal(size=n) * 10.0 ** rng.integers(-8, 8, size=n)).astype(dtype)
+    x[::7] = -0.0
+    g = rng.normal(size=n).astype(dtype)
+    c = tuple(dtype(0.5) for _ in range(11))
+    got = np.array(sums_of(x, g, np.zeros((2, n), dtype), np.zeros(0, dtype), c), dtype)
+    want = _documented_sums(np.stack([x, x * g]), dtype)
+    assert got.tobytes() == want.tobytes()
+    # all terms -0.0: each sum starts from 0.0 (padding the last row with -0.0 adds nothing)
+    zeros = np.full(n, -0.0, dtype)
+    got = np.array(sums_of(zeros, np.ones(n, dtype), np.zeros((2, n), dtype),
+                           np.zeros(0, dtype), c), dtype)
+    assert got.tobytes() == _documented_sums(np.stack([zeros, zeros]), dtype).tobytes()
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("groups, error, message", [

@@ -19,7 +19,8 @@ lanes are added in order, then the chunks' sums in order, all in x's dtype. The 
 the indices alone, never by the machine or the thread count: the threaded kernels fold whole
 chunks per thread and give the serial kernels' bits. The lanes let the pass vectorise (an
 in-order sum is one long chain of additions, which LLVM may not reorder): its per-element work
-runs in a loop of its own that stores the terms, then the lanes add them up 16 at a time.
+runs in a loop of its own that stores the terms of ``SUM_BLOCK`` elements (they stay in the L1
+cache), then :func:`add_lane_rows` adds them into the lanes as one LLVM vector.
 ``carry`` is the rule's carried scalars (an array of x's dtype, empty for most rules).
 
 And the drivers' measure:
@@ -43,13 +44,14 @@ element's code changes.
 :func:`strided_view` is the compiled drivers' window onto one start's coordinates inside a batch
 laid out start-innermost (:mod:`adamnb.optimize._batch`): a 1-D view without a reference count;
 :func:`block_view` the batch's window onto its state rows, a 2-D view whose pointer LLVM can
-relate to the buffer's (which vectorisation needs).
+relate to the buffer's (which vectorisation needs); :func:`add_lane_rows` the sums' lanes.
 """
 
 import sys
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba.core import cgutils, ir_utils
 from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
@@ -63,7 +65,7 @@ __all__ = ["PARALLEL_THRESHOLD", "SUM_CHUNK", "SUM_LANES", "cpu_kernel", "fused_
            "stationarity_norm", "stationarity_norm_serial", "stationarity_norm_parallel",
            "store_stationarity_norm", "compiled_entry",
            "project_vector", "use_parallel", "cast_coefficients", "element_stamp",
-           "strided_view", "block_view"]
+           "strided_view", "block_view", "add_lane_rows"]
 
 #: Vectors at least this long use the threaded kernels when the caller leaves the choice to us.
 #: numba's OpenMP worker threads keep spinning for a few milliseconds after a threaded kernel
@@ -80,6 +82,9 @@ _NORM_CHUNK = 1 << 14
 SUM_CHUNK = 1 << 14
 #: Partial sums per term within a chunk (module notes): 16 float32 or float64 lanes.
 SUM_LANES = 16
+#: Elements whose terms are stored, then added into the lanes, at a time (a multiple of
+#: SUM_LANES): the terms stay in the L1 cache.
+SUM_BLOCK = 1 << 10
 
 _kernels = {}
 
@@ -93,35 +98,49 @@ def element_stamp(element):
 def rule_stamp(rule):
     """:func:`element_stamp` of ``rule``'s element and, for a rule with reductions, of its first
     pass: what a cached kernel around the rule captures."""
-    pieces = [f for f in (rule.element, rule.reduce, rule.finish, rule.advance) if f is not None]
+    pieces = [f for f in rule.compiled if f is not None]
     if rule.reduce is not None:
         pieces.append(sys.modules[__name__])  # the sums' code (_SUMS_SOURCE) lives here
     return source_stamp(*pieces, elements)
 
+
+_CHUNK_SOURCE = """\
+def {name}(x, g, state, carry, c, k, partial):
+    if k < 0:  # never: it tells LLVM that the indices below are not negative (see the blocks)
+        return
+    first = k * SUM_CHUNK
+    count = min(x.size, first + SUM_CHUNK) - first
+    terms = np.empty(({terms}, SUM_BLOCK), dtype=x.dtype)
+    lanes = np.zeros(({terms}, SUM_LANES), dtype=x.dtype)
+    # the carried scalars as values, read once: from the array, LLVM reloads them after every
+    # store that it cannot tell apart from it (5% of Prodigy's pass)
+    carried = to_fixed_tuple(carry, {carried})
+    # a block counter, not range(first, ..., SUM_BLOCK): LLVM must know that the indices are not
+    # negative (numba wraps negative ones around) for the loop over a block to vectorise
+    for block in range((count + SUM_BLOCK - 1) // SUM_BLOCK):
+        start = first + block * SUM_BLOCK
+        size = min(first + count - start, SUM_BLOCK)
+        for i in range(size):
+            values = reduce_element(x[start + i], g[start + i], state, start + i, carried, c)
+            {stores}
+        # whole rows of lanes, the last one padded with -0.0: x + -0.0 is x for every x
+        rows = (size + SUM_LANES - 1) // SUM_LANES * SUM_LANES
+        terms[:, size:rows] = -0.0
+        for j in range({terms}):
+            add_lane_rows(lanes[j], terms[j], rows)
+    for j in range({terms}):
+        for lane in range(SUM_LANES):
+            partial[k, j] += lanes[j, lane]
+"""
 
 _SUMS_SOURCE = """\
 def {name}(x, g, state, carry, c):
     chunks = (x.size + SUM_CHUNK - 1) // SUM_CHUNK
     partial = np.zeros((chunks, {terms}), dtype=x.dtype)
     for k in {loop}(chunks):
-        first = k * SUM_CHUNK
-        count = min(x.size, first + SUM_CHUNK) - first
-        terms = np.empty(({terms}, SUM_CHUNK), dtype=x.dtype)
-        for i in range(count):
-            values = reduce_element(x[first + i], g[first + i], state, first + i, carry, c)
-            {stores}
-        lanes = np.zeros(({terms}, SUM_LANES), dtype=x.dtype)
-        whole = count - count % SUM_LANES
-        for row in range(0, whole, SUM_LANES):
-            for j in range({terms}):
-                for lane in range(SUM_LANES):
-                    lanes[j, lane] += terms[j, row + lane]
-        for i in range(whole, count):
-            for j in range({terms}):
-                lanes[j, i % SUM_LANES] += terms[j, i]
-        for j in range({terms}):
-            for lane in range(SUM_LANES):
-                partial[k, j] += lanes[j, lane]
+        # prange's counter is unsigned: k * SUM_CHUNK is then not an intp, and the threaded pass
+        # did not vectorise (3.6 times the serial pass's time)
+        chunk_sums(x, g, state, carry, c, np.intp(k), partial)
     sums = np.zeros({terms}, dtype=x.dtype)
     for k in range(chunks):
         for j in range({terms}):
@@ -132,14 +151,22 @@ def {name}(x, g, state, carry, c):
 
 def _build_sums(rule, parallel):
     # The source is generated to spell out one store per term: the element returns a tuple,
-    # which numba cannot index with a loop variable.
+    # which numba cannot index with a loop variable. One chunk's sums are a function of their
+    # own, called with a signed chunk number from both loops.
     terms = len(rule.reductions)
+    module = sys.modules[__name__]
+    chunk_sums = generated_element(
+        module, f"_chunk_sums_of_{rule.name}", _CHUNK_SOURCE.format(
+            name=f"_chunk_sums_of_{rule.name}", terms=terms, carried=rule.n_carried,
+            stores="; ".join(f"terms[{j}, i] = values[{j}]" for j in range(terms))),
+        np=np, SUM_CHUNK=SUM_CHUNK, SUM_BLOCK=SUM_BLOCK,
+        SUM_LANES=SUM_LANES, reduce_element=rule.reduce, add_lane_rows=add_lane_rows,
+        to_fixed_tuple=to_fixed_tuple)
     name = f"_sums_of_{rule.name}_{'threaded' if parallel else 'serial'}"
-    source = _SUMS_SOURCE.format(
-        name=name, terms=terms, loop="numba.prange" if parallel else "range",
-        stores="; ".join(f"terms[{j}, i] = values[{j}]" for j in range(terms)))
-    return generated_element(sys.modules[__name__], name, source, np=np, numba=numba,
-                             SUM_CHUNK=SUM_CHUNK, SUM_LANES=SUM_LANES, reduce_element=rule.reduce)
+    source = _SUMS_SOURCE.format(name=name, terms=terms,
+                                 loop="numba.prange" if parallel else "range")
+    return generated_element(module, name, source, np=np, numba=numba, SUM_CHUNK=SUM_CHUNK,
+                             chunk_sums=chunk_sums)
 
 
 @elementwise
@@ -176,7 +203,7 @@ def step_scalars_of(rule, parallel=False):
     ``step_scalars(x, g, state, carry, c)`` returns the scalars the element reads, ``c``
     followed by ``finish``'s (and updates the state and ``carry``); ``c`` itself for a rule
     without reductions. Threaded (``prange`` over chunks) when ``parallel``."""
-    key = ("scalars", rule.element, rule.reduce, bool(parallel))
+    key = ("scalars", *rule.compiled, bool(parallel))
     if key not in _kernels:
         _kernels[key] = _build_step_scalars(rule, bool(parallel))
     return _kernels[key]
@@ -218,7 +245,7 @@ def _build_fused_kernel(rule, parallel):
 
 def cpu_kernel(rule, parallel):
     """The serial or threaded kernel ``kernel(x, g, state, carry, c)`` of ``rule``."""
-    key = ("step", rule.element, rule.reduce, bool(parallel))
+    key = ("step", *rule.compiled, bool(parallel))
     if key not in _kernels:
         _kernels[key] = _build_cpu_kernel(rule, bool(parallel))
     return _kernels[key]
@@ -239,7 +266,7 @@ def fused_pass_of(rule):
     scalars ``c``: the first pass of a rule with reductions, then
     :func:`adamnb.backends.elements.fused_update` per element, the new value written to ``x``
     and to ``point`` (the copy the objective gets). Serial."""
-    key = ("pass", rule.element, rule.reduce)
+    key = ("pass", *rule.compiled)
     if key not in _kernels:
         update, step_scalars = fused_update_of(rule), step_scalars_of(rule, False)
 
@@ -264,7 +291,7 @@ def fused_kernel(rule, parallel):
     rule's update of every element and, when ``lower`` is not empty, the projection onto
     ``[lower, upper]``.
     """
-    key = ("fused", rule.element, rule.reduce, bool(parallel))
+    key = ("fused", *rule.compiled, bool(parallel))
     if key not in _kernels:
         _kernels[key] = _build_fused_kernel(rule, bool(parallel))
     return _kernels[key]
@@ -407,6 +434,49 @@ def block_view(typingctx, array, start, rows, columns):
     result = numba.types.Array(array.dtype, 2, "C")
     return result(array, start, rows, columns), _view_codegen(lambda intp, rows, columns: (
         [rows, columns], [columns, intp(1)]))
+
+
+@intrinsic
+def add_lane_rows(typingctx, lanes, terms, rows):
+    """``lanes[:] += terms[row : row + SUM_LANES]`` for ``row`` in ``range(0, rows,
+    SUM_LANES)``, in that order: each lane sums its elements in order, one row at a time, in the
+    arrays' dtype (``rows`` a multiple of :data:`SUM_LANES`; both arrays C-contiguous, ``lanes``
+    of length :data:`SUM_LANES`).
+
+    The same additions as the two nested loops, with the lanes as one LLVM vector held in
+    registers: the lanes are independent, so this gives their bits on any instruction set (the
+    vector is split into whatever width the machine has). numba leaves LLVM's SLP vectoriser
+    off, which is what would have joined the 16 additions of the loops' fully unrolled inner
+    loop; as loops, the sums of a rule's first pass took two thirds of its time (Adafactor,
+    ``benchmarks/bench_update.py``)."""
+    arrays = (lanes, terms)
+    if not all(isinstance(a, numba.types.Array) and a.ndim == 1 and a.layout == "C"
+               and isinstance(a.dtype, numba.types.Float) for a in arrays) \
+            or lanes.dtype != terms.dtype or not isinstance(rows, numba.types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array
+
+        lanes_data = make_array(signature.args[0])(context, builder, args[0]).data
+        terms_data = make_array(signature.args[1])(context, builder, args[1]).data
+        rows = context.cast(builder, args[2], signature.args[2], numba.types.intp)
+        item = context.get_data_type(signature.args[0].dtype)
+        vector = ir.VectorType(item, SUM_LANES)
+        align = context.get_abi_sizeof(item)
+        intp = context.get_value_type(numba.types.intp)
+        pointer = builder.bitcast(lanes_data, vector.as_pointer())
+        total = cgutils.alloca_once(builder, vector)  # promoted to a register by LLVM
+        builder.store(builder.load(pointer, align=align), total)
+        with cgutils.for_range_slice(builder, intp(0), rows, intp(SUM_LANES), intp=intp) as (
+                row, _):
+            row_pointer = builder.bitcast(builder.gep(terms_data, [row]), vector.as_pointer())
+            builder.store(builder.fadd(builder.load(total), builder.load(row_pointer,
+                                                                         align=align)), total)
+        builder.store(builder.load(total), pointer, align=align)
+        return context.get_dummy_value()
+
+    return numba.types.void(lanes, terms, rows), codegen
 
 
 def _view_aliases(lhs, args, alias_map, arg_aliases):

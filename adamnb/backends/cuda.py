@@ -436,7 +436,7 @@ def _advance_function(rule):
 
 
 def _reduction_kernels(rule, threads_per_block, dtype, fused):
-    key = ("reduction", rule.element, rule.reduce, int(threads_per_block), np.dtype(dtype),
+    key = ("reduction", *rule.compiled, int(threads_per_block), np.dtype(dtype),
            bool(fused))
     if key not in _kernels:
         jit = _cuda().jit

@@ -469,6 +469,13 @@ class UpdateRule:
                 f"{unpacked}")
 
     @property
+    def compiled(self):
+        """``(element, reduce, finish, advance)``: the functions a kernel built from the rule
+        compiles in, which identify it in the process's caches of kernels (a rule copied with
+        ``dataclasses.replace`` and another ``finish`` gets kernels of its own)."""
+        return (self.element, self.reduce, self.finish, self.advance)
+
+    @property
     def n_carried(self):
         """How many scalars the rule carries from step to step (the length of ``carry``)."""
         return len(self.carried)

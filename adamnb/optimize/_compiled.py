@@ -436,7 +436,7 @@ def compiled_loop(rule, fun, jac, bounded, arity=0, fast=False, inline=True, nrt
     if adapted:
         inline, nrt = False, False
     nrt = _needs_runtime(protocol, fun, jac, inline) if nrt is None else bool(nrt)
-    key = (rule.element, rule.reduce, protocol, fun, jac, bool(bounded), arity, bool(fast),
+    key = (*rule.compiled, protocol, fun, jac, bool(bounded), arity, bool(fast),
            bool(inline), nrt, bool(adapted))
     if adapted and key not in _compiled_loops:
         adapter = objective_adapter(protocol, fun, jac, arity)
