@@ -13,7 +13,8 @@ Every kernel here is generated from one element function, never written per rule
 A rule with reductions inside its step (:class:`adamnb.optim.UpdateRule`: LAMB, Prodigy,
 Adafactor) gets the same kernels with a first pass before the element loop
 (:func:`step_scalars_of`): ``reduce`` per element, its terms summed in chunks of ``SUM_CHUNK``
-elements, then ``finish`` and ``advance`` on the sums. Within a chunk, element ``i`` (counted
+elements, then ``finish`` and ``advance`` on the sums (followed by the number of elements, as
+:class:`adamnb.optim.UpdateRule` documents). Within a chunk, element ``i`` (counted
 from the chunk's start) goes to lane ``i % SUM_LANES``; each lane sums its elements in order, the
 lanes are added in order, then the chunks' sums in order, all in x's dtype. The order is fixed by
 the indices alone, never by the machine or the thread count: the threaded kernels fold whole
@@ -141,10 +142,11 @@ def {name}(x, g, state, carry, c):
         # prange's counter is unsigned: k * SUM_CHUNK is then not an intp, and the threaded pass
         # did not vectorise (3.6 times the serial pass's time)
         chunk_sums(x, g, state, carry, c, np.intp(k), partial)
-    sums = np.zeros({terms}, dtype=x.dtype)
+    sums = np.zeros({terms} + 1, dtype=x.dtype)
     for k in range(chunks):
         for j in range({terms}):
             sums[j] += partial[k, j]
+    sums[{terms}] = x.size  # the element count (UpdateRule: finish's last "sum")
     return sums
 """
 

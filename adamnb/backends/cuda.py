@@ -381,16 +381,18 @@ def _first_pass_function(rule, threads_per_block, dtype):
 
 def _combine_function(terms, threads_per_block, dtype):
     """The Python source of the one-block fold of the first pass's partials (blocks, terms) into
-    ``sums`` (terms)."""
+    ``sums`` (terms + 1: the sums, then the number of elements, ``size``)."""
     from numba import from_dtype
     _cuda()
     dtype = np.dtype(dtype)
     scalar, zero, width = from_dtype(dtype), dtype.type(0), int(threads_per_block)
     tree = block_tree(width, False)
 
-    def combine(partials, sums):
+    def combine(partials, sums, size):
         buffer = _numba_cuda.shared.array(width, scalar)
         tid = _numba_cuda.threadIdx.x
+        if tid == 0:
+            sums[terms] = size
         for j in range(terms):
             acc = zero
             for block in range(tid, partials.shape[0], width):
@@ -460,7 +462,7 @@ class StepScratch:
         if key not in self._buffers:
             cuda = _cuda()
             self._buffers[key] = (cuda.device_array((blocks, terms), dtype),
-                                  cuda.device_array(terms, dtype))
+                                  cuda.device_array(terms + 1, dtype))
         return self._buffers[key]
 
 
@@ -470,7 +472,7 @@ def _launch_reduction_step(rule, x, g, state, carry, c, blocks, threads_per_bloc
         rule, threads_per_block, x.dtype, fused_arguments is not None)
     partials, sums = (scratch or StepScratch()).get(blocks, len(rule.reductions), x.dtype)
     first[blocks, threads_per_block, stream](x, g, state, carry, c, partials)
-    combine[1, threads_per_block, stream](partials, sums)
+    combine[1, threads_per_block, stream](partials, sums, x.size)
     arguments = (x, g, state, carry, c, sums) + tuple(fused_arguments or ())
     second[blocks, threads_per_block, stream](*arguments)
     if advance is not None:
@@ -851,10 +853,11 @@ def compile_ptx_for(rule, dtype, cc=(9, 0), fused=False):
         return compile_kernel_ptx(function, signature + fused_tail, cc)
     # A rule with reductions: the PTX of each of its launches, one after the other.
     from numba import from_dtype
+    from numba.core.types import intp
     matrix = from_dtype(np.dtype(dtype))[:, ::1]
     sources = [(_first_pass_function(rule, DEFAULT_THREADS_PER_BLOCK, dtype), signature + (matrix,)),
                (_combine_function(len(rule.reductions), DEFAULT_THREADS_PER_BLOCK, dtype),
-                (matrix, vector)),
+                (matrix, vector, intp)),
                (_second_pass_function(rule, fused), signature + (vector,) + fused_tail)]
     if rule.advance is not None:
         sources.append((_advance_function(rule), (vector, vector, signature[-1])))

@@ -34,7 +34,8 @@ A rule is written once, in one module of :mod:`adamnb.optim.rules`, as:
   declares ``reductions`` (the names of the sums) and splits its step in two passes over the
   vector. The first, ``reduce(x, g, state, i, carry, c)``, updates the element's state and
   returns its term of each sum; the sums are taken, then ``finish(sums, carry, c)`` turns them
-  into the further per-step scalars ``finished``, which the second pass, the ``element``, reads
+  (``sums``: the declared sums in order, then the number of elements summed over, all in x's
+  dtype) into the further per-step scalars ``finished``, which the second pass, the ``element``, reads
   after the ``scalars`` (its first statement unpacks both). ``carried`` names scalars a rule
   carries from step to step that depend on the sums (Prodigy's distance estimate):
   ``advance(sums, carry, c)`` gives their new values from the old ones (``carry``, an array of

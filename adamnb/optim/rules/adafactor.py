@@ -22,14 +22,14 @@ def adafactor_reduce(x, g, state, i, carry, c):
     variance = lerp(state[0, i], g * g, weight, one_minus_weight, weight_small)
     state[0, i] = variance
     u = (one / math.sqrt(maximum(variance, eps1_square))) * g  # Python's max, vectorisable
-    return (x * x, u * u, one)
+    return (x * x, u * u)
 
 
 @elementwise
 def adafactor_finish(sums, carry, c):
     (maximize, weight, one_minus_weight, weight_small, eps1, eps1_square, eps2, rho, clip,
      decay_factor, one) = c
-    root_size = math.sqrt(sums[2])
+    root_size = math.sqrt(sums[2])  # sums[2]: the number of elements
     alpha = max(eps2, math.sqrt(sums[0]) / root_size) * rho
     denominator = max(one, math.sqrt(sums[1]) / (root_size * clip))
     return (alpha / denominator,)
@@ -101,7 +101,7 @@ ADAFACTOR = UpdateRule(
     slots=("variance",),
     coefficients=_coefficients,
     dtype_options=_dtype_options,
-    reductions=("parameter_square", "update_square", "size"),
+    reductions=("parameter_square", "update_square"),
     reduce=adafactor_reduce,
     finish=adafactor_finish,
     finished=("step",),
