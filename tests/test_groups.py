@@ -18,6 +18,10 @@ splits a model (``MLP.param_groups()``: the kernels, and the biases without weig
 """
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
 import numba
 import numpy as np
@@ -425,8 +429,8 @@ def _sums_of(parallel):
     them (each pass's last scalar is its finish's sum), made once per loop kind."""
     if parallel not in _SUMS_OF:
         first_pass, second_pass = (
-            cpu.step_scalars_of(dataclasses.replace(RULES["lamb"], reduce=_signed_terms,
-                                                    finish=finish), parallel)
+            cpu.step_scalars_of(dataclasses.replace(RULES["lamb"], name=f"lamb_{finish.__name__}",
+                                                    reduce=_signed_terms, finish=finish), parallel)
             for finish in (_first_sum, _second_sum))
 
         @numba.njit
@@ -456,6 +460,86 @@ def test_sums_follow_the_documented_order(n, parallel, dtype):
     got = np.array(sums_of(zeros, np.ones(n, dtype), np.zeros((2, n), dtype),
                            np.zeros(0, dtype), c), dtype)
     assert got.tobytes() == _documented_sums(np.stack([zeros, zeros]), dtype).tobytes()
+
+
+
+def test_a_rules_reduce_gets_carry_as_the_array_documented():
+    # UpdateRule documents carry as an array: a reduce may ask for its size (as on CUDA)
+    prodigy = RULES["prodigy"]
+    prodigy_reduce = prodigy.reduce
+
+    @elementwise
+    def sized_reduce(x, g, state, i, carry, c):
+        (first, one_minus_beta1, beta1, one_minus_beta2, beta2, beta3, lr, bias_correction,
+         estim_lr0, estim_lr_coef, eps, minus_weight_decay, safeguard_warmup) = c
+        return prodigy_reduce(x, g * (carry.size / 2), state, i, carry, c)  # g * 1.0
+
+    copy = dataclasses.replace(prodigy, name="prodigy_sized_carry", reduce=sized_reduce)
+    c = (1.0, 0.1, 0.9, 0.001, 0.999, 0.9995, 1.0, 0.03, 1e-6, 1.0, 1e-8, -0.0, 0.0)
+    runs = []
+    for rule in (prodigy, copy):
+        x, g = np.linspace(-1.0, 1.0, 37), np.cos(np.arange(37.0))
+        cpu.cpu_kernel(rule, False)(x, g, np.zeros((4, 37)), np.array([1e-6, 0.0]), c)
+        runs.append(x)
+    assert runs[0].tobytes() == runs[1].tobytes()
+
+
+_TWO_COPIES = """
+import dataclasses
+from adamnb.backends.jit import elementwise
+from adamnb.optim import RULES
+from adamnb.optim.rules.lamb import lamb_reduce
+
+
+@elementwise
+def reduce_a(x, g, state, i, carry, c):
+    (one_minus_beta1, beta1, one_minus_beta2, beta2, bias_correction1, bias_correction2,
+     eps_root, eps, weight_decay, lr, one) = c
+    return lamb_reduce(x, g, state, i, carry, c)
+
+
+@elementwise
+def reduce_b(x, g, state, i, carry, c):
+    (one_minus_beta1, beta1, one_minus_beta2, beta2, bias_correction1, bias_correction2,
+     eps_root, eps, weight_decay, lr, one) = c
+    parameter_square, update_square = lamb_reduce(x, g, state, i, carry, c)
+    return (4.0 * parameter_square, update_square)
+
+
+A = dataclasses.replace(RULES["lamb"], reduce=reduce_a)
+B = dataclasses.replace(RULES["lamb"], reduce=reduce_b)
+"""
+
+_STEP_WITH = """
+import sys
+import numpy as np
+import two_copies
+from adamnb.backends import cpu
+
+rule = getattr(two_copies, sys.argv[1])
+g = np.cos(np.arange(100.0))
+c = (0.1, 0.9, 0.001, 0.999, 0.1, 0.001, 0.0, 1e-6, 0.0, 0.01, 1.0)
+x, fresh = np.linspace(-1, 1, 100), np.linspace(-1, 1, 100)
+cpu.cpu_kernel(rule, False)(x, g, np.zeros((2, 100)), np.zeros(0), c)
+cpu._build_cpu_kernel(rule, False, cache=False)(fresh, g, np.zeros((2, 100)), np.zeros(0), c)
+print(x.tobytes() == fresh.tobytes())
+"""
+
+
+def test_copies_with_another_reduce_do_not_share_a_disk_cache_entry(tmp_path):
+    # Two copies of LAMB from one file, each with its own reduce, built in two processes: the
+    # second must not load the first one's kernel from numba's disk cache (their first passes
+    # are generated under the same rule name).
+    (tmp_path / "two_copies.py").write_text(textwrap.dedent(_TWO_COPIES))
+    (tmp_path / "step_with.py").write_text(textwrap.dedent(_STEP_WITH))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(tmp_path), root]))
+    for name in ("A", "B"):
+        run = subprocess.run([sys.executable, str(tmp_path / "step_with.py"), name], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "True", f"rule {name} ran another rule's cached kernel"
 
 
 # --- errors --------------------------------------------------------------------------------------

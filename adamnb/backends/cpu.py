@@ -11,7 +11,7 @@ Every kernel here is generated from one element function, never written per rule
   loop (the compiled drivers call it).
 
 A rule with reductions inside its step (:class:`adamnb.optim.UpdateRule`: LAMB, Prodigy,
-Adafactor) gets the same kernels with a first pass before the element loop
+Adafactor, NovoGrad) gets the same kernels with a first pass before the element loop
 (:func:`step_scalars_of`): ``reduce`` per element, its terms summed in chunks of ``SUM_CHUNK``
 elements, then ``finish`` and ``advance`` on the sums (followed by the number of elements, as
 :class:`adamnb.optim.UpdateRule` documents). Within a chunk, element ``i`` (counted
@@ -98,11 +98,16 @@ def element_stamp(element):
 
 def rule_stamp(rule):
     """:func:`element_stamp` of ``rule``'s element and, for a rule with reductions, of its first
-    pass: what a cached kernel around the rule captures."""
+    pass, with the names of the rule's functions: what a cached kernel around the rule captures.
+
+    The names matter for a rule's copy (``dataclasses.replace``) with another ``reduce`` from the
+    same file: its first pass is generated under the rule's name, and without them a second
+    process would load the first one's kernel from the disk cache."""
     pieces = [f for f in rule.compiled if f is not None]
+    names = "+".join(f"{f.__module__}.{f.__qualname__}" for f in pieces)
     if rule.reduce is not None:
         pieces.append(sys.modules[__name__])  # the sums' code (_SUMS_SOURCE) lives here
-    return source_stamp(*pieces, elements)
+    return f"{source_stamp(*pieces, elements)}|{names}"
 
 
 _CHUNK_SOURCE = """\
@@ -113,16 +118,13 @@ def {name}(x, g, state, carry, c, k, partial):
     count = min(x.size, first + SUM_CHUNK) - first
     terms = np.empty(({terms}, SUM_BLOCK), dtype=x.dtype)
     lanes = np.zeros(({terms}, SUM_LANES), dtype=x.dtype)
-    # the carried scalars as values, read once: from the array, LLVM reloads them after every
-    # store that it cannot tell apart from it (5% of Prodigy's pass)
-    carried = to_fixed_tuple(carry, {carried})
     # a block counter, not range(first, ..., SUM_BLOCK): LLVM must know that the indices are not
     # negative (numba wraps negative ones around) for the loop over a block to vectorise
     for block in range((count + SUM_BLOCK - 1) // SUM_BLOCK):
         start = first + block * SUM_BLOCK
         size = min(first + count - start, SUM_BLOCK)
         for i in range(size):
-            values = reduce_element(x[start + i], g[start + i], state, start + i, carried, c)
+            values = reduce_element(x[start + i], g[start + i], state, start + i, carry, c)
             {stores}
         # whole rows of lanes, the last one padded with -0.0: x + -0.0 is x for every x
         rows = (size + SUM_LANES - 1) // SUM_LANES * SUM_LANES
@@ -159,11 +161,10 @@ def _build_sums(rule, parallel):
     module = sys.modules[__name__]
     chunk_sums = generated_element(
         module, f"_chunk_sums_of_{rule.name}", _CHUNK_SOURCE.format(
-            name=f"_chunk_sums_of_{rule.name}", terms=terms, carried=rule.n_carried,
+            name=f"_chunk_sums_of_{rule.name}", terms=terms,
             stores="; ".join(f"terms[{j}, i] = values[{j}]" for j in range(terms))),
         np=np, SUM_CHUNK=SUM_CHUNK, SUM_BLOCK=SUM_BLOCK,
-        SUM_LANES=SUM_LANES, reduce_element=rule.reduce, add_lane_rows=add_lane_rows,
-        to_fixed_tuple=to_fixed_tuple)
+        SUM_LANES=SUM_LANES, reduce_element=rule.reduce, add_lane_rows=add_lane_rows)
     name = f"_sums_of_{rule.name}_{'threaded' if parallel else 'serial'}"
     source = _SUMS_SOURCE.format(name=name, terms=terms,
                                  loop="numba.prange" if parallel else "range")
