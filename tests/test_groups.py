@@ -462,7 +462,6 @@ def test_sums_follow_the_documented_order(n, parallel, dtype):
     assert got.tobytes() == _documented_sums(np.stack([zeros, zeros]), dtype).tobytes()
 
 
-
 def test_a_rules_reduce_gets_carry_as_the_array_documented():
     # UpdateRule documents carry as an array: a reduce may ask for its size (as on CUDA)
     prodigy = RULES["prodigy"]

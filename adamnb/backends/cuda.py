@@ -6,11 +6,11 @@ function and called from one grid-stride kernel, the GPU twin of :mod:`adamnb.ba
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         x[i] = element(x[i], g[i], state, i, c)
 
-A rule with reductions inside its step (LAMB, Prodigy, Adafactor, NovoGrad) runs as four launches
-on the same stream, nothing coming back to the host: the first pass (``reduce`` per element, each block
-folding its threads' terms in a shared-memory tree into one partial per sum), one block folding
-the partials into the sums, the element pass (every thread computes ``finish`` from the sums, the
-same scalars in every thread), and, for a rule that carries scalars, one thread's ``advance``
+A rule with reductions inside its step (LAMB, Prodigy, Adafactor, NovoGrad) runs as four launches on
+the same stream, nothing coming back to the host: the first pass (``reduce`` per element, each block
+folding its threads' terms in a shared-memory tree into one partial per sum), one block folding the
+partials into the sums, the element pass (every thread computes ``finish`` from the sums, the same
+scalars in every thread), and, for a rule that carries scalars, one thread's ``advance``
 writing the new ``carry`` once every thread has read the old one.
 
 Nothing here restates a formula. The arrays are device arrays (numba's, or any object exporting
