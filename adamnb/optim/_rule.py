@@ -28,21 +28,20 @@ A rule is written once, in one module of :mod:`adamnb.optim.rules`, as:
   names (torch's, ``betas`` split into ``beta1`` and ``beta2``; optax's ``b1``, ``b2``, ``b3``
   become ``beta1``, ``beta2``, ``beta3``), and ``doc``: the update in math with its sources, which
   becomes the docstring of the rule's optimizer class.
-* optionally **reductions inside a step**, for rules whose update needs sums over the whole
-  vector (or over one parameter group, :mod:`adamnb.optim.groups`): LAMB's trust ratio
-  ``||x|| / ||u||``, Prodigy's distance estimate, Adafactor's update clipping. Such a rule
-  declares ``reductions`` (the names of the sums) and splits its step in two passes over the
-  vector. The first, ``reduce(x, g, state, i, carry, c)``, updates the element's state and
-  returns its term of each sum; the sums are taken, then ``finish(sums, carry, c)`` turns them
-  (``sums``: the declared sums in order, then the number of elements summed over, all in x's
-  dtype) into the further per-step scalars ``finished``, which the second pass, the ``element``, reads
-  after the ``scalars`` (its first statement unpacks both). ``carried`` names scalars a rule
-  carries from step to step that depend on the sums (Prodigy's distance estimate):
-  ``advance(sums, carry, c)`` gives their new values from the old ones (``carry``, an array of
-  x's dtype) once per step, after ``finish`` has read them. Every kernel runs the same two
-  passes: the CPU kernels sum in fixed chunks (:mod:`adamnb.backends.cpu`), so the serial and
-  threaded kernels give the same bits; the CUDA kernels reduce on the device
-  (:mod:`adamnb.backends.cuda`).
+* optionally **reductions inside a step**, for rules whose update needs sums over the whole vector
+  (or over one parameter group, :mod:`adamnb.optim.groups`): LAMB's trust ratio ``||x|| / ||u||``,
+  Prodigy's distance estimate, Adafactor's update clipping. Such a rule declares ``reductions``
+  (the names of the sums) and splits its step in two passes over the vector. The first,
+  ``reduce(x, g, state, i, carry, c)``, updates the element's state and returns its term of each
+  sum; the sums are taken, then ``finish(sums, carry, c)`` turns them (``sums``: the declared sums
+  in order, then the number of elements summed over, all in x's dtype) into the further per-step
+  scalars ``finished``, which the second pass, the ``element``, reads after the ``scalars`` (its
+  first statement unpacks both). ``carried`` names scalars a rule carries from step to step that
+  depend on the sums (Prodigy's distance estimate): ``advance(sums, carry, c)`` gives their new
+  values from the old ones (``carry``, an array of x's dtype) once per step, after ``finish`` has
+  read them. Every kernel runs the same two passes: the CPU kernels sum in fixed chunks
+  (:mod:`adamnb.backends.cpu`), so the serial and threaded kernels give the same bits; the CUDA
+  kernels reduce on the device (:mod:`adamnb.backends.cuda`).
 * optionally ``outputs(options, x, state)``: what a run reports beside its iterate, computed on
   the host from the final ``x`` and state (ASGD's average ``ax``; schedule-free AdamW's evaluation
   point, which replaces ``x``). ``minimize`` puts them in its result, the classes give them from
