@@ -19,13 +19,14 @@
   100 starts, the user's ``into``).
 
 Where the compiled path's time goes: its coefficient table alone (``coefficient_columns`` of the
-20,000 steps, NumPy on the host: in a run, the blocks after the first are computed on a second
-thread while the loop runs the previous one), its fixed cost per call (``minimize`` of one
-step), and the update's own chain of dependent operations: Adam's element and Rosenbrock's
-gradient in a bare numba loop over a precomputed table, with none of the driver's tests and
-bookkeeping. That chain
-(the next x needs the gradient at this x, which needs this x) is the floor of any loop computing
-the same arithmetic.
+20,000 steps, NumPy on the host, with the powers ``power`` keeps per process: in a run, the
+blocks after the first are computed on a second thread while the loop runs the previous one),
+its fixed cost per call (``minimize`` of one step), the loop alone (the compiled loop that
+``minimize`` runs, called once on a table of all 20,000 steps computed beforehand: the run less
+the Python around the loop), and the update's own chain of dependent operations: Adam's element
+and Rosenbrock's gradient in a bare numba loop over a precomputed table, with none of the
+driver's tests and bookkeeping. That chain (the next x needs the gradient at this x, which needs
+this x) is the floor of any loop computing the same arithmetic.
 
 All run in this one process, interleaved round by round within groups, median of repeats: the
 runs under 10 ms (compiled paths, optax), the slow loops (Python path, NumPy, torch: a 5 s
@@ -153,9 +154,12 @@ users_rosenbrock_with_into.into = users_rosenbrock_into
 
 
 def make_parts(steps):
-    """Two parts of the compiled path, to time alone: the update's dependency chain (Adam's
+    """Three parts of the compiled path, to time alone: the update's dependency chain (Adam's
     element and Rosenbrock's gradient, nothing else, over a precomputed coefficient table: the
-    same arithmetic as the compiled path), and the computation of that table."""
+    same arithmetic as the compiled path), the computation of that table, and the compiled loop
+    that ``minimize`` runs, called once on that table (no Python between blocks)."""
+    from adamnb.optimize import _compiled
+
     adam = rules.get_rule("adam")
     element = adam.element
     count = adam.n_coefficients
@@ -182,7 +186,27 @@ def make_parts(steps):
     def coefficient_table():
         adam.coefficient_columns(options, t, np.full(steps, LR), {})
 
-    return run, coefficient_table
+    value_and_grad = get("rosenbrock").value_and_grad
+
+    def loop_arguments():
+        x = START.copy()
+        g = np.empty(2)
+        f = rosenbrock_value_and_grad_into(x, g)
+        # (args, x, f, g, spare, point, norm, state, carry, table, previous, lower, upper, gtol,
+        # history, vectors, counts): compiled_loop's docstring; gtol 0, so norm is not read
+        return ((), x, f, g, np.empty(2), np.empty(2), 1.0, np.zeros((2, 2)),
+                adam.carry_vector(options, x.dtype), table, np.empty(2), x[:0], x[:0], 0.0,
+                np.empty(0), np.empty((0, 2)), np.zeros(3, dtype=np.int64))
+
+    # The loop minimize picks for this objective (compile_loop's first candidate that compiles).
+    loop = _compiled.compile_loop(adam, value_and_grad, True, False, 0, False, loop_arguments())
+
+    def loop_alone():
+        arguments = loop_arguments()
+        loop(*arguments)
+        return arguments[1]
+
+    return run, coefficient_table, loop_alone
 
 
 def median_seconds(call, repeats):
@@ -218,10 +242,11 @@ def single_start_loops(args, report):
     compiled, compiled_fast = minimizing(value_and_grad), minimizing(value_and_grad, fast=True)
     users, users_fast = minimizing(users_rosenbrock), minimizing(users_rosenbrock, fast=True)
     users_into = minimizing(users_rosenbrock_with_into)
-    chain_floor, coefficient_table = make_parts(steps)
-    # The exact compiled paths have the host loop's bits (and the bare chain is the same
-    # arithmetic); fast mode is other arithmetic, within its stated tolerance.
-    assert compiled().tobytes() == python_path().tobytes() == chain_floor().tobytes()
+    chain_floor, coefficient_table, loop_alone = make_parts(steps)
+    # The exact compiled paths have the host loop's bits (and the bare chain and the loop alone
+    # are the same arithmetic); fast mode is other arithmetic, within its stated tolerance.
+    assert compiled().tobytes() == python_path().tobytes() == chain_floor().tobytes() \
+        == loop_alone().tobytes()
     assert users().tobytes() == users_python_path().tobytes() == users_into().tobytes()
     assert np.allclose(compiled_fast(), compiled(), atol=1e-3)
 
@@ -262,7 +287,8 @@ def single_start_loops(args, report):
     if not args.skip_slow:
         seconds.update(time_rounds(slow, args.repeats))
     parts = time_rounds({"whole": compiled, "coefficient table": coefficient_table,
-                         "one-step minimize": one_step, "chain floor": chain_floor},
+                         "one-step minimize": one_step, "loop alone": loop_alone,
+                         "chain floor": chain_floor},
                         args.fast_repeats)
     overhead = None
     if not args.skip_slow:
@@ -288,13 +314,17 @@ def single_start_loops(args, report):
           "(its parts timed together with it)")
     print("| part | ns per step |")
     print("|---|---|")
-    print("| coefficient table (NumPy on the host, 2 powers per step, computed alone; in the "
-          "run all but the first block's are computed on a second thread while the loop runs) | "
+    print("| coefficient table (NumPy on the host, computed alone, its 2 powers per step those "
+          "kept since an earlier run; in the run all but the first block's are computed on a "
+          "second thread while the loop runs) | "
           f"{table / steps * 1e9:.1f} |")
     print(f"| fixed cost per call (a one-step minimize), spread over {steps} steps | "
           f"{fixed / steps * 1e9:.1f} |")
-    print(f"| the rest: the compiled loop, and the table where it is not hidden | "
-          f"{(whole - fixed) / steps * 1e9:.1f} |")
+    print(f"| the compiled loop alone (called once on a table computed beforehand) | "
+          f"{parts['loop alone'] / steps * 1e9:.1f} |")
+    print(f"| the Python around the loop: the run less the loop alone (the fixed cost, the first "
+          f"block's scalars, the handoffs between blocks) | "
+          f"{(whole - parts['loop alone']) / steps * 1e9:.1f} |")
     print(f"| the update's dependency chain alone (bare loop, same arithmetic) | "
           f"{parts['chain floor'] / steps * 1e9:.1f} |")
     report["single_start"] = {"steps": steps, "seconds": seconds, "parts": parts,

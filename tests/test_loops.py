@@ -175,8 +175,8 @@ def test_every_protocol_gives_the_python_paths_bits(method, dtype, bounds, recor
 
 @pytest.mark.parametrize("method", ["nadam", "adam"])
 def test_long_runs_over_many_blocks_give_the_python_paths_bits(method):
-    """Tables of 4096, 4096, 8192 steps and a last one of odd length (gtol > 0), and one table of
-    all steps (gtol = 0): the same bits as the Python path's tables of 512 steps. NAdam carries
+    """Tables of 4096, 4096 and 8192 steps and a last one of odd length (617 steps), with
+    gtol > 0 and gtol = 0: the same bits as the Python path's tables of 512 steps. NAdam carries
     its momentum product from block to block."""
     x0 = np.array([-1.2, 1.0])
     for gtol in (1e-300, 0.0):
@@ -392,6 +392,27 @@ def test_bias_correction_powers_are_numpys_pow_of_the_capped_step():
         assert power(base, steps).tobytes() == expected.tobytes()
         assert power(base, steps.reshape(-1, 2)).tobytes() == expected.tobytes()
         assert float(power(base, 12345)) == base ** float(min(12345, cap))
+
+
+def test_kept_powers_are_numpys_pow_as_the_memo_grows_and_drops_bases():
+    """The powers ``power`` keeps per base (computed once per process, grown by doublings, the
+    oldest base dropped) against NumPy's ``base ** min(t, cap)`` of the same steps: blocks of a
+    run in order, steps past what is kept, an unsorted array, a float32 base, and more bases than
+    are kept."""
+    from adamnb.optim import _rule
+    bases = [0.9, 0.999, 0.99999, np.float32(0.999)] + list(np.linspace(0.5, 0.995, 20))
+    for base in bases:
+        cap = int(200 * math.log(2.0) / -math.log(float(base))) + 1
+        blocks = [np.arange(1, 4097), np.arange(4097, 8193), np.arange(8193, 16385),
+                  np.arange(16385, 32769), np.arange(32769, _rule.POWER_MEMO_STEPS + 1),
+                  np.arange(_rule.POWER_MEMO_STEPS - 3, _rule.POWER_MEMO_STEPS + 9),
+                  np.array([cap + 10, 3, cap, 1, cap - 1, 0])]
+        for steps in blocks:
+            expected = np.float64(base) ** np.minimum(steps, cap).astype(np.float64)
+            assert _rule.power(base, steps).tobytes() == expected.tobytes(), (base, steps[:3])
+        assert len(_rule._powers) <= _rule.POWER_MEMO_BASES
+        kept, _ = _rule._powers[float(base)]
+        assert kept.size == min(cap, _rule.POWER_MEMO_STEPS) + 1
 
 
 def test_a_compiled_run_of_many_blocks_is_the_host_loops():

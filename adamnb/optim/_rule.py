@@ -55,6 +55,7 @@ import ast
 import inspect
 import math
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -167,6 +168,15 @@ def _real_scalar(value):
         return None
 
 
+#: The last step whose power :func:`power` keeps, per base (the base's cap, if that is lower),
+#: and the bases it keeps them for, the oldest dropped first: at most 16 arrays of 512 KiB.
+POWER_MEMO_STEPS = 1 << 16
+POWER_MEMO_BASES = 16
+
+_powers = {}  # float(base) -> (base ** min(k, cap) for k = 0, 1, ..., n - 1 in float64, cap)
+_powers_lock = threading.Lock()
+
+
 def power(base, t):
     """``base ** t`` for step numbers ``t``, with the exponent capped where the power is below
     2**-200.
@@ -175,11 +185,23 @@ def power(base, t):
     nothing computed from the power changes: 1 - base**t rounds to exactly 1, and t * base**t (in
     RAdam's rho_t) is far below an ulp of the terms it is added to. Returns the same bits as
     ``base ** np.minimum(t, cap)``.
+
+    The powers of a base in (0, 1) for integer steps are computed once per process and kept
+    (:data:`POWER_MEMO_STEPS` steps for each of :data:`POWER_MEMO_BASES` bases): a power costs
+    some 4 ns in NumPy, a seventh of a compiled Adam step on a small problem, and every run with
+    the same betas needs the same ones. The kept powers were computed by the same NumPy
+    expression, so they are the same bits (``tests/test_loops.py``).
     """
-    t = np.asarray(t, dtype=np.float64)
+    base, t = float(base), np.asarray(t)  # (a NumPy float32 base would round base ** cap)
+    if 0.0 < base < 1.0 and t.ndim > 0 and t.size > 0 and t.dtype.kind in "iu":
+        kept = _kept_powers(base, int(t.max()))
+        if kept is not None and (t.dtype.kind == "u" or int(t.min()) >= 0):
+            # "clip": a step past the last kept one, the cap, reads the cap's power
+            return kept.take(t, mode="clip")
+    t = t.astype(np.float64, copy=False)
     if not 0.0 < base < 1.0:
         return base ** t
-    cap = float(int(200 * math.log(2.0) / -math.log(base)) + 1)
+    cap = float(_power_cap(base))
     if t.ndim == 0 or t.max(initial=0.0) < cap:
         return base ** np.minimum(t, cap)
     # Past the cap every power is the same number: one pow for all of them (pow costs some
@@ -189,6 +211,39 @@ def power(base, t):
     below = t < cap
     powers[below] = base ** t[below]
     return powers
+
+
+def _power_cap(base):
+    """The first step whose power of ``base`` (in (0, 1)) is below 2**-200."""
+    return int(200 * math.log(2.0) / -math.log(base)) + 1
+
+
+def _kept_powers(base, last):
+    """The kept powers ``base ** min(k, cap)`` of the steps ``k = 0, 1, ..., n - 1``, computed
+    (and kept) where missing, for a step ``last`` that is either below n or past the cap with
+    the cap's power kept (a step past the cap then reads the last one); None where ``last`` is
+    past what is kept. The powers grow by doublings as runs go on."""
+    kept = _powers.get(base)
+    if kept is not None and (last < kept[0].size or kept[0].size == kept[1] + 1):
+        return kept[0]
+    cap = _power_cap(base)
+    needed, limit = min(last, cap) + 1, min(cap, POWER_MEMO_STEPS) + 1
+    if needed > limit:
+        return None
+    with _powers_lock:  # the scalars of a block can be computed on a second thread
+        have = _powers[base][0] if base in _powers else np.empty(0)
+        if have.size >= needed:
+            return have
+        size = min(limit, max(needed, 2 * have.size, 1024))
+        grown = np.empty(size)
+        grown[:have.size] = have
+        grown[have.size:] = base ** np.minimum(np.arange(have.size, size, dtype=np.float64),
+                                               float(cap))
+        _powers.pop(base, None)
+        while len(_powers) >= POWER_MEMO_BASES:
+            del _powers[next(iter(_powers))]
+        _powers[base] = (grown, cap)
+        return grown
 
 
 def standard_scalar(name, options, t, lr, rule="?"):

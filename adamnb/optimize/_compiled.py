@@ -52,8 +52,9 @@ the loop keeps everything else off that chain:
   (some 7 microseconds each) and an unbounded run carries no projection code.
 
 What remains of a step's cost is outside the loop: the block of per-step scalars, computed with
-NumPy on the host (for Adam two powers per step, ``beta1**t`` and ``beta2**t``), and the Python
-around each call. ``benchmarks/bench_loops.py`` measures each part.
+NumPy on the host (for Adam two powers per step, ``beta1**t`` and ``beta2**t``, which
+:func:`adamnb.optim._rule.power` computes once per process and keeps), and the Python around
+each call. ``benchmarks/bench_loops.py`` measures each part, and the loop alone.
 
 Compiling once per machine
     A loop around a built-in problem is cached on disk by numba (its closure holds only
@@ -580,8 +581,9 @@ class _BlockScalars:
     """The per-step scalars of the compiled loop's blocks, the next block's computed on another
     thread while the loop runs the current one.
 
-    A block's scalars are NumPy work (two ``pow`` per step for Adam's bias corrections, some
-    10 ns a step, a fifth of a compiled step of a small problem); the loop releases the GIL
+    A block's scalars are NumPy work (for Adam's bias corrections, two powers per step, read from
+    those :func:`adamnb.optim._rule.power` keeps, a square root and a division: some 5 ns a
+    step, a sixth of a compiled step of the smallest problems); the loop releases the GIL
     (the package's jit options), so the two overlap. Computed in the same order and by the same
     code as without the thread: the same bits. A block computed ahead for a run that then stops
     is simply not used (the stream is this run's own).
