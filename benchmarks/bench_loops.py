@@ -26,7 +26,8 @@ its fixed cost per call (``minimize`` of one step), the loop alone (the compiled
 the Python around the loop), and the update's own chain of dependent operations: Adam's element
 and Rosenbrock's gradient in a bare numba loop over a precomputed table, with none of the
 driver's tests and bookkeeping. That chain (the next x needs the gradient at this x, which needs
-this x) is the floor of any loop computing the same arithmetic.
+this x) is the floor of any loop computing the same arithmetic. Last, what a user's allocating
+objective adds at least: numba allocating and freeing a 2-element array, in a loop of its own.
 
 All run in this one process, interleaved round by round within groups, median of repeats: the
 runs under 10 ms (compiled paths, optax), the slow loops (Python path, NumPy, torch: a 5 s
@@ -154,10 +155,11 @@ users_rosenbrock_with_into.into = users_rosenbrock_into
 
 
 def make_parts(steps):
-    """Three parts of the compiled path, to time alone: the update's dependency chain (Adam's
-    element and Rosenbrock's gradient, nothing else, over a precomputed coefficient table: the
-    same arithmetic as the compiled path), the computation of that table, and the compiled loop
-    that ``minimize`` runs, called once on that table (no Python between blocks)."""
+    """Parts of the compiled path, to time alone: the update's dependency chain (Adam's element
+    and Rosenbrock's gradient, nothing else, over a precomputed coefficient table: the same
+    arithmetic as the compiled path), the computation of that table, the compiled loop that
+    ``minimize`` runs, called once on that table (no Python between blocks), and ``steps``
+    allocations of a 2-element array."""
     from adamnb.optimize import _compiled
 
     adam = rules.get_rule("adam")
@@ -198,6 +200,18 @@ def make_parts(steps):
                 adam.carry_vector(options, x.dtype), table, np.empty(2), x[:0], x[:0], 0.0,
                 np.empty(0), np.empty((0, 2)), np.zeros(3, dtype=np.int64))
 
+    @numba.njit
+    def allocations(count):
+        # What a user's allocating objective adds to a step at least: numba allocating a
+        # 2-element array and freeing it (the values are used, so that nothing is elided).
+        total = 0.0
+        for step in range(count):
+            gradient = np.empty(2)
+            gradient[0] = step
+            gradient[1] = total
+            total += gradient[0] - gradient[1]
+        return total
+
     # The loop minimize picks for this objective (compile_loop's first candidate that compiles).
     loop = _compiled.compile_loop(adam, value_and_grad, True, False, 0, False, loop_arguments())
 
@@ -206,7 +220,7 @@ def make_parts(steps):
         loop(*arguments)
         return arguments[1]
 
-    return run, coefficient_table, loop_alone
+    return run, coefficient_table, loop_alone, lambda: allocations(steps)
 
 
 def median_seconds(call, repeats):
@@ -242,7 +256,7 @@ def single_start_loops(args, report):
     compiled, compiled_fast = minimizing(value_and_grad), minimizing(value_and_grad, fast=True)
     users, users_fast = minimizing(users_rosenbrock), minimizing(users_rosenbrock, fast=True)
     users_into = minimizing(users_rosenbrock_with_into)
-    chain_floor, coefficient_table, loop_alone = make_parts(steps)
+    chain_floor, coefficient_table, loop_alone, allocations = make_parts(steps)
     # The exact compiled paths have the host loop's bits (and the bare chain and the loop alone
     # are the same arithmetic); fast mode is other arithmetic, within its stated tolerance.
     assert compiled().tobytes() == python_path().tobytes() == chain_floor().tobytes() \
@@ -288,7 +302,7 @@ def single_start_loops(args, report):
         seconds.update(time_rounds(slow, args.repeats))
     parts = time_rounds({"whole": compiled, "coefficient table": coefficient_table,
                          "one-step minimize": one_step, "loop alone": loop_alone,
-                         "chain floor": chain_floor},
+                         "chain floor": chain_floor, "allocations": allocations},
                         args.fast_repeats)
     overhead = None
     if not args.skip_slow:
@@ -327,6 +341,9 @@ def single_start_loops(args, report):
           f"{(whole - parts['loop alone']) / steps * 1e9:.1f} |")
     print(f"| the update's dependency chain alone (bare loop, same arithmetic) | "
           f"{parts['chain floor'] / steps * 1e9:.1f} |")
+    print(f"| numba allocating and freeing a 2-element array (what an allocating objective adds "
+          f"to a step, before any overlap with the chain) | "
+          f"{parts['allocations'] / steps * 1e9:.1f} |")
     report["single_start"] = {"steps": steps, "seconds": seconds, "parts": parts,
                               "python_driver_overhead_per_step": overhead, "notes": notes}
 
