@@ -415,6 +415,35 @@ def test_kept_powers_are_numpys_pow_as_the_memo_grows_and_drops_bases():
         assert kept.size == min(cap, _rule.POWER_MEMO_STEPS) + 1
 
 
+def test_kept_powers_from_threads_at_once_are_numpys_pow():
+    """Four threads asking for the powers of the same new bases at once, over growing ranges of
+    steps (a block's scalars are computed on a second thread while another run computes its
+    first block): every answer is NumPy's ``base ** min(t, cap)``."""
+    import threading
+
+    from adamnb.optim import _rule
+    bases = (0.91234, 0.998765, 0.99991)
+    failures = []
+
+    def ask(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(40):
+            base = bases[rng.integers(len(bases))]
+            first = int(rng.integers(1, 60_000))
+            steps = np.arange(first, first + int(rng.integers(1, 9000)))
+            cap = int(200 * math.log(2.0) / -math.log(base)) + 1
+            expected = base ** np.minimum(steps, cap).astype(np.float64)
+            if _rule.power(base, steps).tobytes() != expected.tobytes():
+                failures.append((base, first, steps.size))
+
+    threads = [threading.Thread(target=ask, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
 def test_a_compiled_run_of_many_blocks_is_the_host_loops():
     """50,000 steps: compiled blocks of 4096 doubling to 32768 steps, each block's scalars
     computed on another thread while the previous block runs; the host loop's bits."""
