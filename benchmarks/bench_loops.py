@@ -45,7 +45,6 @@ import time
 
 import numba
 import numpy as np
-from numba.np.unsafe.ndarray import to_fixed_tuple
 
 import adamnb
 from adamnb.optim import rules
@@ -166,10 +165,14 @@ def make_parts(steps):
     element = adam.element
     count = adam.n_coefficients
 
-    @numba.njit(error_model="numpy")
+    # The step's scalars read one by one, without numba's reference counting (as the compiled
+    # loop reads them): a view of the table's column would cost a reference count per step.
+    read = _compiled.coefficient_reader((None,) * count)
+
+    @numba.njit(error_model="numpy", _nrt=False)
     def chain(x, g, state, table):
         for step in range(table.shape[1]):
-            c = to_fixed_tuple(table[:, step], count)
+            c = read(table, step)
             for i in range(x.size):
                 x[i] = element(x[i], g[i], state, i, c)
             rosenbrock_value_and_grad_into(x, g)

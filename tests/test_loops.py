@@ -413,6 +413,21 @@ def test_kept_powers_are_numpys_pow_as_the_memo_grows_and_drops_bases():
         assert len(_rule._powers) <= _rule.POWER_MEMO_BASES
         kept, _ = _rule._powers[float(base)]
         assert kept.size == min(cap, _rule.POWER_MEMO_STEPS) + 1
+    # Steps past the cap of a base whose cap is past what is kept (NumPy's pow of an array,
+    # which Python's float pow is not), unsigned steps past what take() reads as an index, and
+    # a base asked for far into a run, whose powers are then not computed from step 0 and kept.
+    for base in (0.99995, 0.999999999):
+        cap = int(200 * math.log(2.0) / -math.log(base)) + 1
+        steps = np.array([1, cap - 1, cap, cap + 1, 10 * cap])
+        expected = base ** np.minimum(steps, cap).astype(np.float64)
+        assert _rule.power(base, steps).tobytes() == expected.tobytes(), base
+    steps = np.array([2**63, 1, 2**64 - 1], dtype=np.uint64)
+    expected = 0.9 ** np.minimum(steps, 1316).astype(np.float64)
+    assert _rule.power(0.9, steps).tobytes() == expected.tobytes()
+    steps = np.arange(60_000, 60_512)  # (0.99987's cap is past step 1,000,000)
+    expected = 0.99987 ** steps.astype(np.float64)
+    assert _rule.power(0.99987, steps).tobytes() == expected.tobytes()
+    assert 0.99987 not in _rule._powers
 
 
 def test_kept_powers_from_threads_at_once_are_numpys_pow():
@@ -442,6 +457,40 @@ def test_kept_powers_from_threads_at_once_are_numpys_pow():
     for thread in threads:
         thread.join()
     assert not failures
+
+
+_FORK_WITH_POWERS_LOCK_HELD = """
+import multiprocessing, threading, time, numpy as np
+from adamnb.optim import _rule
+
+def child(_):
+    return float(_rule.power(0.987654, np.arange(1, 100))[-1])
+
+held = threading.Event()
+
+def hold():
+    with _rule._powers_lock:  # as the scalars' thread does while it grows the kept powers
+        held.set()
+        time.sleep(2)
+
+threading.Thread(target=hold).start()
+held.wait()
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    print("done", pool.map(child, [0]))
+"""
+
+
+def test_a_process_forked_while_powers_are_being_kept_does_not_wait_for_them():
+    """The lock of the kept powers is new in a forked process: a sweep's worker forked while
+    the scalars' thread grows the kept powers (a run that has just converged, its next block
+    still computed) would otherwise wait for a lock no thread of its own will release."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", _FORK_WITH_POWERS_LOCK_HELD], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-3000:]
 
 
 def test_a_compiled_run_of_many_blocks_is_the_host_loops():

@@ -54,6 +54,7 @@ so they all take the same steps, to the bit.
 import ast
 import inspect
 import math
+import os
 import textwrap
 import threading
 from dataclasses import dataclass, field
@@ -168,13 +169,25 @@ def _real_scalar(value):
         return None
 
 
-#: The last step whose power :func:`power` keeps, per base (the base's cap, if that is lower),
-#: and the bases it keeps them for, the oldest dropped first: at most 16 arrays of 512 KiB.
+#: The last step whose power :func:`power` keeps, per base (the base's cap, if that is lower):
+#: at most 512 KiB of powers per base.
 POWER_MEMO_STEPS = 1 << 16
+#: The bases :func:`power` keeps powers for, the oldest dropped first.
 POWER_MEMO_BASES = 16
 
 _powers = {}  # float(base) -> (base ** min(k, cap) for k = 0, 1, ..., n - 1 in float64, cap)
 _powers_lock = threading.Lock()
+
+
+def _new_powers_lock():
+    # A process forked while the scalars' thread held the lock (a sweep's worker, forked while a
+    # run that has just converged still computes its next block) would wait for it forever.
+    global _powers_lock
+    _powers_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_powers_lock)
 
 
 def power(base, t):
@@ -184,7 +197,8 @@ def power(base, t):
     pow is about 50 times slower when its result is subnormal (0.9 ** 20000 is), and past that cap
     nothing computed from the power changes: 1 - base**t rounds to exactly 1, and t * base**t (in
     RAdam's rho_t) is far below an ulp of the terms it is added to. Returns the same bits as
-    ``base ** np.minimum(t, cap)``.
+    ``base ** np.minimum(t, cap)`` (NumPy's ``pow`` of an array, which is not always the C
+    library's that Python's float ``**`` calls).
 
     The powers of a base in (0, 1) for integer steps are computed once per process and kept
     (:data:`POWER_MEMO_STEPS` steps for each of :data:`POWER_MEMO_BASES` bases): a power costs
@@ -194,23 +208,28 @@ def power(base, t):
     """
     base, t = float(base), np.asarray(t)  # (a NumPy float32 base would round base ** cap)
     if 0.0 < base < 1.0 and t.ndim > 0 and t.size > 0 and t.dtype.kind in "iu":
-        kept = _kept_powers(base, int(t.max()))
-        if kept is not None and (t.dtype.kind == "u" or int(t.min()) >= 0):
-            # "clip": a step past the last kept one, the cap, reads the cap's power
-            return kept.take(t, mode="clip")
+        first, last = int(t.min()), int(t.max())
+        # (take() reads its indices as intp: a larger uint64 would wrap to a negative index)
+        if 0 <= first and last <= _LARGEST_INDEX:
+            kept = _kept_powers(base, first, last, t.size)
+            if kept is not None:
+                # "clip": a step past the last kept one, the cap, reads the cap's power
+                return kept.take(t, mode="clip")
     t = t.astype(np.float64, copy=False)
     if not 0.0 < base < 1.0:
         return base ** t
     cap = float(_power_cap(base))
     if t.ndim == 0 or t.max(initial=0.0) < cap:
         return base ** np.minimum(t, cap)
-    # Past the cap every power is the same number: one pow for all of them (pow costs some
-    # 10 ns, a quarter of a compiled Adam step on a small problem; beta1 = 0.9 reaches its cap
-    # at step 1317).
-    powers = np.full(t.shape, base ** cap)
+    # Past the cap every power is the same number: one pow for all of them (some 4 ns each;
+    # beta1 = 0.9 reaches its cap at step 1316), NumPy's pow of an array like the others.
+    powers = np.full(t.shape, (base ** np.full(1, cap))[0])
     below = t < cap
     powers[below] = base ** t[below]
     return powers
+
+
+_LARGEST_INDEX = np.iinfo(np.intp).max
 
 
 def _power_cap(base):
@@ -218,17 +237,21 @@ def _power_cap(base):
     return int(200 * math.log(2.0) / -math.log(base)) + 1
 
 
-def _kept_powers(base, last):
+def _kept_powers(base, first, last, count):
     """The kept powers ``base ** min(k, cap)`` of the steps ``k = 0, 1, ..., n - 1``, computed
-    (and kept) where missing, for a step ``last`` that is either below n or past the cap with
-    the cap's power kept (a step past the cap then reads the last one); None where ``last`` is
-    past what is kept. The powers grow by doublings as runs go on."""
+    (and kept) where missing, for ``count`` steps from ``first`` to ``last``: n > last, or the
+    powers end at the cap (a step past it then reads the last one). None where ``last`` is past
+    what is kept, or where keeping would compute many more powers than the ``count`` asked for
+    (a base dropped for others, asked for again far into a run: computing its powers from step 0
+    at every block would cost more than computing the block's alone). The powers grow by
+    doublings as runs go on."""
     kept = _powers.get(base)
     if kept is not None and (last < kept[0].size or kept[0].size == kept[1] + 1):
         return kept[0]
     cap = _power_cap(base)
     needed, limit = min(last, cap) + 1, min(cap, POWER_MEMO_STEPS) + 1
-    if needed > limit:
+    have = 0 if kept is None else kept[0].size
+    if needed > limit or needed - have > 2 * count + 1024:
         return None
     with _powers_lock:  # the scalars of a block can be computed on a second thread
         have = _powers[base][0] if base in _powers else np.empty(0)
