@@ -107,6 +107,32 @@ def test_compiled_option():
     assert forced.x.tobytes() == host.x.tobytes()
 
 
+def test_fast_mode_takes_the_compiled_loop_at_once_or_says_why_it_cannot():
+    """fast=True exists in the compiled loop only: with compiled=None a new objective's first
+    run is already the fast loop's (the expected-cost rule would have given the host loop's exact
+    bits first and the fast loop's later, for the same call); a run that cannot be compiled, or
+    compiled=False, raises rather than running exact arithmetic under a fast=True."""
+    @numba.njit
+    def fresh(x):
+        a = x[1] - x[0] * x[0]
+        b = 1.0 - x[0]
+        return 100.0 * a * a + b * b, np.array([-400.0 * x[0] * a - 2.0 * b, 200.0 * a])
+
+    x0 = np.array([-1.5, 2.0])
+    options = {"maxiter": 300, "gtol": 0, "lr": 0.01, "fast": True}
+    first = adamnb.minimize(fresh, x0, jac=True, options=options)
+    again = adamnb.minimize(fresh, x0, jac=True, options=options)
+    forced = adamnb.minimize(fresh, x0, jac=True, options={**options, "compiled": True})
+    exact = adamnb.minimize(fresh, x0, jac=True, options={**options, "fast": False})
+    assert first.x.tobytes() == again.x.tobytes() == forced.x.tobytes() != exact.x.tobytes()
+    with pytest.raises(ValueError, match="fast=True.*numba-jitted"):
+        adamnb.minimize(lambda x: (float(x @ x), 2 * x), x0, jac=True, options=options)
+    with pytest.raises(ValueError, match="fast=True.*callback"):
+        adamnb.minimize(fresh, x0, jac=True, callback=lambda xk: None, options=options)
+    with pytest.raises(ValueError, match="fast=True.*compiled=False"):
+        adamnb.minimize(fresh, x0, jac=True, options={**options, "compiled": False})
+
+
 def test_a_short_run_does_not_wait_for_a_compile(monkeypatch):
     """compiled=None: a user's new jitted objective takes the host loop while the host steps cost
     less than a compile, and the compiled loop once they would cost more (counted over this

@@ -71,7 +71,8 @@ DRIVER_OPTIONS = {
                        "decided by expected cost, compiling only when it pays off)"),
     "fast": (False, "compile the loop with fast arithmetic (fused multiply-adds, reciprocals): "
                     "faster, no longer bit-identical to the host loop (within the tolerance "
-                    "stated in the documentation); compiled loops and minimize_batch only"),
+                    "stated in the documentation); compiled loops and minimize_batch only: "
+                    "the run takes the compiled loop, or raises ValueError if it cannot"),
 }
 assert set(DRIVER_OPTIONS) <= RESERVED_OPTION_NAMES  # no rule may take a driver's option name
 

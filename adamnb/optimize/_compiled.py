@@ -546,17 +546,26 @@ def _arguments(run, x, f, g, norm, state, carry, lower, upper):
 def compiled_route(run, fun, jac, notify, objective, x, f, g, norm, state, carry, lower, upper):
     """The compiled loop for this run, or None where the host loop runs (module notes).
 
+    ``fast=True`` exists in the compiled loop only, so it takes that loop at once, as
+    ``compiled=True`` does: were it left to the expected cost, the same call would give the host
+    loop's exact bits on its first runs and the fast loop's afterwards.
+
     Raises
     ------
     ValueError
-        ``compiled=True`` for a run that cannot be compiled (the message says why).
+        ``compiled=True`` or ``fast=True`` for a run that cannot be compiled (the message says
+        why), or ``fast=True`` with ``compiled=False``.
     """
+    if run.fast and run.compiled is False:
+        raise ValueError("fast=True runs in the compiled loop only, and compiled=False asks for "
+                         "the host loop: drop one of them")
     if run.compiled is False:
         return None
     why = _why_not_compilable(run, fun, jac, notify, objective)
     if why is not None:
-        if run.compiled:
-            raise ValueError(f"compiled=True, but this run cannot take the compiled loop: {why}")
+        if run.compiled or run.fast:
+            option = "compiled=True" if run.compiled else "fast=True (compiled loop only)"
+            raise ValueError(f"{option}, but this run cannot take the compiled loop: {why}")
         return None
     loop = compiled_loop(run.rule, fun, jac, lower.size > 0, len(run.args), run.fast)
     # The loop's argument types follow from x's dtype and the extra arguments' types alone.
@@ -564,7 +573,7 @@ def compiled_route(run, fun, jac, notify, objective, x, f, g, norm, state, carry
     if key in _ready:
         return _ready[key]
     arguments = _arguments(run, x, f, g, norm, state, carry, lower, upper)
-    if not (run.compiled or ready(loop, arguments)):
+    if not (run.compiled or run.fast or ready(loop, arguments)):
         spent = _host_seconds[key] + run.maxiter * HOST_STEP_SECONDS
         if spent < COMPILE_SECONDS:
             _host_seconds[key] = spent

@@ -259,7 +259,10 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
     that are no longer the host loop's bits: one step is within 4 units in the last place of x
     of the exact step (plus 1e-14 of the step's length); on a convex problem 2000 steps stay
     within 1e-12 of ``|x0|``; on a non-convex one the two paths may drift apart while reaching
-    the same minimum. It applies to compiled loops and :func:`adamnb.minimize_batch` only.
+    the same minimum. It exists in compiled loops and :func:`adamnb.minimize_batch` only: a run
+    with ``fast=True`` takes the compiled loop at once whatever the expected cost (so that
+    the same call always gives the same result), and one that cannot take it, or that asks
+    for ``compiled=False`` too, raises a ValueError.
 
     Examples
     --------
