@@ -301,3 +301,56 @@ def test_a_step_before_the_first_or_between_steps_is_refused(schedule, t):
     with pytest.raises(ValueError, match="Invalid step t.*1-based"):
         schedule(t)
     assert schedule(1) == schedule(1.0) == schedule(np.int64(1)) == 0.1
+
+
+class _NaNFrom5001(adamnb.schedules.Schedule):
+    """A user's schedule class whose rate is NaN from step 5001 on."""
+
+    def values(self, t):
+        return np.where(np.asarray(t) > 5000, np.nan, 1e-3)
+
+
+def test_a_schedule_classs_bad_rate_is_named_at_its_step_on_every_path():
+    """A Schedule subclass computes a block of rates at once; a bad one raises ValueError naming
+    its step when that step is about to be taken (not status 3 blaming the objective, and no
+    silent NaN in x), on the host loop, the compiled loop, minimize_batch and the classes, and
+    a run that stops before it (maxiter inside the block that holds it) never meets it."""
+    quadratic = adamnb.functions.get("quadratic", n=2)
+    options = {"lr": _NaNFrom5001(), "maxiter": 20_000, "gtol": 0}
+    message = "returned nan at step 5001"
+    for compiled in (False, True):
+        with pytest.raises(ValueError, match=message):
+            adamnb.minimize(quadratic.value_and_grad, [3.0, 3.0], jac=True,
+                            options={**options, "compiled": compiled})
+        short = adamnb.minimize(quadratic.value_and_grad, [3.0, 3.0], jac=True,
+                                options={**options, "compiled": compiled, "maxiter": 5000})
+        assert short.status == 1 and short.nit == 5000
+    with pytest.raises(ValueError, match=message):
+        adamnb.minimize_batch(quadratic.value_and_grad, np.array([[3.0, 3.0]]), options=options)
+    optimizer, x = adamnb.Adam(lr=_NaNFrom5001()), np.zeros(2)
+    for _ in range(5000):
+        optimizer.step(x, np.ones(2))
+    with pytest.raises(ValueError, match=message):
+        optimizer.step(x, np.ones(2))
+
+
+def test_onecycle_shorter_than_maxiter_is_fine_until_its_last_step_on_every_path():
+    """torch's OneCycleLR raises only when stepped past total_steps: a run that converges before
+    then gives the host loop's result on the compiled paths too, which compute rates a block
+    ahead; one that goes on raises at the first step past it, on every path."""
+    quadratic = adamnb.functions.get("quadratic", n=2)
+    options = {"lr": adamnb.schedules.OneCycle(0.05, total_steps=3000), "maxiter": 20_000}
+    host = adamnb.minimize(quadratic.fun, [3.0, 3.0], jac=quadratic.grad,
+                           options={**options, "compiled": False})
+    assert host.status == 0 and host.nit < 3000
+    for extra in ({}, {"compiled": True}):
+        run = adamnb.minimize(quadratic.fun, [3.0, 3.0], jac=quadratic.grad,
+                              options={**options, **extra})
+        assert (run.status, run.nit, run.x.tobytes()) == (0, host.nit, host.x.tobytes())
+    batch = adamnb.minimize_batch(quadratic.value_and_grad, np.array([[3.0, 3.0]]),
+                                  options=options)
+    assert batch.x[0].tobytes() == host.x.tobytes()
+    for compiled in (False, True):
+        with pytest.raises(ValueError, match="no rate for step 3002"):
+            adamnb.minimize(quadratic.fun, [3.0, 3.0], jac=quadratic.grad,
+                            options={**options, "gtol": 0, "compiled": compiled})

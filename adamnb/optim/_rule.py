@@ -62,7 +62,7 @@ from typing import Callable
 
 import numpy as np
 
-from adamnb.optim.schedules import Schedule, checked_rate
+from adamnb.optim.schedules import Schedule, checked_rate, checked_rates
 
 __all__ = ["Hyperparameter", "UpdateRule", "MatrixStep", "CoefficientStream", "power",
            "standard_scalar", "moment_options", "weight_decay_scalars",
@@ -658,6 +658,35 @@ class UpdateRule:
         return CoefficientStream(self, options, schedule, dtype, maxiter, scalars, step)
 
 
+def _pure_rates(schedule, steps):
+    """``(steps, rates)``: the first of ``steps`` (consecutive) and their rates, up to the step
+    before the first whose rate is bad or whose computation raises (the longest such prefix,
+    found by bisection); that step's error is raised where it is the first (see
+    :meth:`CoefficientStream.columns`)."""
+    try:
+        rates = np.asarray(schedule.values(steps), dtype=np.float64)
+    except Exception:
+        if steps.size == 1:
+            raise
+        good, failing = 0, steps.size  # the rates of steps[:good] compute, of steps[:failing] not
+        while failing - good > 1:
+            middle = (good + failing) // 2
+            try:
+                schedule.values(steps[:middle])
+                good = middle
+            except Exception:
+                failing = middle
+        steps = steps[:max(good, 1)]  # with none good, the first step raises its own error
+        rates = np.asarray(schedule.values(steps), dtype=np.float64)
+    bad = ~(np.isfinite(rates) & (rates >= 0))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        if first == 0:
+            checked_rates(rates[:1], steps[:1])  # raises, naming the step
+        steps, rates = steps[:first], rates[:first]
+    return steps, rates
+
+
 class CoefficientStream:
     """The per-step scalars of one run, step after step: the one place every driver and every
     optimizer class reads them from.
@@ -697,6 +726,18 @@ class CoefficientStream:
         callable schedule), never past ``maxiter``, as columns of a (K, m) array in ``dtype``.
 
         ``t`` must be the next step of the stream: steps are computed once each, in order.
+
+        A pure schedule's rates are computed for the whole block at once, ahead of the steps.
+        Where one of them is bad (NaN, infinite, negative) or cannot be computed (``OneCycle``
+        past its ``total_steps``), the block ends before that step, and the error is raised
+        when that step comes first, that is when it is about to be taken: as for a callable
+        schedule, a run that stops before that step never meets it.
+
+        Raises
+        ------
+        ValueError
+            The rate of step ``t`` is bad (the message names the step); or what the schedule
+            raised computing it.
         """
         if t != self.next:
             raise ValueError(f"the coefficient stream is at step {self.next}, not {t}")
@@ -704,7 +745,8 @@ class CoefficientStream:
         last = t + count - 1 if self.maxiter is None else min(t + count - 1, self.maxiter)
         steps = np.arange(t, last + 1, dtype=np.int64)
         if self.pure:
-            rates = np.asarray(self.schedule.values(steps), dtype=np.float64)
+            steps, rates = _pure_rates(self.schedule, steps)
+            last = int(steps[-1])
         else:
             rates = np.array([checked_rate(self.schedule, int(step)) for step in steps])
         columns, self.scalars = self.rule.coefficient_columns(self.options, steps, rates,

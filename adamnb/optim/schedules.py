@@ -46,7 +46,7 @@ import numpy as np
 __all__ = ["Schedule", "Constant", "InverseSqrt", "Exponential", "Step", "Cosine", "Warmup",
            "MultiStep", "Linear", "Polynomial", "CosineWarmRestarts", "Cyclic", "OneCycle",
            "Sequential", "ReduceLROnPlateau", "as_schedule", "schedule_values", "checked_rate",
-           "fresh_copy"]
+           "checked_rates", "fresh_copy"]
 
 
 def _positive(name, value, allow_zero=True):
@@ -640,6 +640,25 @@ def checked_rate(schedule, t):
         raise ValueError(f"lr schedule returned {value!r} at step {t}; expected a finite "
                          "number >= 0")
     return rate
+
+
+def checked_rates(rates, t):
+    """``rates`` (the rates of the steps ``t``) as a float64 array, checked as
+    :func:`checked_rate` checks one: finite numbers >= 0. A :class:`Schedule` subclass computes
+    its rates for a block of steps at once; a bad one is named by its step, as a callable's is.
+
+    Raises
+    ------
+    ValueError
+        A rate is NaN, infinite or negative; the message names the first such step.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    bad = ~(np.isfinite(rates) & (rates >= 0))
+    if bad.any():
+        where = np.flatnonzero(bad.ravel())[0]
+        raise ValueError(f"lr schedule returned {float(rates.ravel()[where])!r} at step "
+                         f"{int(np.asarray(t).ravel()[where])}; expected a finite number >= 0")
+    return rates
 
 
 def schedule_values(schedule, t):
