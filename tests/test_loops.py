@@ -493,6 +493,51 @@ def test_a_process_forked_while_powers_are_being_kept_does_not_wait_for_them():
     assert done.returncode == 0 and "done" in done.stdout, done.stderr[-3000:]
 
 
+_FROZEN_GLOBAL = """
+import numba
+import numpy as np
+
+TARGET = 1.0
+
+
+@numba.njit
+def fg_into(x, g):
+    s = 0.0
+    for i in range(x.size):
+        d = x[i] - TARGET
+        s += d * d
+        g[i] = 2.0 * d
+    return s
+
+
+@numba.njit
+def fg(x):
+    g = np.empty_like(x)
+    return fg_into(x, g), g
+
+
+fg.into = fg_into
+"""
+
+
+def test_a_global_rebound_after_the_users_compile_does_not_reach_the_compiled_loop():
+    """numba freezes a global's value when it compiles a function; a notebook may rebind it
+    later. The compiled loop used to inline a copy of the user's ``into`` compiled then, which
+    read the new value: it minimised another function than the user's (x = 5, where the user's
+    function is 48) and reported success. Such a function is now called, as the host loop
+    calls it."""
+    namespace = {}
+    exec(_FROZEN_GLOBAL, namespace)
+    fg, x0 = namespace["fg"], np.zeros(3)
+    fg(x0)  # numba compiles fg and fg_into here, with TARGET = 1.0
+    namespace["TARGET"] = 5.0
+    options = {"lr": 0.05, "maxiter": 3000}
+    host = adamnb.minimize(fg, x0, jac=True, options={**options, "compiled": False})
+    loop = adamnb.minimize(fg, x0, jac=True, options={**options, "compiled": True})
+    assert np.allclose(host.x, 1.0, atol=1e-3)
+    assert loop.x.tobytes() == host.x.tobytes()
+
+
 def test_a_compiled_run_of_many_blocks_is_the_host_loops():
     """50,000 steps: compiled blocks of 4096 doubling to 32768 steps, each block's scalars
     computed on another thread while the previous block runs; the host loop's bits."""

@@ -23,8 +23,10 @@ the loop keeps everything else off that chain:
   objective allocates can be pruned across what was the call. Inlining compiles the objective
   with the loop's options, so it is done only where that cannot change a result: the built-in
   problems, and a user's function compiled without fast-math, parallel or bounds-checking
-  options and with no division or remainder in its own code (numba's error model, which decides
-  what a division by zero does, is the loop's). Any other function is called.
+  options, with no division or remainder in its own code (numba's error model, which decides
+  what a division by zero does, is the loop's), and reading no global or closure variable that
+  holds data (numba froze its value when it compiled the user's function; the copy would read
+  the value bound now). Any other function is called.
 * Two gradient buffers, swapped after each successful step: the new gradient is written into the
   spare one, so the last finite gradient survives a non-finite one (status 3) without a copy.
   The step's scalars are read one by one (:func:`coefficient_reader`) rather than through a view
@@ -79,6 +81,7 @@ Fast mode (``fast=True``)
     hold them to the exact path within a stated tolerance (``tests/test_fast_mode.py``).
 """
 
+import builtins
 import collections
 import concurrent.futures
 import contextvars
@@ -242,11 +245,47 @@ def _divides(code):
     return any(_divides(const) for const in code.co_consts if isinstance(const, types.CodeType))
 
 
+def _reads_data(function):
+    """Whether ``function`` reads a global or closure variable that holds data (a number, an
+    array: anything but a module or a callable). numba freezes such a value when it compiles the
+    function; a copy compiled later would read the value bound then, which a notebook may have
+    changed since (``TARGET = 5.0`` after the user's function was compiled with 1.0)."""
+    def code_objects(code):
+        yield code
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                yield from code_objects(const)
+
+    names = {instruction.argval for code in code_objects(function.__code__)
+             for instruction in dis.get_instructions(code)
+             if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    scope = {**vars(builtins), **function.__globals__}
+    values = [scope.get(name, _MISSING) for name in names]
+    values += [cell.cell_contents if _filled(cell) else _MISSING
+               for cell in function.__closure__ or ()]
+    return any(value is _MISSING or not (isinstance(value, types.ModuleType) or callable(value))
+               for value in values)
+
+
+_MISSING = object()
+
+
+def _filled(cell):
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
 def _inlinable(dispatcher):
-    """Whether compiling ``dispatcher``'s source into a loop (the loop's options) gives the same
-    results as calling it (its own options); see the module notes."""
+    """Whether compiling ``dispatcher``'s source into a loop (the loop's options, this moment's
+    globals) gives the same results as calling it (its own options, the globals it froze); see
+    the module notes."""
     options = dispatcher.targetoptions
     if options.get("fastmath") or options.get("parallel") or options.get("boundscheck"):
+        return False
+    if _reads_data(dispatcher.py_func):
         return False
     return options.get("error_model") == "numpy" or not _divides(dispatcher.py_func.__code__)
 

@@ -249,8 +249,10 @@ def minimize(fun, x0, args=(), method="adam", jac=None, hess=None, hessp=None, b
 
     An allocation-free ``into`` is compiled into the loop itself (no call per step) where that
     cannot change a result: a function compiled without ``fastmath``, ``parallel`` or
-    ``boundscheck`` options and with no division or remainder in its own code (the loop's error
-    model would turn a ``ZeroDivisionError`` into inf); otherwise it is called. An objective that
+    ``boundscheck`` options, with no division or remainder in its own code (the loop's error
+    model would turn a ``ZeroDivisionError`` into inf), and reading no global variable that holds
+    data (numba freezes such a value when it compiles your function; a copy compiled later would
+    read the value bound then); otherwise it is called. An objective that
     allocates is called through a small compiled adapter that copies its gradient and frees the
     array, so that the loop itself touches no reference count.
 
